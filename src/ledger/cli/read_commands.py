@@ -1,0 +1,69 @@
+"""Commands that read projections: project, export (trace, verify and demo register here too)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ledger.cli.main import app, database, fail
+from ledger.errors import LedgerError
+from ledger.logging import get_logger
+
+EXPORT_NAMES = "customer-month | customer-month-meter | late-adjustments | dim-customer | exceptions | adoption | anomalies"
+
+
+@app.command()
+def project(
+    rebuild: bool = typer.Option(False, "--rebuild", help="recompute from position 0 into new tables, then swap"),
+    check: bool = typer.Option(False, "--check", help="compare incremental tables with a rebuild, per table"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Bring every projection up to date, exactly once per fact."""
+    from ledger import projector
+    from ledger.cli.output import emit_json, table
+
+    try:
+        with database() as db, db.connection() as conn:
+            if check:
+                projector.project(conn)
+                result = projector.check(conn)
+                if as_json:
+                    emit_json(result)
+                else:
+                    print(table(["table", "incremental", "rebuild", "equal"],
+                                [(t, r["incremental"], r["rebuild"], r["equal"]) for t, r in result.items()]))
+                equal = all(r["equal"] for r in result.values())
+                get_logger().info("projections_checked", equal=equal, tables=len(result))
+                raise typer.Exit(0 if equal else 1)
+            report = projector.rebuild(conn) if rebuild else projector.project(conn)
+    except LedgerError as error:
+        fail(error)
+    get_logger().info("projections_rebuilt" if rebuild else "projections_updated", **vars(report))
+    if as_json:
+        emit_json(vars(report))
+    else:
+        print(f"{report.mode}: {report.facts_applied} facts applied, positions {report.from_position}→"
+              f"{report.to_position}, {report.seconds:.2f}s")
+
+
+@app.command()
+def export(
+    name: str = typer.Argument(..., help=EXPORT_NAMES),
+    format: str = typer.Option("csv", "--format", help="csv | json"),
+) -> None:
+    """Print a projection (brought up to date first) as CSV or JSON."""
+    from ledger import projector
+
+    if format not in ("csv", "json"):
+        print(f"error: unknown format {format!r} (csv or json)", file=sys.stderr)
+        raise typer.Exit(2)
+    try:
+        with database() as db, db.connection() as conn:
+            projector.project(conn)
+            projector.export(conn, name, format, sys.stdout)
+    except LedgerError as error:
+        fail(error)
+    except KeyError:
+        print(f"error: unknown export {name!r} (one of {EXPORT_NAMES})", file=sys.stderr)
+        raise typer.Exit(2)

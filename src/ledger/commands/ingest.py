@@ -1,0 +1,125 @@
+"""`ledger ingest KIND FILE`: stream a file into facts in batches, in file order, with a report (SPEC §7)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Iterator
+
+from ledger.domain.facts import KINDS, USAGE
+from ledger.errors import InputFileError
+from ledger.ingest.cloudevents import parse_cloudevents
+from ledger.ingest.facts import CONTRACTS, parse_facts
+from ledger.ingest.reader import infer_format, open_input
+from ledger.ingest.records import RecordContext
+from ledger.ingest.usage import Parsed, parse_csv, parse_ndjson
+from ledger.store.appender import Candidate, Rejection, append_batch
+from ledger.store.database import Database
+
+INGEST_KINDS = ("usage", "identities", "attributes", "prices", "invoices", "credits")
+FORMATS = {
+    "usage": ("ndjson", "csv", "cloudevents"),
+    "identities": ("ndjson", "csv"),
+    "attributes": ("ndjson", "csv"),
+    "prices": ("ndjson",),
+    "invoices": ("ndjson",),
+    "credits": ("ndjson",),
+}
+
+
+@dataclass
+class IngestReport:
+    kind: str
+    file: str
+    format: str
+    read: int = 0
+    appended: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    quarantined: int = 0
+    seconds: float = 0.0
+    first_position: int | None = None
+    last_position: int | None = None
+    refusals: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.read / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return 3 if self.quarantined else 0
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "seconds": round(self.seconds, 3),
+                "events_per_second": round(self.events_per_second, 1), "exit_code": self.exit_code}
+
+
+Progress = Callable[[int, int | None], None]  # (records read so far, bytes consumed or None)
+
+
+def parser_for(kind: str, fmt: str, ctx: RecordContext) -> Callable[[Iterable[tuple[int, bytes]]], Iterator[Parsed]]:
+    if kind == "usage":
+        return {"ndjson": lambda ls: parse_ndjson(ctx, ls), "csv": lambda ls: parse_csv(ctx, ls),
+                "cloudevents": lambda ls: parse_cloudevents(ctx, ls)}[fmt]
+    return lambda ls: parse_facts(kind, fmt, ctx, ls)
+
+
+def ingest_file(db: Database, kind: str, path: str, fmt: str | None = None, *, now: datetime | None = None,
+                progress: Progress | None = None, batch_size: int | None = None) -> IngestReport:
+    """Append every valid record of the file as a fact; quarantine the rest; count duplicates."""
+    fmt = infer_format(path, fmt)
+    if fmt not in FORMATS[kind]:
+        raise InputFileError(path, f"{kind} cannot be read as {fmt} (accepted: {', '.join(FORMATS[kind])})")
+    source = open_input(path)
+    report = IngestReport(kind, source.name, fmt)
+    started = time.perf_counter()
+    ctx = RecordContext(source.name, now or datetime.now(timezone.utc), db.settings.currency)
+    try:
+        if kind == "credits":
+            from ledger.commands.credits import ingest_credit_history
+
+            with db.connection() as conn:
+                ingest_credit_history(conn, ctx, source.lines(), report)
+        else:
+            _ingest_batches(db, kind, ctx, parser_for(kind, fmt, ctx)(source.lines()), report, source,
+                            progress, batch_size or db.settings.batch_size)
+    finally:
+        source.close()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _ingest_batches(db: Database, kind: str, ctx: RecordContext, parsed: Iterator[Parsed], report: IngestReport,
+                    source, progress: Progress | None, batch_size: int) -> None:
+    fact_kind = KINDS[kind]
+    with db.connection() as conn:
+        candidates: list[Candidate] = []
+        rejections: list[Rejection] = []
+
+        def flush() -> None:
+            outcome = append_batch(conn, fact_kind, candidates, rejections, source_file=ctx.source_file)
+            report.appended += len(outcome.appended)
+            report.duplicates += len(outcome.duplicates)
+            report.conflicts += len(outcome.conflicts)
+            report.quarantined += outcome.quarantined
+            if outcome.appended:
+                if report.first_position is None:
+                    report.first_position = outcome.appended[0][1]
+                report.last_position = outcome.appended[-1][1]
+            candidates.clear()
+            rejections.clear()
+            if progress:
+                progress(report.read, source.position())
+
+        for item in parsed:
+            report.read += 1
+            if type(item) is Candidate:
+                candidates.append(item)
+            else:
+                rejections.append(item)
+            if len(candidates) + len(rejections) >= batch_size:
+                flush()
+        if candidates or rejections or report.read == 0:
+            flush()

@@ -1,0 +1,70 @@
+"""Timestamps and months (SPEC §2): RFC 3339 with an offset, kept to the microsecond, UTC inside."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+UTC = timezone.utc
+RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+class TimestampError(ValueError):
+    """A timestamp that is not RFC 3339 with an offset, or names an impossible instant."""
+
+
+def parse_timestamp(text: object) -> datetime:
+    """An RFC 3339 timestamp with an offset, as an aware UTC datetime truncated to the microsecond."""
+    if not isinstance(text, str):
+        raise TimestampError(f"must be an RFC 3339 timestamp string, got {type(text).__name__}")
+    match = RFC3339.match(text)
+    if match is None:
+        if re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?$", text):
+            raise TimestampError(f"timestamp {text!r} has no offset (Z or ±hh:mm required)")
+        raise TimestampError(f"{text!r} is not an RFC 3339 timestamp")
+    date, clock, fraction, offset = match.groups()
+    fraction = (fraction or ".0")[:7]  # finer digits than microseconds are truncated (SPEC §2)
+    if offset in ("Z", "z"):
+        offset = "+00:00"
+    try:
+        moment = datetime.fromisoformat(f"{date}T{clock}{fraction}{offset}")
+    except ValueError as error:
+        raise TimestampError(f"timestamp {text!r} is impossible: {error}") from None
+    return moment.astimezone(UTC)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """The canonical text of an instant: UTC, `YYYY-MM-DDTHH:MM:SS.ffffffZ`."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def month_of(moment: datetime) -> str:
+    """The UTC calendar month of an instant, `YYYY-MM`."""
+    moment = moment.astimezone(UTC)
+    return f"{moment.year:04d}-{moment.month:02d}"
+
+
+def parse_month(text: object) -> str:
+    """A month written `YYYY-MM`."""
+    if not isinstance(text, str) or not MONTH.match(text):
+        raise ValueError(f"must be a month written YYYY-MM, got {text!r}")
+    return text
+
+
+def month_start(month: str) -> datetime:
+    """The first instant of a month."""
+    year, mon = int(month[:4]), int(month[5:7])
+    return datetime(year, mon, 1, tzinfo=UTC)
+
+
+def next_month(month: str) -> str:
+    year, mon = int(month[:4]), int(month[5:7])
+    return f"{year + mon // 12:04d}-{mon % 12 + 1:02d}"
+
+
+def previous_month(month: str) -> str:
+    year, mon = int(month[:4]), int(month[5:7])
+    return f"{year - (mon == 1):04d}-{(mon - 2) % 12 + 1:02d}"

@@ -1,0 +1,100 @@
+"""The ledger's errors. Each carries structured fields; the CLI prints `str(error)` on one line.
+
+    LedgerError
+    ├── ConfigurationError          LEDGER_HOME not writable, bad settings
+    ├── DatabaseUnavailableError    the database cannot be reached or started
+    ├── InputFileError              a file that does not exist or cannot be read
+    ├── MigrationError              an applied migration was edited, or one failed
+    ├── CommandRefusedError         a Finance command broke a rule; nothing was appended
+    │   ├── UnknownCustomerError, UnknownInvoiceError, InvoiceCustomerMismatchError,
+    │   ├── NonPositiveAmountError, CreditExceedsInvoiceError, MissingActorError,
+    │   ├── InvalidReasonError, IdempotencyKeyReusedError
+    │   └── MonthNotEndedError, EarlierMonthOpenError, InvalidMonthError
+    └── NotFoundError               a trace or export of something that does not exist
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Base of every error the ledger raises on purpose."""
+
+    exit_code = 2
+
+
+class ConfigurationError(LedgerError):
+    pass
+
+
+class DatabaseUnavailableError(LedgerError):
+    def __init__(self, target: str, reason: str):
+        self.target, self.reason = target, reason
+        super().__init__(f"cannot reach the database at {target}: {reason}")
+
+
+class InputFileError(LedgerError):
+    def __init__(self, path: str, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: {reason}")
+
+
+class MigrationError(LedgerError):
+    pass
+
+
+class NotFoundError(LedgerError):
+    pass
+
+
+class CommandRefusedError(LedgerError):
+    """A command broke a business rule; nothing was appended."""
+
+    rule = "refused"
+
+    def __init__(self, message: str, **fields: object):
+        self.fields = fields
+        super().__init__(f"refused ({self.rule}): {message}")
+
+
+class UnknownCustomerError(CommandRefusedError):
+    rule = "unknown_customer"
+
+
+class UnknownInvoiceError(CommandRefusedError):
+    rule = "unknown_invoice"
+
+
+class InvoiceCustomerMismatchError(CommandRefusedError):
+    rule = "invoice_customer_mismatch"
+
+
+class NonPositiveAmountError(CommandRefusedError):
+    rule = "amount_not_positive"
+
+
+class CreditExceedsInvoiceError(CommandRefusedError):
+    rule = "credit_exceeds_invoice"
+
+
+class MissingActorError(CommandRefusedError):
+    rule = "missing_actor"
+
+
+class InvalidReasonError(CommandRefusedError):
+    rule = "invalid_reason"
+
+
+class IdempotencyKeyReusedError(CommandRefusedError):
+    rule = "idempotency_key_reused"
+
+
+class MonthNotEndedError(CommandRefusedError):
+    rule = "month_not_ended"
+
+
+class EarlierMonthOpenError(CommandRefusedError):
+    rule = "earlier_month_open"
+
+
+class InvalidMonthError(CommandRefusedError):
+    rule = "invalid_month"

@@ -1,0 +1,133 @@
+"""CloudEvents 1.0 structured JSON (SPEC §3.1): first a valid CloudEvent, then a usage record.
+
+Validity follows the CloudEvents 1.0 core spec and its JSON event format: required context
+attributes (`specversion` = "1.0", non-empty `id`, `source`, `type`), optional ones with their
+types (`datacontenttype`, `dataschema` an absolute URI, `subject` non-empty, `time` RFC 3339),
+extension attribute names of lower-case letters and digits, extension values of a CloudEvents
+type (string, boolean, 32-bit integer), and at most one of `data` / `data_base64` (valid base64).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any, Iterable, Iterator
+
+import orjson
+
+from ledger.domain.time import TimestampError, parse_timestamp
+from ledger.ingest.records import RecordContext, RecordError, decode_line, raw_text, rejection
+from ledger.ingest.usage import Parsed, _is_utf8, _type_name, usage_candidate, validate_usage
+
+CONTEXT_ATTRIBUTES = ("specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time")
+EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]*$")
+INT32 = (-(2**31), 2**31 - 1)
+
+
+def validate_cloudevent(event: Any) -> dict[str, Any]:
+    """Check a decoded JSON value against CloudEvents 1.0; return its attributes (nulls dropped)."""
+    if type(event) is not dict:
+        raise RecordError(f"a CloudEvent must be a JSON object, got {_type_name(event)}")
+    # JSON format: an attribute whose value is null is absent
+    event = {k: v for k, v in event.items() if v is not None}
+    if "specversion" not in event:
+        raise RecordError("missing required CloudEvents attribute", "specversion")
+    if event["specversion"] != "1.0":
+        raise RecordError(f"must be \"1.0\", got {event['specversion']!r}", "specversion")
+    for name in ("id", "source", "type"):
+        if name not in event:
+            raise RecordError("missing required CloudEvents attribute", name)
+    for name in ("id", "source", "type", "subject", "datacontenttype", "dataschema", "time"):
+        if name in event:
+            if not isinstance(event[name], str):
+                raise RecordError(f"must be a string, got {_type_name(event[name])}", name)
+            if not event[name]:
+                raise RecordError("must be a non-empty string", name)
+    if "dataschema" in event and not ABSOLUTE_URI.match(event["dataschema"]):
+        raise RecordError(f"must be an absolute URI, got {event['dataschema']!r}", "dataschema")
+    if "time" in event:
+        try:
+            parse_timestamp(event["time"])
+        except TimestampError as error:
+            raise RecordError(str(error), "time") from None
+    if "data" in event and "data_base64" in event:
+        raise RecordError("a CloudEvent carries data or data_base64, not both", "data_base64")
+    if "data_base64" in event:
+        encoded = event["data_base64"]
+        if not isinstance(encoded, str):
+            raise RecordError(f"must be a base64 string, got {_type_name(encoded)}", "data_base64")
+        try:
+            base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise RecordError("is not valid base64", "data_base64") from None
+    for name, value in event.items():
+        if name in CONTEXT_ATTRIBUTES or name in ("data", "data_base64"):
+            continue
+        if not EXTENSION_NAME.match(name):
+            raise RecordError(
+                "is not a valid CloudEvents extension attribute name (lower-case a-z and 0-9, at most 20)", name)
+        if type(value) is bool or isinstance(value, str):
+            continue
+        if type(value) is int and INT32[0] <= value <= INT32[1]:
+            continue
+        raise RecordError(f"extension attribute must be a string, boolean or 32-bit integer, got "
+                          f"{_type_name(value)}", name)
+    return event
+
+
+def to_usage_record(event: dict[str, Any]) -> dict[str, Any]:
+    """The SPEC §3.1 mapping of a valid CloudEvent to a usage record."""
+    for name in ("subject", "time"):
+        if name not in event:
+            raise RecordError("missing: required by the ledger for usage CloudEvents", name)
+    record: dict[str, Any] = {
+        "event_id": event["id"], "source": event["source"], "source_customer_id": event["subject"],
+        "meter": event["type"], "event_time": event["time"], "quantity": 1,
+    }
+    properties: dict[str, Any] = {}
+    data = event.get("data")
+    if isinstance(data, dict):
+        rest = dict(data)
+        if "quantity" in rest:
+            record["quantity"] = rest.pop("quantity")
+        properties.update(rest)
+    elif "data" in event:
+        properties["data"] = data
+    if "data_base64" in event:
+        properties["data_base64"] = event["data_base64"]
+    extensions = {k: v for k, v in event.items() if k not in CONTEXT_ATTRIBUTES and k not in ("data", "data_base64")}
+    if extensions:
+        properties["extensions"] = extensions
+    if properties:
+        record["properties"] = properties
+    return record
+
+
+def _field_of_mapped(error: RecordError) -> RecordError:
+    """Name the CloudEvents attribute a usage-field error came from."""
+    origin = {"event_id": "id", "source_customer_id": "subject", "meter": "type", "event_time": "time",
+              "quantity": "data.quantity"}.get(error.field or "", error.field)
+    return RecordError(error.reason, origin)
+
+
+def parse_cloudevents(ctx: RecordContext, lines: Iterable[tuple[int, bytes]]) -> Iterator[Parsed]:
+    for number, line in lines:
+        if not line.strip():
+            continue
+        try:
+            text = decode_line(line)
+            try:
+                event = orjson.loads(text)
+            except orjson.JSONDecodeError as error:
+                raise RecordError(f"malformed JSON: {error}") from None
+            record = to_usage_record(validate_cloudevent(event))
+            try:
+                payload, row = validate_usage(record)
+            except RecordError as error:
+                raise _field_of_mapped(error) from None
+        except RecordError as error:
+            yield rejection(number, raw_text(line), error, raw_bytes=None if _is_utf8(line) else line)
+            continue
+        yield usage_candidate(ctx, payload, row, number, text)

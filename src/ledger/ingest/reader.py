@@ -1,0 +1,85 @@
+"""Input streams: a file or standard input, plain or gzip (detected by its magic bytes), read as lines.
+
+Lines are yielded as bytes with their 1-based number, so memory stays flat whatever the file size
+and invalid UTF-8 is found per record, not per file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import sys
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+from ledger.errors import InputFileError
+
+GZIP_MAGIC = b"\x1f\x8b"
+READ_BUFFER = 1 << 20
+
+
+@dataclass
+class InputSource:
+    """An opened input: its display name (the path, or `-`) and a binary stream."""
+
+    name: str
+    stream: BinaryIO
+    size: int | None  # bytes on disk, for progress; None for stdin
+
+    def lines(self) -> Iterator[tuple[int, bytes]]:
+        number = 0
+        for line in self.stream:
+            number += 1
+            yield number, line.rstrip(b"\r\n")
+
+    def position(self) -> int | None:
+        raw = getattr(self, "_raw", None)
+        try:
+            return raw.tell() if raw is not None else None
+        except (OSError, ValueError):
+            return None
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def open_input(path: str) -> InputSource:
+    """Open `path` (or `-` for stdin), decompressing gzip when its first bytes say so."""
+    if path == "-":
+        raw: BinaryIO = io.BufferedReader(sys.stdin.buffer, READ_BUFFER) if not isinstance(
+            sys.stdin.buffer, io.BufferedReader) else sys.stdin.buffer
+        name, size = "-", None
+    else:
+        if not os.path.exists(path):
+            raise InputFileError(path, "no such file")
+        if os.path.isdir(path):
+            raise InputFileError(path, "is a directory, not a file")
+        try:
+            raw = open(path, "rb", buffering=READ_BUFFER)
+        except OSError as error:
+            raise InputFileError(path, error.strerror or str(error)) from None
+        name, size = os.path.abspath(path), os.path.getsize(path)
+    head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+    stream: BinaryIO = raw
+    if head == GZIP_MAGIC:
+        stream = io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), READ_BUFFER)  # type: ignore[arg-type]
+    source = InputSource(name, stream, size)
+    source._raw = raw  # type: ignore[attr-defined]
+    return source
+
+
+def is_gzip_name(path: str) -> bool:
+    return path.endswith(".gz")
+
+
+def infer_format(path: str, explicit: str | None) -> str:
+    """The input format: as given, else from the extension (`.csv`, `.cloudevents.json[l]`), else NDJSON."""
+    if explicit:
+        return explicit
+    name = path[:-3] if path.endswith(".gz") else path
+    if name.endswith(".csv"):
+        return "csv"
+    if ".cloudevents." in os.path.basename(name) or name.endswith(".ce.ndjson") or "cloudevents" in os.path.basename(name):
+        return "cloudevents"
+    return "ndjson"

@@ -1,0 +1,32 @@
+"""Configuration, read once from the environment (`LEDGER_` prefix) into a frozen object."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs to know about its environment."""
+
+    database_url: str | None
+    home: Path
+    currency: str = "USD"
+    anomaly_score: float = 6.0
+    anomaly_min_units: int = 100
+    batch_size: int = 20_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        return cls(
+            database_url=env.get("LEDGER_DATABASE_URL") or None,
+            home=Path(env.get("LEDGER_HOME") or ".ledger").expanduser().absolute(),
+            currency=(env.get("LEDGER_CURRENCY") or "USD").upper(),
+            anomaly_score=float(env.get("LEDGER_ANOMALY_SCORE") or 6),
+            anomaly_min_units=int(env.get("LEDGER_ANOMALY_MIN_UNITS") or 100),
+            batch_size=int(env.get("LEDGER_BATCH_SIZE") or 20_000),
+        )

@@ -1,0 +1,1 @@
+"""The fact store on PostgreSQL: server, connections, migrations, appends, quarantine."""

