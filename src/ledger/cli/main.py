@@ -9,7 +9,9 @@ from typing import Iterator, Optional
 
 import typer
 
-from ledger.errors import LedgerError
+import psycopg
+
+from ledger.errors import DatabaseUnavailableError, LedgerError
 from ledger.logging import configure_logging, get_logger
 from ledger.settings import Settings
 from ledger.store.database import Database
@@ -37,6 +39,11 @@ def database() -> Iterator[Database]:
     db = Database(Settings.from_env())
     try:
         yield db
+    except psycopg.OperationalError as error:
+        # the connection was lost mid-command: what committed stands, the open transaction rolled back
+        lines = [ln for ln in str(error).strip().splitlines() if ln.strip()]
+        raise DatabaseUnavailableError(db.target, (lines[0] if lines else "connection lost") +
+                                       "; committed batches stand, re-run to finish") from None
     finally:
         db.close()
 

@@ -39,9 +39,10 @@ class Database:
             return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
         return f"embedded PostgreSQL in {self.settings.home}"
 
-    def connect(self, *, autocommit: bool = False) -> psycopg.Connection:
+    def connect(self, *, autocommit: bool = True) -> psycopg.Connection:
         try:
-            conn = psycopg.connect(self.conninfo, autocommit=autocommit, connect_timeout=10)
+            conn = psycopg.connect(self.conninfo, autocommit=autocommit, connect_timeout=10,
+                                   application_name="ledger")
         except psycopg.OperationalError as error:
             lines = [ln for ln in str(error).strip().splitlines() if ln.strip()]
             raise DatabaseUnavailableError(self.target, lines[-1] if lines else "connection failed") from None
@@ -53,7 +54,7 @@ class Database:
         return conn
 
     @contextmanager
-    def connection(self, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    def connection(self, *, autocommit: bool = True) -> Iterator[psycopg.Connection]:
         conn = self.connect(autocommit=autocommit)
         try:
             yield conn

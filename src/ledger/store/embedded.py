@@ -189,7 +189,6 @@ class EmbeddedServer:
         ensure_user_exists, POSTGRES_BIN_PATH = utils.ensure_user_exists, commands.POSTGRES_BIN_PATH
 
         entry = ensure_user_exists(SYSTEM_USER)
-        ensure_prefix_permissions(self.home)
         ensure_prefix_permissions(POSTGRES_BIN_PATH)
         read_exec = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
         ensure_folder_permissions(POSTGRES_BIN_PATH, read_exec)
@@ -197,6 +196,7 @@ class EmbeddedServer:
         for path in (self.pgdata, self.socket_dir):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chown(path, entry.pw_uid, entry.pw_gid)
+            ensure_prefix_permissions(path)  # the server's user must traverse every parent folder
         return {"user": SYSTEM_USER}
 
     def _pg(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -1,0 +1,117 @@
+"""Test fixtures: real PostgreSQL, one isolated database per test.
+
+The server is the embedded one (started once per test session under a temporary LEDGER_HOME) unless
+LEDGER_DATABASE_URL names another; CI runs the suite both ways. Every test gets a fresh database
+cloned from a migrated template, so tests never see each other's facts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import psycopg
+import pytest
+
+from ledger.settings import Settings
+from ledger.store.database import Database
+from ledger.store.embedded import EmbeddedServer
+from ledger.store.migrate import migrate
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+EXAMPLE = SHARED / "examples" / "basic"
+LEDGER_BIN = str(Path(sys.executable).with_name("ledger"))
+
+
+def _with_dbname(conninfo: str, dbname: str) -> str:
+    params = psycopg.conninfo.conninfo_to_dict(conninfo)
+    params["dbname"] = dbname
+    return psycopg.conninfo.make_conninfo(**params)
+
+
+@pytest.fixture(scope="session")
+def pg_admin(tmp_path_factory, worker_id) -> str:
+    """A conninfo to a maintenance database on the test server."""
+    external = os.environ.get("LEDGER_DATABASE_URL")
+    if external:
+        yield _with_dbname(external, "postgres")
+        return
+    home = Path(tempfile.mkdtemp(prefix=f"ledger-test-{worker_id}-"))
+    server = EmbeddedServer(home)
+    conninfo = server.pin()
+    yield _with_dbname(conninfo, "postgres")
+    server.stop()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin) -> str:
+    """A migrated database to clone: creating a database from it is much faster than migrating."""
+    name = f"ledger_tpl_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    with psycopg.connect(_with_dbname(pg_admin, name), autocommit=True) as conn:
+        migrate(conn)
+    yield name
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db_url(pg_admin, template_db) -> str:
+    """A fresh, migrated database for this test alone."""
+    name = f"ledger_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    yield _with_dbname(pg_admin, name)
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(db_url, tmp_path) -> Settings:
+    return Settings(database_url=db_url, home=tmp_path / "home")
+
+
+@pytest.fixture
+def db(settings) -> Database:
+    database = Database(settings)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def conn(db_url) -> psycopg.Connection:
+    """The test's own look into its database (a superuser, like the tables' owner)."""
+    with psycopg.connect(db_url, autocommit=True, application_name="pytest") as connection:
+        yield connection
+
+
+@pytest.fixture
+def ledger(db_url, tmp_path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run the `ledger` command against this test's database."""
+    env = {**os.environ, "LEDGER_DATABASE_URL": db_url, "LEDGER_HOME": str(tmp_path / "home")}
+
+    def run(*args: str, input: str | bytes | None = None, check_exit: int | None = None,
+            extra_env: dict | None = None) -> subprocess.CompletedProcess:
+        text = not isinstance(input, bytes)
+        result = subprocess.run([LEDGER_BIN, *args], env={**env, **(extra_env or {})}, input=input,
+                                capture_output=True, text=text, timeout=600)
+        if check_exit is not None:
+            assert result.returncode == check_exit, (result.returncode, result.stdout, result.stderr)
+        return result
+
+    return run
+
+
+def write_lines(path: Path, lines: list[str | bytes]) -> Path:
+    data = b"".join((ln if isinstance(ln, bytes) else ln.encode()) + b"\n" for ln in lines)
+    path.write_bytes(data)
+    return path
