@@ -46,7 +46,7 @@ def issue_credit(conn: psycopg.Connection, command: IssueCredit, *, now: datetim
             return CreditResult(existing, existing["position"], created=False)
         candidate = ctx.candidate(CREDIT, payload, None, "", provenance=provenance or {})
         if invoice is not None:
-            candidate.stream_id = INVOICE.fact_id({"invoice_id": invoice.invoice_id})
+            candidate.stream_id = INVOICE.fact_id({"invoice_id": invoice.invoice_id}).bytes
             candidate.version = invoice.version + 1
         try:
             outcome = append_batch(conn, CREDIT, [candidate], source_file=ctx.source_file,

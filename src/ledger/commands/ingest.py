@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -11,6 +12,7 @@ from ledger.domain.facts import KINDS, USAGE
 from ledger.errors import InputFileError
 from ledger.ingest.cloudevents import parse_cloudevents
 from ledger.ingest.facts import CONTRACTS, parse_facts
+from ledger.ingest.pipeline import parse_in_workers, worker_count
 from ledger.ingest.reader import infer_format, open_input
 from ledger.ingest.records import RecordContext
 from ledger.ingest.usage import Parsed, parse_csv, parse_ndjson
@@ -59,11 +61,30 @@ class IngestReport:
 Progress = Callable[[int, int | None], None]  # (records read so far, bytes consumed or None)
 
 
+PARALLEL_MIN_BYTES = 8 << 20  # below this, worker processes cost more than they save
+CHUNK = 5_000
+
+
 def parser_for(kind: str, fmt: str, ctx: RecordContext) -> Callable[[Iterable[tuple[int, bytes]]], Iterator[Parsed]]:
     if kind == "usage":
         return {"ndjson": lambda ls: parse_ndjson(ctx, ls), "csv": lambda ls: parse_csv(ctx, ls),
                 "cloudevents": lambda ls: parse_cloudevents(ctx, ls)}[fmt]
     return lambda ls: parse_facts(kind, fmt, ctx, ls)
+
+
+def parsed_records(kind: str, fmt: str, ctx: RecordContext, source) -> Iterator[Parsed]:
+    """Every record of the input, parsed, in file order; usage NDJSON and CloudEvents in worker processes.
+
+    CSV keeps one process: its header must be read before any row can be parsed.
+    """
+    parse = parser_for(kind, fmt, ctx)
+    parallel = kind == "usage" and fmt != "csv" and (source.size is None or source.size >= PARALLEL_MIN_BYTES)
+    if not parallel:
+        yield from parse(source.lines())
+        return
+    for chunk in parse_in_workers(lambda lines: list(parse(lines)), source.lines(), chunk_size=CHUNK,
+                                  workers=worker_count()):
+        yield from chunk
 
 
 def ingest_file(db: Database, kind: str, path: str, fmt: str | None = None, *, now: datetime | None = None,
@@ -83,7 +104,7 @@ def ingest_file(db: Database, kind: str, path: str, fmt: str | None = None, *, n
             with db.connection() as conn:
                 ingest_credit_history(conn, ctx, source.lines(), report)
         else:
-            _ingest_batches(db, kind, ctx, parser_for(kind, fmt, ctx)(source.lines()), report, source,
+            _ingest_batches(db, kind, ctx, parsed_records(kind, fmt, ctx, source), report, source,
                             progress, batch_size or db.settings.batch_size)
     finally:
         source.close()
@@ -94,6 +115,7 @@ def ingest_file(db: Database, kind: str, path: str, fmt: str | None = None, *, n
 def _ingest_batches(db: Database, kind: str, ctx: RecordContext, parsed: Iterator[Parsed], report: IngestReport,
                     source, progress: Progress | None, batch_size: int) -> None:
     fact_kind = KINDS[kind]
+    gc.freeze()  # millions of short-lived records: keep the cyclic collector off the hot path
     with db.connection() as conn:
         candidates: list[Candidate] = []
         rejections: list[Rejection] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,14 +34,17 @@ class RecordContext:
     def __post_init__(self) -> None:
         self.recorded_at_json = encode_recorded_at(self.recorded_at)
 
+        # the end of every usage state of this ingest, up to the line number (the hot path splices it)
+        self.usage_state_tail = (b',"timestamp":' + self.recorded_at_json + b',"recorded_from":'
+                                 + orjson.dumps(self.source_file) + b',"recorded_line":')
+
     def candidate(self, kind: FactKind, payload: dict[str, Any], line: int | None, raw: str,
-                  usage_row: tuple | None = None, fact_id: uuid.UUID | None = None,
                   provenance: dict[str, Any] | None = None) -> Candidate:
         payload_json = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
         if provenance is None:
             provenance = {"recorded_from": self.source_file, "recorded_line": line}
         state = encode_state(payload_json, provenance, self.recorded_at_json)
-        return Candidate(fact_id or kind.fact_id(payload), payload, payload_json, state, line, raw, usage_row)
+        return Candidate(kind.fact_id(payload).bytes, payload, state, line, raw)
 
 
 def rejection(line: int | None, raw: str, error: RecordError, raw_bytes: bytes | None = None) -> Rejection:
@@ -59,5 +63,12 @@ def raw_text(line: bytes) -> str:
     return line.decode("utf-8", "backslashreplace")
 
 
-def fact_uuid(name: str) -> uuid.UUID:
-    return uuid.uuid5(NAMESPACE, name)
+_NAMESPACE_BYTES = NAMESPACE.bytes
+
+
+def fast_uuid5(name: str) -> bytes:
+    """The 16 bytes of uuid.uuid5(NAMESPACE, name), without the standard library's per-call overhead."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return bytes(digest)

@@ -13,6 +13,7 @@ A crash anywhere before commit leaves nothing of the batch; a re-run appends exa
 from __future__ import annotations
 
 import hashlib
+import struct
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -21,24 +22,28 @@ import orjson
 import psycopg
 
 from ledger.domain.facts import CREDIT, USAGE, FactKind, differing_fields
+from ledger.store import copybin
 from ledger.store.events import payload_of_state
 
 GENESIS = bytes(32)
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidate:
-    """A validated record about to be appended."""
+    """A validated record about to be appended (picklable: parsers may run in worker processes)."""
 
-    fact_id: uuid.UUID
-    payload: dict[str, Any]
-    payload_json: bytes  # canonical JSON of the payload (sorted keys)
+    fact_id: bytes  # the 16 bytes of the fact's uuid5 (bytes pickle far faster than UUID objects)
+    payload: dict[str, Any] | None  # None on the usage hot path: recovered from `state` when needed
     state: bytes
     line: int | None
     raw: str
-    usage_row: tuple | None = None  # (event_id, source, source_customer_id, meter, quantity, event_time)
-    stream_id: uuid.UUID | None = None
+    usage_fields: bytes | None = None  # binary COPY fields of the typed usage row, after its position
+    usage_month: str | None = None
+    stream_id: bytes | None = None
     version: int = 1
+
+    def fact_payload(self) -> dict[str, Any]:
+        return self.payload if self.payload is not None else payload_of_state(self.state)
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,7 @@ def lock_events(cur: psycopg.Cursor) -> None:
 def _existing(cur: psycopg.Cursor, kind: FactKind, candidates: Sequence[Candidate]) -> dict[Any, tuple[int, bytes]]:
     """Facts already stored under the candidates' keys: key → (position, state)."""
     if kind is CREDIT:
-        ids = [c.payload["credit_id"] for c in candidates]
+        ids = [c.fact_payload()["credit_id"] for c in candidates]
         rows = cur.execute(
             "SELECT ledger_credit_id(state), notification_id, state FROM ledger_events"
             " WHERE topic = 'ledger.CreditIssued' AND ledger_credit_id(state) = ANY(%s)",
@@ -90,10 +95,10 @@ def _existing(cur: psycopg.Cursor, kind: FactKind, candidates: Sequence[Candidat
     else:
         rows = cur.execute(
             "SELECT originator_id, notification_id, state FROM ledger_events"
-            " WHERE originator_id = ANY(%s) AND originator_version = 1",
-            ([c.fact_id for c in candidates],),
+            " WHERE originator_id = ANY(string_to_array(%s, ',')::uuid[]) AND originator_version = 1",
+            (",".join([c.fact_id.hex() for c in candidates]),),
         ).fetchall()
-    return {key: (position, bytes(state)) for key, position, state in rows}
+    return {key.bytes if isinstance(key, uuid.UUID) else key: (position, bytes(state)) for key, position, state in rows}
 
 
 def _check_stream_versions(cur: psycopg.Cursor, candidates: Sequence[Candidate]) -> None:
@@ -103,11 +108,12 @@ def _check_stream_versions(cur: psycopg.Cursor, candidates: Sequence[Candidate])
     heads = dict(cur.execute(
         "SELECT originator_id, max(originator_version) FROM ledger_events"
         " WHERE originator_id = ANY(%s) GROUP BY originator_id",
-        (list({c.stream_id for c in streamed}),),
+        ([uuid.UUID(bytes=s) for s in {c.stream_id for c in streamed}],),
     ).fetchall())
+    heads = {k.bytes: v for k, v in heads.items()}
     for c in streamed:
         if heads.get(c.stream_id, 0) != c.version - 1:
-            raise StreamVersionConflict(f"stream {c.stream_id} is at version {heads.get(c.stream_id, 0)}, "
+            raise StreamVersionConflict(f"stream {uuid.UUID(bytes=c.stream_id)} is at version {heads.get(c.stream_id, 0)}, "
                                         f"expected {c.version - 1}")
         heads[c.stream_id] = c.version
 
@@ -128,7 +134,7 @@ def _chain_head(cur: psycopg.Cursor) -> bytes:
 
 
 def _key_of(kind: FactKind, c: Candidate) -> Any:
-    return c.payload["credit_id"] if kind is CREDIT else c.fact_id
+    return c.fact_payload()["credit_id"] if kind is CREDIT else c.fact_id
 
 
 def append_batch(
@@ -156,12 +162,12 @@ def append_batch(
                 earlier_payload = payload_of_state(state)
             elif key in first_in_batch:
                 earlier = first_in_batch[key]
-                earlier_payload = earlier.payload
+                earlier_payload = earlier.fact_payload()
             else:
                 first_in_batch[key] = c
                 fresh.append(c)
                 continue
-            fields = differing_fields(earlier_payload, c.payload)
+            fields = differing_fields(earlier_payload, c.fact_payload())
             if fields:
                 pending_conflicts.append((c, earlier, fields))
             else:
@@ -191,34 +197,46 @@ def append_batch(
 
 
 def _copy_events(cur: psycopg.Cursor, kind: FactKind, fresh: Sequence[Candidate], first: int, head: bytes) -> None:
+    """Binary COPY of the events rows, extending the hash chain in position order."""
     topic = kind.topic
-    with cur.copy(
-        "COPY ledger_events (originator_id, originator_version, topic, state, notification_id, chain_hash)"
-        " FROM STDIN (FORMAT BINARY)"
-    ) as copy:
-        copy.set_types(["uuid", "int8", "text", "bytea", "int8", "bytea"])
-        previous = head
-        for offset, c in enumerate(fresh):
-            position = first + offset
-            previous = chain_hash(previous, position, topic, c.state)
-            copy.write_row((c.stream_id or c.fact_id, c.version, topic, c.state, position, previous))
+    topic_bytes = topic.encode() + b"\x00"
+    topic_field = copybin.text_field(topic)
+    row_head = copybin.row_count(6)
+    chain_len = b"\x00\x00\x00\x20"
+    sha256 = hashlib.sha256
+    int8 = copybin.INT8_FIELD
+    uuid_len = b"\x00\x00\x00\x10"
+    state_len = struct.Struct(">i").pack
+    parts = [copybin.HEADER]
+    previous = head
+    position = first
+    for c in fresh:
+        state = c.state
+        position_bytes = position.to_bytes(8, "big")
+        previous = sha256(previous + position_bytes + topic_bytes + state).digest()
+        parts.append(b"".join((
+            row_head, uuid_len, c.stream_id or c.fact_id, int8(8, c.version), topic_field,
+            state_len(len(state)), state, b"\x00\x00\x00\x08", position_bytes, chain_len, previous,
+        )))
+        position += 1
+    parts.append(copybin.TRAILER)
+    with cur.copy("COPY ledger_events (originator_id, originator_version, topic, state, notification_id,"
+                  " chain_hash) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.write(b"".join(parts))
 
 
 def _copy_usage(cur: psycopg.Cursor, fresh: Sequence[Candidate], first: int) -> None:
-    months = set()
-    with cur.copy(
-        "COPY usage_facts (position, event_id, source, source_customer_id, meter, quantity, event_time)"
-        " FROM STDIN (FORMAT BINARY)"
-    ) as copy:
-        copy.set_types(["int8", "text", "text", "text", "text", "int8", "timestamptz"])
-        for offset, c in enumerate(fresh):
-            row = c.usage_row
-            copy.write_row((first + offset, *row))
-            months.add((row[5].year, row[5].month))
-    cur.executemany(
-        "INSERT INTO usage_months (month) VALUES (%s) ON CONFLICT DO NOTHING",
-        [(f"{y:04d}-{m:02d}",) for y, m in sorted(months)],
-    )
+    """Binary COPY of the typed usage rows, and the months they fall in."""
+    row_head = copybin.row_count(7)
+    parts = [copybin.HEADER]
+    parts.extend(row_head + b"\x00\x00\x00\x08" + (first + i).to_bytes(8, "big") + c.usage_fields
+                 for i, c in enumerate(fresh))
+    parts.append(copybin.TRAILER)
+    with cur.copy("COPY usage_facts (position, event_id, source, source_customer_id, meter, quantity, event_time)"
+                  " FROM STDIN (FORMAT BINARY)") as copy:
+        copy.write(b"".join(parts))
+    months = sorted({c.usage_month for c in fresh})
+    cur.execute("INSERT INTO usage_months (month) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING", (months,))
 
 
 def write_quarantine(cur: psycopg.Cursor, kind: str, source_file: str, rejections: Iterable[Rejection]) -> int:

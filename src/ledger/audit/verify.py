@@ -1,0 +1,295 @@
+"""Tamper evidence: recompute what the store says about itself and name the first position that disagrees.
+
+Three checks, each independent of the others:
+
+1. **chain** — every `ledger_events` row carries `chain_hash = sha256(previous link || position || topic || 0x00
+   || state)` (`ledger.store.appender.chain_hash`), genesis 32 zero bytes. Recomputing it in position order,
+   streamed through a server-side cursor, finds the first row whose stored link differs: an edited state, topic
+   or position breaks the chain at that row; a deleted or inserted row breaks it at the next one. A rewrite that
+   recomputes every later link is caught only against a head recorded elsewhere: `anchor`.
+2. **usage mirror** — every `usage_facts` row equals its event's payload, and every usage event has its row;
+   one set-based query over the join on position.
+3. **projections** — `ledger.projector.check`: every projection table, incremental against a rebuild from 0.
+
+Checks 1 and 2 read one REPEATABLE READ snapshot, so appends running meanwhile cannot cause a false alarm.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import psycopg
+from psycopg.pq import TransactionStatus
+
+from ledger.domain.facts import USAGE
+from ledger.store.appender import GENESIS, chain_hash
+
+CHAIN_BATCH = 20_000
+USAGE_FIELDS = ("event_id", "source", "source_customer_id", "meter", "quantity", "event_time")
+
+Progress = Callable[[int, int | None], None]  # (facts read so far, None)
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The first position at which a check found stored and recomputed to differ, and what differs."""
+
+    check: str  # "chain" | "usage_mirror"
+    position: int | None
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"position": self.position, "reason": self.reason, **self.details}
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A chain link recorded outside the store (e.g. a previous `verify`'s head): position and hash."""
+
+    position: int
+    chain_hash: bytes
+
+    @classmethod
+    def parse(cls, text: str) -> "Anchor":
+        position, _, digest = text.partition(":")
+        try:
+            anchor = cls(int(position), bytes.fromhex(digest))
+        except ValueError:
+            raise ValueError(f"an anchor is POSITION:HEX (a verify head), got {text!r}") from None
+        if len(anchor.chain_hash) != 32:
+            raise ValueError(f"an anchor's hash is 64 hex digits, got {len(digest)}")
+        return anchor
+
+
+@dataclass(frozen=True)
+class ChainResult:
+    facts: int
+    usage_facts: int
+    head_position: int | None
+    head_hash: bytes
+    mismatch: Mismatch | None
+    breaks: int = 0  # links that differ, each counted once
+
+
+@dataclass
+class VerifyReport:
+    """What `ledger verify` found; `ok` when every check that ran agreed with the store."""
+
+    chain: ChainResult
+    usage_mirror: Mismatch | None
+    projections: dict[str, dict[str, Any]] | None  # None: not checked
+    seconds: float = 0.0
+
+    @property
+    def projection_differences(self) -> list[str]:
+        return sorted(t for t, r in (self.projections or {}).items() if not r.get("equal"))
+
+    @property
+    def first_mismatch(self) -> Mismatch | None:
+        found = [m for m in (self.chain.mismatch, self.usage_mirror) if m is not None]
+        return min(found, key=lambda m: (m.position is None, m.position or 0)) if found else None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_mismatch is None and not self.projection_differences
+
+    def as_dict(self) -> dict[str, Any]:
+        first = self.first_mismatch
+        return {
+            "facts": self.chain.facts,
+            "head": {"position": self.chain.head_position, "chain_hash": self.chain.head_hash.hex()},
+            "chain": "ok" if self.chain.mismatch is None else {**self.chain.mismatch.as_dict(),
+                                                                "broken_links": self.chain.breaks},
+            "usage_mirror": "ok" if self.usage_mirror is None else self.usage_mirror.as_dict(),
+            "projections": "skipped" if self.projections is None else self.projections,
+            "first_mismatch": None if first is None else {"check": first.check, **first.as_dict()},
+            "ok": self.ok,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def verify_store(conn: psycopg.Connection, *, projections: bool = True, anchor: Anchor | None = None,
+                 batch_size: int = CHAIN_BATCH, progress: Progress | None = None) -> VerifyReport:
+    """Run every check; the chain and the mirror read one snapshot, projections are rechecked after."""
+    started = time.perf_counter()
+    with _snapshot(conn):
+        chain = verify_chain(conn, anchor=anchor, batch_size=batch_size, progress=progress)
+        mirror = verify_usage_mirror(conn)
+    checked = check_projections(conn) if projections else None
+    return VerifyReport(chain, mirror, checked, time.perf_counter() - started)
+
+
+@contextmanager
+def _snapshot(conn: psycopg.Connection) -> Iterator[None]:
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        yield  # the caller's transaction is the snapshot
+        return
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
+
+
+# -- 1. the hash chain ---------------------------------------------------------------------------------
+def verify_chain(conn: psycopg.Connection, *, anchor: Anchor | None = None, batch_size: int = CHAIN_BATCH,
+                 progress: Progress | None = None) -> ChainResult:
+    """Each stored link equals the link recomputed from genesis; streams the log with flat memory.
+
+    After a break the walk goes on from the stored link, so every independent break is counted (an edit
+    breaks one link, a deletion the link after it) and the first is reported.
+    """
+    previous, previous_position = GENESIS, None
+    facts = usage = breaks = 0
+    first: Mismatch | None = None
+    usage_topic = USAGE.topic
+    with _snapshot(conn), conn.cursor(name="ledger_verify_chain", binary=True) as cur:
+        cur.itersize = batch_size
+        cur.execute("SELECT notification_id, topic, state, chain_hash FROM ledger_events ORDER BY notification_id")
+        while rows := cur.fetchmany(batch_size):
+            for position, topic, state, stored in rows:
+                link = None if topic is None or state is None else chain_hash(previous, position, topic, state)
+                if stored != link:
+                    breaks += 1
+                    if first is None:
+                        first = Mismatch("chain", position, _link_reason(previous_position, position, stored, link),
+                                         _hashes(previous_position, stored, link))
+                    link = stored or link or previous
+                if anchor is not None and position >= anchor.position:
+                    found = _anchor_break(anchor, position, link)
+                    first = first or found
+                    anchor = None
+                previous, previous_position = link, position
+                facts += 1
+                usage += topic == usage_topic
+            if progress is not None:
+                progress(facts, None)
+    if anchor is not None and first is None:  # the log ends before the anchored position
+        first = Mismatch("chain", anchor.position, f"the log ends at position {previous_position} but position "
+                                                   f"{anchor.position} was anchored: facts were removed from its end")
+    return ChainResult(facts, usage, previous_position, previous, first, breaks)
+
+
+def _link_reason(previous_position: int | None, position: int, stored: bytes | None, link: bytes | None) -> str:
+    if link is None:
+        return "its topic or state is null"
+    if stored is None:
+        return "it has no chain_hash"
+    reason = ("stored chain_hash differs from the recomputed link: its state, topic or position was changed, "
+              "or a fact before it was deleted or inserted")
+    expected = 1 if previous_position is None else previous_position + 1
+    if position != expected:
+        reason += (f" (positions {expected}–{position - 1} are absent; a gap alone is no evidence, "
+                   "a rolled-back append leaves one)")
+    return reason
+
+
+def _hashes(previous_position: int | None, stored: bytes | None, link: bytes | None) -> dict[str, Any]:
+    return {"previous_position": previous_position, "stored": stored.hex() if stored else None,
+            "recomputed": link.hex() if link else None}
+
+
+def _anchor_break(anchor: Anchor, position: int, link: bytes) -> Mismatch | None:
+    if position > anchor.position:
+        return Mismatch("chain", anchor.position, f"anchored position {anchor.position} is no longer in the log")
+    if link != anchor.chain_hash:
+        return Mismatch("chain", position, "the link recomputed here differs from the anchored one: the chain up "
+                                           "to here was rewritten", {"anchored": anchor.chain_hash.hex(),
+                                                                    "recomputed": link.hex()})
+    return None
+
+
+# -- 2. the typed usage mirror ------------------------------------------------------------------------
+# The payload's event_time is canonical text (UTC, microseconds, "+00:00"), so comparing it with the
+# row's instant written the same way is exact and cannot fail on a tampered, unparsable value.
+_MIRROR_DIFFERENCES = """
+WITH usage_events AS (
+    SELECT e.notification_id AS position, ledger_state(e.state) AS s
+    FROM ledger_events e
+    WHERE e.topic = %(topic)s
+)
+SELECT coalesce(e.position, u.position) AS position, e.position IS NOT NULL, u.position IS NOT NULL,
+       e.s ->> 'event_id', e.s ->> 'source', e.s ->> 'source_customer_id', e.s ->> 'meter', e.s -> 'quantity',
+       e.s ->> 'event_time',
+       u.event_id, u.source, u.source_customer_id, u.meter, to_jsonb(u.quantity),
+       to_char(u.event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
+FROM usage_events e
+FULL JOIN usage_facts u ON u.position = e.position
+WHERE e.position IS NULL OR u.position IS NULL
+   OR (e.s ->> 'event_id', e.s ->> 'source', e.s ->> 'source_customer_id', e.s ->> 'meter', e.s -> 'quantity',
+       e.s ->> 'event_time')
+      IS DISTINCT FROM
+      (u.event_id, u.source, u.source_customer_id, u.meter, to_jsonb(u.quantity),
+       to_char(u.event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'))
+ORDER BY 1
+LIMIT 1
+"""
+
+
+def verify_usage_mirror(conn: psycopg.Connection) -> Mismatch | None:
+    """Every usage_facts row equals its event's payload and every usage event has one; else the first that does not."""
+    try:
+        with _snapshot(conn), conn.transaction():
+            row = conn.execute(_MIRROR_DIFFERENCES, {"topic": USAGE.topic}).fetchone()
+    except psycopg.errors.DataException as error:
+        return Mismatch("usage_mirror", None, f"a usage event's state no longer decodes as JSON: "
+                                              f"{str(error).strip().splitlines()[0]}")
+    if row is None:
+        return None
+    position, has_event, has_row = row[:3]
+    if not has_row:
+        return Mismatch("usage_mirror", position, "the usage event has no usage_facts row")
+    if not has_event:
+        return Mismatch("usage_mirror", position, "the usage_facts row has no usage event at its position")
+    event, mirror = row[3:9], row[9:15]
+    differing = [name for name, a, b in zip(USAGE_FIELDS, event, mirror) if a != b]
+    shown = "; ".join(f"usage_facts.{name} is {b!r}, the event says {a!r}"
+                      for name, a, b in zip(USAGE_FIELDS, event, mirror) if a != b)
+    return Mismatch("usage_mirror", position, shown or "the row differs from its event",
+                    {"fields": differing})
+
+
+# -- 3. projections -----------------------------------------------------------------------------------
+def check_projections(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
+    """Each projection table's checksum, incremental against a rebuild from position 0 (the projector's rule)."""
+    from ledger import projector
+
+    projector.project(conn)
+    return projector.check(conn)
+
+
+def describe(report: VerifyReport) -> list[str]:
+    """The report for people: one line per check, then the verdict."""
+    chain = report.chain
+    lines = [f"verified {chain.facts:,} facts in {report.seconds:.2f}s"]
+    if chain.mismatch is None:
+        head = "empty log" if chain.head_position is None else \
+            f"head at position {chain.head_position}: {chain.head_hash.hex()}"
+        lines.append(f"chain: ok ({head})")
+    else:
+        lines.append(f"chain: first mismatch at position {chain.mismatch.position}: {chain.mismatch.reason}"
+                     f" ({chain.breaks} broken link{'s' if chain.breaks != 1 else ''} in all)")
+    if report.usage_mirror is None:
+        lines.append(f"usage mirror: ok ({chain.usage_facts:,} usage facts)")
+    else:
+        lines.append(f"usage mirror: first mismatch at position {report.usage_mirror.position}: "
+                     f"{report.usage_mirror.reason}")
+    if report.projections is None:
+        lines.append("projections: not checked (--skip-projections)")
+    elif report.projection_differences:
+        for table in report.projection_differences:
+            result = report.projections[table]
+            lines.append(f"projections: {table} differs: incremental {result.get('incremental')} "
+                         f"≠ rebuild {result.get('rebuild')}")
+    else:
+        lines.append(f"projections: ok ({len(report.projections)} tables, incremental = rebuild)")
+    first = report.first_mismatch
+    if first is not None:
+        lines.append(f"FAILED: first mismatch at position {first.position}: {first.reason}")
+    elif report.projection_differences:
+        lines.append(f"FAILED: {len(report.projection_differences)} projection(s) differ from a rebuild")
+    else:
+        lines.append("ok")
+    return lines

@@ -1,0 +1,817 @@
+"""Realistic scenarios in the interchange formats of SPEC §3, deterministic by seed, written as streams.
+
+`scenario(directory, params)` writes the input files of a few months of a usage-billed business and returns
+the steps that feed them to the ledger in order (ingest, close, credit, each dated `at`), the shape of
+`examples/basic/input/steps.json`. What it holds, on purpose:
+
+- source systems (`billing`, `product`, `gateway`, …) with their own source ids linked to canonical customers,
+  some customers with two product ids, one source id never linked, one linked only after its usage was closed;
+- plans with prices (starter / growth / enterprise; meters api_calls, fraud_checks, rules_evaluated) and a
+  price change for growth in a later month;
+- attributes (name, segment, owner, plan, region), new customers mid-scenario, plan changes mid-month, one
+  back-dated change arriving after two closes, a cleared region, a change that changes nothing;
+- a merge: a later identity link moving a product id to another customer;
+- usage as NDJSON (product), CSV (billing) and CloudEvents (gateway), with exact duplicates (immediate and
+  resent later), malformed lines, conflicting resends, and late usage ingested after the month's close;
+- invoices per customer-month from billing (a few with a header total off the sum of lines, a few billing a
+  quantity other than the metered one, one for an unlinked billing id, one in a foreign currency);
+- credits through the credit command (some refused: over the invoice, wrong customer; one idempotent repeat);
+- period closes in order (and one refused because the month had not ended).
+
+Nothing is held per event: files are written line by line; what is kept is per customer-month.
+`usage_only` and `usage_only_reference` are the fast path for benchmarks.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence, TextIO
+
+from ledger.domain.time import month_start, next_month
+
+UTC = timezone.utc
+SYSTEMS = ("billing", "product", "gateway", "mobile", "partner")  # billing first: it issues the invoices
+PREFIX = {"billing": "bc", "product": "pr", "gateway": "gw", "mobile": "mb", "partner": "pt"}
+FORMAT = {"billing": "csv", "product": "ndjson", "gateway": "cloudevents", "mobile": "ndjson", "partner": "csv"}
+EXTENSION = {"ndjson": "ndjson", "csv": "csv", "cloudevents": "cloudevents.ndjson"}
+METERS = ("api_calls", "fraud_checks", "rules_evaluated")
+SOURCE_METERS = {  # (meter, weight, largest quantity) of what each system meters
+    "billing": (("fraud_checks", 1.0, 4),),
+    "product": (("api_calls", 0.7, 40), ("rules_evaluated", 0.3, 20)),
+    "gateway": (("api_calls", 0.8, 30), ("fraud_checks", 0.2, 3)),
+    "mobile": (("api_calls", 1.0, 10),),
+    "partner": (("api_calls", 0.6, 25), ("rules_evaluated", 0.4, 10)),
+}
+PRICES = {  # plan: (base_fee_cents, {meter: (included_units, unit_price_cents)})
+    "starter": (4_900, {"api_calls": (1_500, 2), "fraud_checks": (20, 25)}),
+    "growth": (19_900, {"api_calls": (5_000, 1), "fraud_checks": (150, 15), "rules_evaluated": (1_000, 1)}),
+    "enterprise": (99_900, {"api_calls": (40_000, 1), "fraud_checks": (1_500, 8), "rules_evaluated": (10_000, 1)}),
+}
+GROWTH_REPRICED = (24_900, {"api_calls": (6_000, 1), "fraud_checks": (200, 12), "rules_evaluated": (1_500, 1)})
+SEGMENT_PLAN = {"smb": ("starter", "starter", "growth"), "midmarket": ("growth", "growth", "starter", "enterprise"),
+                "enterprise": ("enterprise", "enterprise", "growth")}
+OWNERS = ("ana", "ben", "cy", "dee", "eli", "fay", "gus")
+REGIONS = ("us", "eu", "apac")
+OFFSETS = (0, 0, 0, 60, -480, 330, -300)  # minutes: the same instant written in other zones
+CLOSER = "fin.close@example.com"
+CREDITOR = "fin.ops@example.com"
+
+
+@dataclass(frozen=True)
+class ScenarioParams:
+    """What to generate. `usage_events`, when given, is the total and overrides the per customer-month figure."""
+
+    customers: int = 300
+    start_month: str = "2026-01"
+    months: int = 4
+    events_per_customer_month: int = 125
+    usage_events: int | None = None
+    late_share: float = 0.03
+    duplicate_share: float = 0.01
+    malformed_share: float = 0.002
+    source_systems: int = 3
+    currency: str = "USD"
+    seed: int = 7
+
+    def check(self) -> None:
+        if self.customers < 10:
+            raise ValueError("a scenario needs at least 10 customers (merges, plan changes, refusals need them)")
+        if self.months < 3:
+            raise ValueError("a scenario needs at least 3 months (a back-dated change arrives after two closes)")
+        if not 2 <= self.source_systems <= len(SYSTEMS):
+            raise ValueError(f"source_systems must be 2–{len(SYSTEMS)} (billing issues the invoices)")
+        for name in ("late_share", "duplicate_share", "malformed_share"):
+            if not 0 <= getattr(self, name) < 0.5:
+                raise ValueError(f"{name} must be in [0, 0.5)")
+
+
+@dataclass
+class FileStats:
+    """What one generated file holds; lines = events + duplicates + conflicts + malformed (+ header)."""
+
+    kind: str
+    file: str
+    format: str
+    lines: int = 0
+    events: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    malformed: int = 0
+
+
+@dataclass
+class Scenario:
+    """The generated files, the steps that replay them, and where the interesting cases are."""
+
+    directory: Path
+    params: ScenarioParams
+    steps: list[dict[str, Any]]
+    files: list[FileStats]
+    highlights: dict[str, Any]
+    seconds: float = 0.0
+
+    @property
+    def usage_events(self) -> int:
+        return sum(f.events for f in self.files if f.kind == "usage")
+
+    def totals(self) -> dict[str, int]:
+        usage = [f for f in self.files if f.kind == "usage"]
+        return {"customers": self.params.customers, "months": self.params.months, "files": len(self.files),
+                "usage_events": self.usage_events, "usage_lines": sum(f.lines for f in usage),
+                "duplicates": sum(f.duplicates for f in self.files), "malformed": sum(f.malformed for f in self.files),
+                "late_events": sum(f.events for f in usage if "_late_" in f.file),
+                "invoices": sum(f.events for f in self.files if f.kind == "invoices"),
+                "credits": sum(1 for s in self.steps if s["op"] == "credit"), "steps": len(self.steps)}
+
+
+# -- the world: customers, their source ids, plans and links --------------------------------------------
+@dataclass
+class Customer:
+    customer_id: str
+    name: str
+    segment: str
+    owner: str
+    plan: str
+    region: str
+    weight: float
+    first_month: int  # index of the month it signs up
+    billing_id: str
+    usage_ids: list[tuple[str, str]] = field(default_factory=list)  # (source, source_customer_id)
+    plan_from: tuple[int, str] | None = None  # (month index of the first month billed on it, new plan)
+
+    def source_ids(self) -> list[tuple[str, str]]:
+        """Every source id of the customer, each once (its billing id also meters usage)."""
+        return list(dict.fromkeys([("billing", self.billing_id), *self.usage_ids]))
+
+    def plan_for(self, index: int) -> str:
+        return self.plan_from[1] if self.plan_from and index >= self.plan_from[0] else self.plan
+
+
+@dataclass(frozen=True)
+class Link:
+    source: str
+    source_customer_id: str
+    customer_id: str
+    effective_from: datetime
+    known_at: datetime  # when its file is ingested: only links known before a close count for that month
+
+
+class World:
+    """Customers, links and prices, decided up front from the seed (small: per customer, not per event)."""
+
+    def __init__(self, p: ScenarioParams, rng: random.Random):
+        self.p, self.rng = p, rng
+        self.months = [p.start_month]
+        for _ in range(p.months - 1):
+            self.months.append(next_month(self.months[-1]))
+        self.systems = SYSTEMS[:p.source_systems]
+        self.usage_systems = [s for s in self.systems if s != "billing"] + ["billing"]
+        self.epoch = month_start(_previous(p.start_month))
+        self.customers = self._customers()
+        self.links: dict[tuple[str, str], list[Link]] = {}
+        for c in self.customers:
+            known = self.epoch + timedelta(days=19) if c.first_month == 0 else self.month_at(c.first_month, 1, 0, 10)
+            effective = self.epoch if c.first_month == 0 else month_start(self.months[c.first_month])
+            for source, scid in c.source_ids():
+                self.add_link(Link(source, scid, c.customer_id, effective, known))
+
+    def month_at(self, index: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+        """An instant in month `index` (index = len(months) is the month after the last)."""
+        base = month_start(self.months[index]) if index < len(self.months) else month_start(
+            next_month(self.months[-1]))
+        return base + timedelta(days=day - 1, hours=hour, minutes=minute)
+
+    def _customers(self) -> list[Customer]:
+        rng, p = self.rng, self.p
+        width = max(4, len(str(p.customers)))
+        numbers = rng.sample(range(10_000, 10_000 + 4 * p.customers), 3 * p.customers)
+        customers = []
+        for i in range(p.customers):
+            segment = rng.choices(("smb", "midmarket", "enterprise"), (6, 3, 1))[0]
+            first = 0 if i < p.customers * 0.85 else rng.randrange(1, p.months)
+            c = Customer(f"cus_{i + 1:0{width}d}", f"Merchant {i + 1:0{width}d}", segment, rng.choice(OWNERS),
+                         rng.choice(SEGMENT_PLAN[segment]), rng.choice(REGIONS),
+                         rng.lognormvariate(0, 0.7) * {"smb": 0.6, "midmarket": 1.2, "enterprise": 3.0}[segment],
+                         first, f"bc_{numbers[3 * i]}")
+            c.usage_ids.append(("product", f"pr_{numbers[3 * i + 1]}"))
+            if rng.random() < 0.05:
+                c.usage_ids.append(("product", f"pr_{numbers[3 * i + 2]}"))
+            c.usage_ids.append(("billing", c.billing_id))
+            for system in self.systems[2:]:
+                if rng.random() < 0.6:
+                    c.usage_ids.append((system, f"{PREFIX[system]}_{numbers[3 * i + 2] + 7}"))
+            customers.append(c)
+        mean = sum(c.weight for c in customers) / len(customers)
+        for c in customers:
+            c.weight /= mean
+        return customers
+
+    def add_link(self, link: Link) -> None:
+        self.links.setdefault((link.source, link.source_customer_id), []).append(link)
+
+    def resolve(self, source: str, scid: str, moment: datetime, known_before: datetime) -> str | None:
+        """SPEC §3.2 resolution with only the links ingested before `known_before` (a close)."""
+        best: Link | None = None
+        for link in self.links.get((source, scid), ()):
+            if link.known_at < known_before and link.effective_from <= moment and (
+                    best is None or link.effective_from >= best.effective_from):
+                best = link
+        return best.customer_id if best else None
+
+    def price(self, plan: str, index: int, repriced_from: int) -> tuple[int, dict[str, tuple[int, int]]]:
+        return GROWTH_REPRICED if plan == "growth" and index >= repriced_from else PRICES[plan]
+
+
+def _previous(month: str) -> str:
+    year, mon = int(month[:4]), int(month[5:7])
+    return f"{year - (mon == 1):04d}-{(mon - 2) % 12 + 1:02d}"
+
+
+# -- rendering -------------------------------------------------------------------------------------------
+def stamp(moment: datetime, offset_minutes: int = 0) -> str:
+    """RFC 3339 with microseconds, the instant written in a zone `offset_minutes` east of UTC."""
+    local = moment + timedelta(minutes=offset_minutes)
+    text = f"{local:%Y-%m-%dT%H:%M:%S}.{local.microsecond:06d}"
+    if offset_minutes == 0:
+        return text + "Z"
+    hours, minutes = divmod(abs(offset_minutes), 60)
+    return f"{text}{'+' if offset_minutes > 0 else '-'}{hours:02d}:{minutes:02d}"
+
+
+def usage_line(fmt: str, event_id: str, source: str, scid: str, meter: str, quantity: int, when: str,
+               extra: str = "") -> str:
+    """One usage record in `fmt`; ids here are plain ASCII, so templates are exact JSON/CSV."""
+    if fmt == "csv":
+        return f"{event_id},{source},{scid},{meter},{quantity},{when}\n"
+    if fmt == "cloudevents":
+        data = f'{{"quantity":{quantity}{extra}}}'
+        return (f'{{"specversion":"1.0","id":"{event_id}","source":"{source}","subject":"{scid}","type":"{meter}",'
+                f'"time":"{when}","datacontenttype":"application/json","data":{data}}}\n')
+    props = f',"properties":{{{extra[1:]}}}' if extra else ""
+    return (f'{{"event_id":"{event_id}","source":"{source}","source_customer_id":"{scid}","meter":"{meter}",'
+            f'"quantity":{quantity},"event_time":"{when}"{props}}}\n')
+
+
+CSV_HEADER = "event_id,source,source_customer_id,meter,quantity,event_time\n"
+
+
+def malformed_line(fmt: str, rng: random.Random, event_id: str, source: str, scid: str, when: str) -> str:
+    """A record the usage contract must reject, of a kind real feeds produce."""
+    if fmt == "csv":
+        return rng.choice((
+            f"{event_id},{source},{scid},api_calls,1.5,{when}\n",
+            f"{event_id},{source},{scid},api_calls,3\n",
+            f"{event_id},{source},{scid},api_calls,3,{when[:19]}\n",
+            f"{event_id},{source},{scid},API Calls,3,{when}\n",
+        ))
+    if fmt == "cloudevents":
+        return rng.choice((
+            f'{{"specversion":"0.3","id":"{event_id}","source":"{source}","subject":"{scid}","type":"api_calls",'
+            f'"time":"{when}","data":{{"quantity":1}}}}\n',
+            f'{{"specversion":"1.0","id":"{event_id}","source":"{source}","type":"api_calls","time":"{when}"}}\n',
+            f'{{"specversion":"1.0","id":"{event_id}","source":"{source}","subject":"{scid}","type":"api_calls",'
+            f'"time":"{when}","Tenant-ID":"x","data":{{"quantity":1}}}}\n',
+        ))
+    good = usage_line("ndjson", event_id, source, scid, "api_calls", 3, when)
+    return rng.choice((
+        good[: len(good) // 2] + "\n",
+        good.replace(when, when[:19]),
+        good.replace('"quantity":3', '"quantity":-3'),
+        good.replace('"quantity":3', '"quantity":"3"'),
+        good.replace('"meter":"api_calls"', '"meter":"API-Calls"'),
+        good.replace('{"event_id"', '{"customer":"x","event_id"'),
+    ))
+
+
+class Out:
+    """A text file written line by line, with its counts."""
+
+    def __init__(self, directory: Path, name: str, kind: str, fmt: str, header: str = ""):
+        self.stats = FileStats(kind, name, fmt)
+        self.handle: TextIO = open(directory / name, "w", encoding="utf-8", newline="")
+        if header:
+            self.write(header)
+
+    def write(self, text: str) -> None:
+        self.handle.write(text)
+        self.stats.lines += text.count("\n")
+
+    def close(self) -> FileStats:
+        self.handle.close()
+        return self.stats
+
+
+# -- the scenario ----------------------------------------------------------------------------------------
+class _Generator:
+    def __init__(self, directory: Path, p: ScenarioParams):
+        p.check()
+        self.dir, self.p = directory, p
+        self.rng = random.Random(p.seed)
+        self.world = World(p, self.rng)
+        self.steps: list[tuple[datetime, int, dict[str, Any]]] = []
+        self.files: list[FileStats] = []
+        self.units: dict[tuple[str, int, str], int] = {}  # (customer, month index, meter) → on-time units
+        self.late_customers: dict[int, list[str]] = {}
+        self.invoices: dict[int, list[tuple[str, str, int]]] = {}  # month → (invoice_id, customer, total)
+        self.highlights: dict[str, Any] = {}
+        self.counter = 0
+        self.first_invoice_line = ""
+        n = p.months
+        self.plan_change_month, self.backdate_month, self.repriced_from = 1, 2, min(2, n - 1)
+        self.active_months = sum(p.months - c.first_month for c in self.world.customers)
+        self.per_customer_month = (p.usage_events / self.active_months if p.usage_events is not None
+                                   else p.events_per_customer_month)
+
+    def step(self, at: datetime, op: dict[str, Any]) -> None:
+        self.steps.append((at, len(self.steps), {**op, "at": stamp(at)}))
+
+    def ingest(self, at: datetime, stats: FileStats) -> None:
+        self.files.append(stats)
+        self.step(at, {"op": "ingest", "kind": stats.kind, "file": stats.file, "format": stats.format})
+
+    def run(self) -> Scenario:
+        started = time.perf_counter()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        w = self.world
+        self._prices()
+        self._initial_attributes()
+        self._initial_identities()
+        for index in range(self.p.months):
+            if index > 0:
+                self._new_customers(index)
+            if index == self.plan_change_month:
+                self._plan_changes(index)
+                self._price_change(index)
+            if index == self.backdate_month:
+                self._backdated_attributes(index)
+                self._merge(index)
+            if index == 0:
+                self.step(w.month_at(1, 2, 8, 55), {"op": "close_refused", "month": w.months[1], "actor": CLOSER,
+                                                   "note": "the month has not ended"})
+            self._usage(index)
+            self.step(w.month_at(index + 1, 2, 9), {"op": "close", "month": w.months[index], "actor": CLOSER})
+            self._invoices(index)
+            self._credits(index)
+        steps = [op for _, _, op in sorted(self.steps, key=lambda s: (s[0], s[1]))]
+        (self.dir / "steps.json").write_text(json.dumps(steps, indent=1) + "\n")
+        return Scenario(self.dir, self.p, steps, self.files, self.highlights, time.perf_counter() - started)
+
+    # -- reference data ----------------------------------------------------------------------------------
+    def _prices(self) -> None:
+        out = Out(self.dir, "prices.ndjson", "prices", "ndjson")
+        for plan, (base, meters) in PRICES.items():
+            out.write(_price_line(plan, _previous(self.p.start_month), base, meters))
+            out.stats.events += 1
+        self.ingest(self.world.epoch + timedelta(days=19), out.close())
+
+    def _price_change(self, index: int) -> None:
+        month = self.world.months[self.repriced_from]
+        out = Out(self.dir, f"prices_{month}.ndjson", "prices", "ndjson")
+        out.write(_price_line("growth", month, *GROWTH_REPRICED))
+        out.stats.events += 1
+        self.highlights["price_change"] = {"plan": "growth", "effective_month": month}
+        self.ingest(self.world.month_at(index, 25), out.close())
+
+    def _initial_attributes(self) -> None:
+        out = Out(self.dir, "attributes_initial.csv", "attributes", "csv",
+                  "customer_id,effective_from,name,segment,owner,plan,region\n")
+        for c in self.world.customers:
+            if c.first_month == 0:
+                out.write(f"{c.customer_id},{stamp(self.world.epoch)},{c.name},{c.segment},{c.owner},{c.plan},"
+                          f"{c.region}\n")
+                out.stats.events += 1
+        self.ingest(self.world.epoch + timedelta(days=19), out.close())
+
+    def _initial_identities(self) -> None:
+        out = Out(self.dir, "identities_initial.ndjson", "identities", "ndjson")
+        written = []
+        for links in self.world.links.values():
+            for link in links:
+                if link.effective_from == self.world.epoch:
+                    written.append(_link_line(link))
+                    out.write(written[-1])
+                    out.stats.events += 1
+        out.write(written[len(written) // 2])  # a feed that sent one link twice
+        out.stats.duplicates += 1
+        self.ingest(self.world.epoch + timedelta(days=19), out.close())
+
+    def _new_customers(self, index: int) -> None:
+        joining = [c for c in self.world.customers if c.first_month == index]
+        if not joining:
+            return
+        month = self.world.months[index]
+        attributes = Out(self.dir, f"attributes_new_{month}.ndjson", "attributes", "ndjson")
+        identities = Out(self.dir, f"identities_new_{month}.csv", "identities", "csv",
+                         "source,source_customer_id,customer_id,effective_from\n")
+        start = month_start(month)
+        for c in joining:
+            attributes.write(json.dumps({"customer_id": c.customer_id, "effective_from": stamp(start), "name": c.name,
+                                         "segment": c.segment, "owner": c.owner, "plan": c.plan,
+                                         "region": c.region}) + "\n")
+            attributes.stats.events += 1
+            for source, scid in c.source_ids():
+                identities.write(f"{source},{scid},{c.customer_id},{stamp(start)}\n")
+                identities.stats.events += 1
+        at = self.world.month_at(index, 1, 0, 10)
+        self.ingest(at, attributes.close())
+        self.ingest(at, identities.close())
+
+    def _plan_changes(self, index: int) -> None:
+        """Upgrades effective mid-month: the customer-month keeps the plan in effect at the month's start."""
+        moment = self.world.month_at(index, 15, 12)
+        upgrades = {"starter": "growth", "growth": "enterprise"}
+        chosen = [c for c in self.world.customers if c.first_month < index and c.plan in upgrades]
+        chosen = self.rng.sample(chosen, max(1, len(chosen) // 25)) if chosen else []
+        out = Out(self.dir, f"attributes_plan_changes_{self.world.months[index]}.ndjson", "attributes", "ndjson")
+        for c in sorted(chosen, key=lambda c: c.customer_id):
+            c.plan_from = (index + 1, upgrades[c.plan])
+            out.write(json.dumps({"customer_id": c.customer_id, "effective_from": stamp(moment),
+                                  "plan": upgrades[c.plan]}) + "\n")
+            out.stats.events += 1
+        self.highlights["plan_changes"] = [{"customer_id": c.customer_id, "from": c.plan, "to": c.plan_from[1],
+                                            "effective_from": stamp(moment)} for c in sorted(chosen,
+                                                                                          key=lambda c: c.customer_id)]
+        self.ingest(moment + timedelta(minutes=5), out.close())
+
+    def _backdated_attributes(self, index: int) -> None:
+        """Arrives after two closes but takes effect in the first month: history is reshaped (SCD2)."""
+        w = self.world
+        veterans = [c for c in w.customers if c.first_month == 0]
+        moved, cleared, unchanged = self.rng.sample(veterans, 3)
+        effective = w.month_at(0, 10)
+        out = Out(self.dir, f"attributes_backdated_{w.months[index]}.ndjson", "attributes", "ndjson")
+        new_segment = "enterprise" if moved.segment != "enterprise" else "midmarket"
+        new_owner = next(o for o in OWNERS if o != moved.owner)
+        records = [
+            {"customer_id": moved.customer_id, "effective_from": stamp(effective), "segment": new_segment,
+             "owner": new_owner},
+            {"customer_id": cleared.customer_id, "effective_from": stamp(w.month_at(index, 1)), "region": None},
+            {"customer_id": unchanged.customer_id, "effective_from": stamp(w.month_at(1, 1)),
+             "owner": unchanged.owner},  # changes nothing: starts no version
+        ]
+        for record in records:
+            out.write(json.dumps(record) + "\n")
+            out.stats.events += 1
+        self.highlights["backdated"] = {"customer_id": moved.customer_id, "effective_from": stamp(effective),
+                                        "segment": new_segment, "owner": new_owner,
+                                        "arrives": stamp(w.month_at(index, 5))}
+        self.ingest(w.month_at(index, 5), out.close())
+
+    def _merge(self, index: int) -> None:
+        """A product id moves to another customer mid-month; an orphan id is finally linked, back-dated."""
+        w = self.world
+        veterans = [c for c in w.customers if c.first_month == 0]
+        source_customer, target = self.rng.sample(veterans, 2)
+        scid = next(s for src, s in source_customer.usage_ids if src == "product")
+        effective, known = w.month_at(index, 15, 12), w.month_at(index, 16)
+        merge = Link("product", scid, target.customer_id, effective, known)
+        orphan = Link("product", "pr_orphan", target.customer_id, w.epoch, known)
+        for link in (merge, orphan):
+            w.add_link(link)
+        target.usage_ids.append(("product", "pr_orphan"))  # it was emitting all along, unlinked
+        out = Out(self.dir, f"identities_merge_{w.months[index]}.ndjson", "identities", "ndjson")
+        for link in (merge, orphan):
+            out.write(_link_line(link))
+            out.stats.events += 1
+        self.highlights["merge"] = {"source": "product", "source_customer_id": scid,
+                                    "from_customer": source_customer.customer_id, "to_customer": target.customer_id,
+                                    "effective_from": stamp(effective)}
+        self.highlights["orphan"] = {"source": "product", "source_customer_id": "pr_orphan",
+                                     "linked_to": target.customer_id, "linked_at": stamp(known)}
+        self.ingest(known, out.close())
+
+    # -- usage ----------------------------------------------------------------------------------------
+    def _usage(self, index: int) -> None:
+        w, p, rng = self.world, self.p, self.rng
+        month = w.months[index]
+        close_at = w.month_at(index + 1, 2, 9)
+        outs = {s: Out(self.dir, f"usage_{month}_{s}.{EXTENSION[FORMAT[s]]}", "usage", FORMAT[s],
+                       CSV_HEADER if FORMAT[s] == "csv" else "") for s in w.usage_systems}
+        late = Out(self.dir, f"usage_late_{month}.ndjson", "usage", "ndjson")
+        resend: dict[str, list[str]] = {s: [] for s in outs}
+        sent_product: list[str] = []
+        first_day = month_start(month)
+        days = (month_start(next_month(month)) - first_day).days
+        active = [c for c in w.customers if c.first_month <= index]
+        ghost = w.usage_systems[0]
+        # until its link arrives the orphan emits on its own; afterwards as its customer's id
+        extra_ids = [(ghost, f"{PREFIX[ghost]}_unknown", 0.2)]
+        if "orphan" not in self.highlights:
+            extra_ids.append(("product", "pr_orphan", 0.3))
+        for day in range(days):
+            day_start = first_day + timedelta(days=day)
+            for c in active:
+                rate = self.per_customer_month * c.weight / days
+                count = int(rate) + (rng.random() < rate - int(rate))
+                for _ in range(count):
+                    source, scid = c.usage_ids[rng.randrange(len(c.usage_ids))]
+                    self._event(index, outs, late, resend, sent_product, source, scid, day_start, close_at)
+            for source, scid, rate in extra_ids:
+                if rng.random() < rate:
+                    self._event(index, outs, late, resend, sent_product, source, scid, day_start, close_at)
+        for source, out in outs.items():
+            for text in resend[source]:  # delayed retries of a flaky sender: exact duplicates
+                out.write(text)
+                out.stats.duplicates += 1
+            if out.stats.malformed == 0 and p.malformed_share > 0:
+                self._malformed(out, source, day_start)
+            self.ingest(w.month_at(index + 1, 1, 0, 30), out.close())
+        self._late_extras(index, late, sent_product)
+        self.ingest(w.month_at(index + 1, 10), late.close())
+
+    def _event(self, index: int, outs: dict[str, Out], late: Out, resend: dict[str, list[str]],
+               sent_product: list[str], source: str, scid: str, day_start: datetime, close_at: datetime) -> None:
+        rng, p = self.rng, self.p
+        meters = SOURCE_METERS[source]
+        meter, _, top = meters[0] if len(meters) == 1 else rng.choices(meters, [m[1] for m in meters])[0]
+        quantity = rng.randint(0 if rng.random() < 0.02 else 1, top)
+        moment = day_start + timedelta(microseconds=rng.randrange(86_400_000_000))
+        self.counter += 1
+        event_id = f"{PREFIX[source]}-{self.counter:09d}"
+        is_late = rng.random() < p.late_share
+        out = late if is_late else outs[source]
+        extra = ',"route":"/v2/charge","region":"%s"' % REGIONS[self.counter % 3] if (
+            source == "gateway" or (source == "product" and self.counter % 4 == 0)) else ""
+        text = usage_line(out.stats.format, event_id, source, scid, meter, quantity,
+                          stamp(moment, OFFSETS[self.counter % len(OFFSETS)]), extra)
+        out.write(text)
+        out.stats.events += 1
+        if is_late:
+            customer = self.world.resolve(source, scid, moment, datetime.max.replace(tzinfo=UTC))
+            if customer:
+                self.late_customers.setdefault(index, []).append(customer)
+        else:
+            customer = self.world.resolve(source, scid, moment, close_at)
+            if customer:
+                key = (customer, index, meter)
+                self.units[key] = self.units.get(key, 0) + quantity
+            if source == "product" and len(sent_product) < 200 and rng.random() < 0.05:
+                sent_product.append(text)
+        if rng.random() < p.duplicate_share:
+            if rng.random() < 0.5 or is_late:
+                out.write(text)  # an immediate retry
+                out.stats.duplicates += 1
+            elif len(resend[source]) < 2_000:
+                resend[source].append(text)
+        if rng.random() < p.malformed_share:
+            self._malformed(out, source, day_start)
+
+    def _malformed(self, out: Out, source: str, day_start: datetime) -> None:
+        self.counter += 1
+        when = stamp(day_start + timedelta(hours=12))
+        out.write(malformed_line(out.stats.format, self.rng, f"bad-{self.counter:09d}", source, "x_1", when))
+        out.stats.malformed += 1
+
+    def _late_extras(self, index: int, late: Out, sent_product: list[str]) -> None:
+        """Late files also resend some on-time events (duplicates) and two with another quantity (conflicts)."""
+        for text in sent_product[:20]:
+            late.write(text)
+            late.stats.duplicates += 1
+        for text in sent_product[20:22]:
+            late.write(text.replace('"quantity":', '"quantity":1', 1))
+            late.stats.conflicts += 1
+        if late.stats.events == 0 and self.p.late_share > 0:  # small scenarios: one late event at least
+            c = self.world.customers[0]
+            source, scid = c.usage_ids[0]
+            self.counter += 1
+            late.write(usage_line("ndjson", f"{PREFIX[source]}-{self.counter:09d}", source, scid,
+                                  SOURCE_METERS[source][0][0], 1, stamp(self.world.month_at(index, 3))))
+            late.stats.events += 1
+            self.late_customers.setdefault(index, []).append(c.customer_id)
+
+    # -- invoices and credits --------------------------------------------------------------------------
+    def _invoices(self, index: int) -> None:
+        w, rng, p = self.world, self.rng, self.p
+        month = w.months[index]
+        issued = w.month_at(index + 1, 3, 6)
+        out = Out(self.dir, f"invoices_{month}.ndjson", "invoices", "ndjson")
+        issued_list = self.invoices.setdefault(index, [])
+        odd: dict[str, list[str]] = {"total_mismatch": [], "billed_vs_metered": []}
+        for c in w.customers:
+            if c.first_month > index:
+                continue
+            base, meters = w.price(c.plan_for(index), index, self.repriced_from)
+            lines = [{"line_id": "L1", "kind": "subscription", "amount_cents": base}]
+            for n, (meter, (included, unit)) in enumerate(sorted(meters.items()), start=2):
+                quantity = self.units.get((c.customer_id, index, meter), 0)
+                if rng.random() < 0.02:
+                    quantity = max(0, quantity + rng.choice((-1, 1)) * rng.randint(1, 50))
+                    odd["billed_vs_metered"].append(f"in_{month.replace('-', '')}_{c.customer_id}")
+                lines.append({"line_id": f"L{n}", "kind": "usage", "meter": meter, "quantity": quantity,
+                              "amount_cents": max(0, quantity - included) * unit})
+            total = sum(line["amount_cents"] for line in lines)
+            invoice_id = f"in_{month.replace('-', '')}_{c.customer_id}"
+            if rng.random() < 0.01:
+                total += rng.choice((-1, 1)) * rng.randint(1, 500)
+                odd["total_mismatch"].append(invoice_id)
+            text = _invoice_line(invoice_id, c.billing_id, month, issued, p.currency, total, lines)
+            out.write(text)
+            out.stats.events += 1
+            if len(issued_list) == 0:
+                self.first_invoice_line = text
+            issued_list.append((invoice_id, c.customer_id, total))
+        self._odd_invoice(index, out, issued)
+        self.highlights.setdefault("invoices", {})[month] = odd
+        self.ingest(w.month_at(index + 1, 3, 9), out.close())
+
+    def _odd_invoice(self, index: int, out: Out, issued: datetime) -> None:
+        month = self.world.months[index]
+        line = [{"line_id": "L1", "kind": "subscription", "amount_cents": 4_900}]
+        if index == 0:  # from a billing account nobody linked
+            out.write(_invoice_line(f"in_{month.replace('-', '')}_unlinked", "bc_unlinked", month, issued,
+                                    self.p.currency, 4_900, line))
+            out.stats.events += 1
+        elif index == 1:  # exported in the wrong currency: rejected, kept in the quarantine
+            out.write(_invoice_line(f"in_{month.replace('-', '')}_fx", self.world.customers[0].billing_id, month,
+                                    issued, "EUR" if self.p.currency != "EUR" else "USD", 4_900, line))
+            out.stats.malformed += 1
+        else:  # the billing export sent one invoice twice
+            out.write(self.first_invoice_line)
+            out.stats.duplicates += 1
+
+    def _credits(self, index: int) -> None:
+        w, rng = self.world, self.rng
+        at = w.month_at(index + 1, 20, 14)
+        invoices = self.invoices[index]
+        credited: dict[str, int] = {}
+
+        def credit(invoice: tuple[str, str, int] | None, customer: str, amount: int, reason: str, key: str,
+                   memo: str, expect: str, minutes: int = 0) -> None:
+            self.step(at + timedelta(minutes=minutes), {
+                "op": "credit", "customer": customer, "invoice": invoice[0] if invoice else None,
+                "amount_cents": amount, "reason": reason, "actor": CREDITOR, "idempotency_key": key, "memo": memo,
+                "expect": expect})
+            if invoice and expect == "issued":
+                credited[invoice[0]] = credited.get(invoice[0], 0) + amount
+
+        for n, invoice in enumerate(rng.sample(invoices, max(1, len(invoices) // 30))):
+            credit(invoice, invoice[1], max(1, invoice[2] * rng.randint(5, 20) // 100), "service_issue",
+                   f"cr_{invoice[0]}_svc", f"outage credit {w.months[index]}", "issued", n)
+        late_customers = sorted(set(self.late_customers.get(index, [])))[:3]
+        by_customer = {inv[1]: inv for inv in invoices}
+        for customer in late_customers:
+            invoice = by_customer.get(customer)
+            if invoice and invoice[2] - credited.get(invoice[0], 0) > 200:
+                credit(invoice, customer, 200, "late_usage", f"cr_{invoice[0]}_late", "late usage waived", "issued", 30)
+                self.highlights.setdefault("late_credit_invoices", []).append(invoice[0])
+        fresh = [inv for inv in invoices if inv[0] not in credited]
+        over, other = fresh[0], fresh[1]
+        if index == 0:
+            credit(over, over[1], over[2] + 1_000, "billing_error", f"cr_{over[0]}_over", "more than the invoice",
+                   "refused", 40)
+            self.highlights["trace_invoice"] = (self.highlights.get("late_credit_invoices") or list(credited)
+                                                or [over[0]])[0]
+        elif index == 1:
+            credit(other, over[1], 500, "goodwill", f"cr_{other[0]}_wrong", "credited to the wrong customer",
+                   "refused", 40)
+            first = next(s for _, _, s in self.steps if s["op"] == "credit" and s["expect"] == "issued")
+            self.step(at + timedelta(minutes=45), {**{k: v for k, v in first.items() if k != "at"},
+                                                   "expect": "repeat"})
+        else:
+            target = self.highlights.get("merge", {}).get("to_customer", over[1])
+            credit(None, target, 2_500, "goodwill", f"cr_goodwill_{w.months[index]}_{target}",
+                   "welcome after the account merge", "issued", 50)
+
+
+def _price_line(plan: str, month: str, base: int, meters: dict[str, tuple[int, int]]) -> str:
+    return json.dumps({"plan": plan, "effective_month": month, "base_fee_cents": base, "meters": {
+        m: {"included_units": inc, "unit_price_cents": unit} for m, (inc, unit) in meters.items()}}) + "\n"
+
+
+def _link_line(link: Link) -> str:
+    return json.dumps({"source": link.source, "source_customer_id": link.source_customer_id,
+                       "customer_id": link.customer_id, "effective_from": stamp(link.effective_from)}) + "\n"
+
+
+def _invoice_line(invoice_id: str, scid: str, month: str, issued: datetime, currency: str, total: int,
+                  lines: list[dict[str, Any]]) -> str:
+    return json.dumps({"invoice_id": invoice_id, "source": "billing", "source_customer_id": scid, "period": month,
+                       "issued_at": stamp(issued), "currency": currency, "total_cents": total,
+                       "lines": lines}) + "\n"
+
+
+def scenario(directory: str | Path, params: ScenarioParams = ScenarioParams()) -> Scenario:
+    """Write a scenario's input files and steps.json into `directory`; the same params give the same bytes."""
+    return _Generator(Path(directory), params).run()
+
+
+# -- the fast path: usage alone, for benchmarks ------------------------------------------------------------
+@dataclass(frozen=True)
+class UsageOnly:
+    path: Path
+    events: int
+    duplicates: int
+    lines: int
+    bytes: int
+    seconds: float
+
+    @property
+    def lines_per_second(self) -> float:
+        return self.lines / self.seconds if self.seconds else 0.0
+
+
+USAGE_ONLY_SOURCES = ("product", "gateway")
+CHUNK = 8_192
+
+
+def usage_only_ids(n_customers: int) -> Iterator[tuple[str, str, str]]:
+    """(source, source_customer_id, customer_id) of the fast path's customers: one id per source each."""
+    for i in range(n_customers):
+        for source in USAGE_ONLY_SOURCES:
+            yield source, f"{source[0]}{i:07d}", f"c{i:07d}"
+
+
+def _months(months: Sequence[str] | int, start: str = "2026-01") -> list[str]:
+    if isinstance(months, int):
+        found = [start]
+        for _ in range(months - 1):
+            found.append(next_month(found[-1]))
+        return found
+    return list(months)
+
+
+def _stamp_pool(rng: random.Random, months: list[str], per_month: int = 4_096) -> list[str]:
+    pool = []
+    for month in months:
+        first = month_start(month)
+        span = int((month_start(next_month(month)) - first).total_seconds() * 1_000_000)
+        pool.extend(stamp(first + timedelta(microseconds=rng.randrange(span))) for _ in range(per_month))
+    return pool
+
+
+def usage_only(path: str | Path, n_events: int, n_customers: int, months: Sequence[str] | int = 3,
+               dup_share: float = 0.0, seed: int = 0) -> UsageOnly:
+    """N usage events as NDJSON, fast: every line is pre-formatted fragments joined, no JSON encoder per line.
+
+    Customers are uniform over `usage_only_ids`; event ids are `u<n>`; a `dup_share` of lines repeat an
+    earlier line of their chunk exactly (duplicates, not extra events).
+    """
+    started = time.perf_counter()
+    rng = random.Random(seed)
+    ids = [f'","source":"{source}","source_customer_id":"{scid}","meter":"'
+           for source, scid, _ in usage_only_ids(n_customers)]
+    meters = [f'{meter}","quantity":{q},"event_time":"'
+              for meter, top in (("api_calls", 40), ("api_calls", 40), ("fraud_checks", 3), ("rules_evaluated", 20))
+              for q in range(1, top + 1)]
+    stamps = _stamp_pool(rng, _months(months))
+    choices, written, duplicates, lines = rng.choices, 0, 0, 0
+    path = Path(path)
+    with open(path, "w", encoding="ascii", newline="") as out:
+        while written < n_events:
+            n = min(CHUNK, n_events - written)
+            chunk = [f'{{"event_id":"u{e}{c}{m}{t}"}}\n' for e, c, m, t in zip(
+                range(written, written + n), choices(ids, k=n), choices(meters, k=n), choices(stamps, k=n))]
+            extra = int(n * dup_share) + (rng.random() < n * dup_share % 1)
+            if extra:
+                chunk.extend(choices(chunk, k=extra))
+            out.write("".join(chunk))
+            written += n
+            duplicates += extra
+            lines += n + extra
+        size = out.tell()
+    return UsageOnly(path, written, duplicates, lines, size, time.perf_counter() - started)
+
+
+def usage_only_reference(directory: str | Path, n_customers: int, months: Sequence[str] | int = 3,
+                         seed: int = 0) -> dict[str, Path]:
+    """Identity links, attributes, prices and one invoice per customer-month for `usage_only`'s customers."""
+    rng = random.Random(seed)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    months = _months(months)
+    epoch = stamp(month_start(_previous(months[0])))
+    plans = list(PRICES)
+    paths = {kind: directory / name for kind, name in (
+        ("prices", "prices.ndjson"), ("attributes", "attributes.csv"), ("identities", "identities.ndjson"),
+        ("invoices", "invoices.ndjson"))}
+    with open(paths["prices"], "w") as out:
+        for plan, (base, meters) in PRICES.items():
+            out.write(_price_line(plan, _previous(months[0]), base, meters))
+    customer_plan = [plans[rng.randrange(3)] for _ in range(n_customers)]
+    with open(paths["attributes"], "w", newline="") as out:
+        out.write("customer_id,effective_from,name,segment,owner,plan,region\n")
+        out.writelines(f"c{i:07d},{epoch},Customer {i},{('smb', 'midmarket', 'enterprise')[i % 3]},"
+                       f"{OWNERS[i % len(OWNERS)]},{customer_plan[i]},{REGIONS[i % 3]}\n" for i in range(n_customers))
+    with open(paths["identities"], "w") as out:
+        for source, scid, customer in usage_only_ids(n_customers):
+            out.write(f'{{"source":"{source}","source_customer_id":"{scid}","customer_id":"{customer}",'
+                      f'"effective_from":"{epoch}"}}\n')
+        out.writelines(f'{{"source":"billing","source_customer_id":"b{i:07d}","customer_id":"c{i:07d}",'
+                       f'"effective_from":"{epoch}"}}\n' for i in range(n_customers))
+    with open(paths["invoices"], "w") as out:
+        for month in months:
+            issued = stamp(month_start(next_month(month)) + timedelta(days=2))
+            for i in range(n_customers):
+                base = PRICES[customer_plan[i]][0]
+                out.write(f'{{"invoice_id":"in_{month.replace("-", "")}_{i:07d}","source":"billing",'
+                          f'"source_customer_id":"b{i:07d}","period":"{month}","issued_at":"{issued}",'
+                          f'"currency":"USD","total_cents":{base},"lines":[{{"line_id":"L1","kind":"subscription",'
+                          f'"amount_cents":{base}}}]}}\n')
+    return paths
