@@ -9,17 +9,26 @@ import structlog
 
 
 def configure_logging() -> None:
-    renderer = (structlog.dev.ConsoleRenderer(colors=False) if sys.stderr.isatty()
-                else structlog.processors.JSONRenderer())
+    """JSON events on stderr for machines; on a terminal only warnings, unless LEDGER_LOG_LEVEL says otherwise.
+
+    A person at a terminal reads the command's own output (and a one-line error); a job runner
+    gets one JSON event per command to ship to its log store.
+    """
+    import os
+
+    tty = sys.stderr.isatty()
+    renderer = structlog.dev.ConsoleRenderer(colors=False) if tty else structlog.processors.JSONRenderer()
+    level_name = os.environ.get("LEDGER_LOG_LEVEL") or ("WARNING" if tty else "INFO")
+    level = getattr(logging, level_name.upper(), logging.INFO)
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,
     )
 
 

@@ -53,8 +53,13 @@ def fail(error: LedgerError) -> None:
     raise typer.Exit(error.exit_code)
 
 
-def run() -> None:
+@app.callback()
+def main() -> None:
+    """A finance-grade, event-sourced usage-billing ledger."""
     configure_logging()
+
+
+def run() -> None:
     try:
         app()
     except LedgerError as error:  # raised outside a command body (e.g. settings)

@@ -176,6 +176,7 @@ class World:
         self.epoch = month_start(_previous(p.start_month))
         self.customers = self._customers()
         self.links: dict[tuple[str, str], list[Link]] = {}
+        self._resolution: dict[tuple[str, str], list[tuple[int, int, str]]] = {}
         for c in self.customers:
             known = self.epoch + timedelta(days=19) if c.first_month == 0 else self.month_at(c.first_month, 1, 0, 10)
             effective = self.epoch if c.first_month == 0 else month_start(self.months[c.first_month])
@@ -215,15 +216,16 @@ class World:
 
     def add_link(self, link: Link) -> None:
         self.links.setdefault((link.source, link.source_customer_id), []).append(link)
+        self._resolution.setdefault((link.source, link.source_customer_id), []).append(
+            (micros(link.effective_from), micros(link.known_at), link.customer_id))
 
-    def resolve(self, source: str, scid: str, moment: datetime, known_before: datetime) -> str | None:
-        """SPEC §3.2 resolution with only the links ingested before `known_before` (a close)."""
-        best: Link | None = None
-        for link in self.links.get((source, scid), ()):
-            if link.known_at < known_before and link.effective_from <= moment and (
-                    best is None or link.effective_from >= best.effective_from):
-                best = link
-        return best.customer_id if best else None
+    def resolve(self, source: str, scid: str, moment: int, known_before: int) -> str | None:
+        """SPEC §3.2 resolution at `moment` with only the links ingested before `known_before` (µs since 1970)."""
+        best = None
+        for effective, known, customer in self._resolution.get((source, scid), ()):
+            if known < known_before and effective <= moment and (best is None or effective >= best[0]):
+                best = (effective, customer)
+        return best[1] if best else None
 
     def price(self, plan: str, index: int, repriced_from: int) -> tuple[int, dict[str, tuple[int, int]]]:
         return GROWTH_REPRICED if plan == "growth" and index >= repriced_from else PRICES[plan]
@@ -235,6 +237,31 @@ def _previous(month: str) -> str:
 
 
 # -- rendering -------------------------------------------------------------------------------------------
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DAY_US = 86_400_000_000
+FOREVER = 2**63
+ZONES = {0: "Z", 60: "+01:00", -480: "-08:00", 330: "+05:30", -300: "-05:00"}
+_DATES: dict[int, str] = {}  # day number → "YYYY-MM-DDT": a cache, so the hot path skips strftime
+
+
+def micros(moment: datetime) -> int:
+    """An instant as whole microseconds since 1970 (the generator's hot path works in integers)."""
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def stamp_us(instant: int, offset_minutes: int = 0) -> str:
+    """`stamp` for an instant in microseconds since 1970; the offset must be one of ZONES."""
+    day, rest = divmod(instant + offset_minutes * 60_000_000, DAY_US)
+    date = _DATES.get(day)
+    if date is None:
+        date = _DATES[day] = f"{EPOCH + timedelta(days=day):%Y-%m-%d}T"
+    seconds, fraction = divmod(rest, 1_000_000)
+    hours, seconds = divmod(seconds, 3_600)
+    minutes, seconds = divmod(seconds, 60)
+    return f"{date}{hours:02d}:{minutes:02d}:{seconds:02d}.{fraction:06d}{ZONES[offset_minutes]}"
+
+
 def stamp(moment: datetime, offset_minutes: int = 0) -> str:
     """RFC 3339 with microseconds, the instant written in a zone `offset_minutes` east of UTC."""
     local = moment + timedelta(minutes=offset_minutes)
@@ -491,90 +518,52 @@ class _Generator:
     def _usage(self, index: int) -> None:
         w, p, rng = self.world, self.p, self.rng
         month = w.months[index]
-        close_at = w.month_at(index + 1, 2, 9)
-        outs = {s: Out(self.dir, f"usage_{month}_{s}.{EXTENSION[FORMAT[s]]}", "usage", FORMAT[s],
-                       CSV_HEADER if FORMAT[s] == "csv" else "") for s in w.usage_systems}
-        late = Out(self.dir, f"usage_late_{month}.ndjson", "usage", "ndjson")
-        resend: dict[str, list[str]] = {s: [] for s in outs}
-        sent_product: list[str] = []
-        first_day = month_start(month)
-        days = (month_start(next_month(month)) - first_day).days
+        batch = _MonthOfUsage(self, index)
+        first_day = micros(month_start(month))
+        days = (month_start(next_month(month)) - month_start(month)).days
         active = [c for c in w.customers if c.first_month <= index]
         ghost = w.usage_systems[0]
         # until its link arrives the orphan emits on its own; afterwards as its customer's id
         extra_ids = [(ghost, f"{PREFIX[ghost]}_unknown", 0.2)]
         if "orphan" not in self.highlights:
             extra_ids.append(("product", "pr_orphan", 0.3))
+        random, emit = rng.random, batch.emit
         for day in range(days):
-            day_start = first_day + timedelta(days=day)
+            day_us = first_day + day * DAY_US
             for c in active:
                 rate = self.per_customer_month * c.weight / days
-                count = int(rate) + (rng.random() < rate - int(rate))
-                for _ in range(count):
-                    source, scid = c.usage_ids[rng.randrange(len(c.usage_ids))]
-                    self._event(index, outs, late, resend, sent_product, source, scid, day_start, close_at)
+                ids = c.usage_ids
+                for _ in range(int(rate) + (random() < rate % 1)):
+                    source, scid = ids[int(random() * len(ids))]
+                    emit(source, scid, day_us)
             for source, scid, rate in extra_ids:
-                if rng.random() < rate:
-                    self._event(index, outs, late, resend, sent_product, source, scid, day_start, close_at)
-        for source, out in outs.items():
-            for text in resend[source]:  # delayed retries of a flaky sender: exact duplicates
+                if random() < rate:
+                    emit(source, scid, day_us)
+        for source, out in batch.outs.items():
+            for text in batch.resend[source]:  # delayed retries of a flaky sender: exact duplicates
                 out.write(text)
                 out.stats.duplicates += 1
-            if out.stats.malformed == 0 and p.malformed_share > 0:
-                self._malformed(out, source, day_start)
-            self.ingest(w.month_at(index + 1, 1, 0, 30), out.close())
-        self._late_extras(index, late, sent_product)
-        self.ingest(w.month_at(index + 1, 10), late.close())
-
-    def _event(self, index: int, outs: dict[str, Out], late: Out, resend: dict[str, list[str]],
-               sent_product: list[str], source: str, scid: str, day_start: datetime, close_at: datetime) -> None:
-        rng, p = self.rng, self.p
-        meters = SOURCE_METERS[source]
-        meter, _, top = meters[0] if len(meters) == 1 else rng.choices(meters, [m[1] for m in meters])[0]
-        quantity = rng.randint(0 if rng.random() < 0.02 else 1, top)
-        moment = day_start + timedelta(microseconds=rng.randrange(86_400_000_000))
-        self.counter += 1
-        event_id = f"{PREFIX[source]}-{self.counter:09d}"
-        is_late = rng.random() < p.late_share
-        out = late if is_late else outs[source]
-        extra = ',"route":"/v2/charge","region":"%s"' % REGIONS[self.counter % 3] if (
-            source == "gateway" or (source == "product" and self.counter % 4 == 0)) else ""
-        text = usage_line(out.stats.format, event_id, source, scid, meter, quantity,
-                          stamp(moment, OFFSETS[self.counter % len(OFFSETS)]), extra)
-        out.write(text)
-        out.stats.events += 1
-        if is_late:
-            customer = self.world.resolve(source, scid, moment, datetime.max.replace(tzinfo=UTC))
-            if customer:
-                self.late_customers.setdefault(index, []).append(customer)
-        else:
-            customer = self.world.resolve(source, scid, moment, close_at)
-            if customer:
-                key = (customer, index, meter)
-                self.units[key] = self.units.get(key, 0) + quantity
-            if source == "product" and len(sent_product) < 200 and rng.random() < 0.05:
-                sent_product.append(text)
-        if rng.random() < p.duplicate_share:
-            if rng.random() < 0.5 or is_late:
-                out.write(text)  # an immediate retry
+            if out.stats.duplicates == 0 and p.duplicate_share > 0 and source in batch.first_line:
+                out.write(batch.first_line[source])  # small scenarios: one retry at least
                 out.stats.duplicates += 1
-            elif len(resend[source]) < 2_000:
-                resend[source].append(text)
-        if rng.random() < p.malformed_share:
-            self._malformed(out, source, day_start)
+            if out.stats.malformed == 0 and p.malformed_share > 0:
+                self._malformed(out, source, first_day)
+            self.ingest(w.month_at(index + 1, 1, 0, 30), out.close())
+        self._late_extras(index, batch.late, batch.sent_product)
+        self.ingest(w.month_at(index + 1, 10), batch.late.close())
 
-    def _malformed(self, out: Out, source: str, day_start: datetime) -> None:
+    def _malformed(self, out: Out, source: str, day_us: int) -> None:
         self.counter += 1
-        when = stamp(day_start + timedelta(hours=12))
+        when = stamp_us(day_us + DAY_US // 2)
         out.write(malformed_line(out.stats.format, self.rng, f"bad-{self.counter:09d}", source, "x_1", when))
         out.stats.malformed += 1
 
     def _late_extras(self, index: int, late: Out, sent_product: list[str]) -> None:
         """Late files also resend some on-time events (duplicates) and two with another quantity (conflicts)."""
-        for text in sent_product[:20]:
+        for text in sent_product[2:22]:
             late.write(text)
             late.stats.duplicates += 1
-        for text in sent_product[20:22]:
+        for text in sent_product[:2]:
             late.write(text.replace('"quantity":', '"quantity":1', 1))
             late.stats.conflicts += 1
         if late.stats.events == 0 and self.p.late_share > 0:  # small scenarios: one late event at least
@@ -588,33 +577,37 @@ class _Generator:
 
     # -- invoices and credits --------------------------------------------------------------------------
     def _invoices(self, index: int) -> None:
+        """One invoice per customer-month from billing: the plan's base fee and overage on the metered units."""
         w, rng, p = self.world, self.rng, self.p
         month = w.months[index]
         issued = w.month_at(index + 1, 3, 6)
         out = Out(self.dir, f"invoices_{month}.ndjson", "invoices", "ndjson")
         issued_list = self.invoices.setdefault(index, [])
+        billed = [c for c in w.customers if c.first_month <= index]
+        # a few invoices disagree with the ledger: a header total off its lines, a quantity off the meter
+        off_total = set(rng.sample(range(len(billed)), max(1, len(billed) // 100)))
+        off_quantity = set(rng.sample(range(len(billed)), max(1, len(billed) // 50)))
         odd: dict[str, list[str]] = {"total_mismatch": [], "billed_vs_metered": []}
-        for c in w.customers:
-            if c.first_month > index:
-                continue
+        for i, c in enumerate(billed):
+            invoice_id = f"in_{month.replace('-', '')}_{c.customer_id}"
             base, meters = w.price(c.plan_for(index), index, self.repriced_from)
             lines = [{"line_id": "L1", "kind": "subscription", "amount_cents": base}]
             for n, (meter, (included, unit)) in enumerate(sorted(meters.items()), start=2):
                 quantity = self.units.get((c.customer_id, index, meter), 0)
-                if rng.random() < 0.02:
-                    quantity = max(0, quantity + rng.choice((-1, 1)) * rng.randint(1, 50))
-                    odd["billed_vs_metered"].append(f"in_{month.replace('-', '')}_{c.customer_id}")
+                if i in off_quantity and n == 2:
+                    delta = rng.randint(1, 50)
+                    quantity = quantity - delta if quantity >= delta and rng.random() < 0.5 else quantity + delta
+                    odd["billed_vs_metered"].append(invoice_id)
                 lines.append({"line_id": f"L{n}", "kind": "usage", "meter": meter, "quantity": quantity,
                               "amount_cents": max(0, quantity - included) * unit})
             total = sum(line["amount_cents"] for line in lines)
-            invoice_id = f"in_{month.replace('-', '')}_{c.customer_id}"
-            if rng.random() < 0.01:
+            if i in off_total:
                 total += rng.choice((-1, 1)) * rng.randint(1, 500)
                 odd["total_mismatch"].append(invoice_id)
             text = _invoice_line(invoice_id, c.billing_id, month, issued, p.currency, total, lines)
             out.write(text)
             out.stats.events += 1
-            if len(issued_list) == 0:
+            if not issued_list:
                 self.first_invoice_line = text
             issued_list.append((invoice_id, c.customer_id, total))
         self._odd_invoice(index, out, issued)
@@ -678,6 +671,63 @@ class _Generator:
             target = self.highlights.get("merge", {}).get("to_customer", over[1])
             credit(None, target, 2_500, "goodwill", f"cr_goodwill_{w.months[index]}_{target}",
                    "welcome after the account merge", "issued", 50)
+
+
+class _MonthOfUsage:
+    """One month's usage files being written: one per source system in its format, plus the late file."""
+
+    def __init__(self, g: "_Generator", index: int):
+        self.g, self.index = g, index
+        w = g.world
+        month = w.months[index]
+        self.close_us = micros(w.month_at(index + 1, 2, 9))
+        self.outs = {s: Out(g.dir, f"usage_{month}_{s}.{EXTENSION[FORMAT[s]]}", "usage", FORMAT[s],
+                            CSV_HEADER if FORMAT[s] == "csv" else "") for s in w.usage_systems}
+        self.late = Out(g.dir, f"usage_late_{month}.ndjson", "usage", "ndjson")
+        self.resend: dict[str, list[str]] = {s: [] for s in self.outs}
+        self.sent_product: list[str] = []
+        self.first_line: dict[str, str] = {}
+        # ten slots per source: a meter's share of slots is its weight
+        self.wheels = {s: [(m, top) for m, weight, top in SOURCE_METERS[s] for _ in range(round(weight * 10))]
+                       for s in SOURCE_METERS}
+
+    def emit(self, source: str, scid: str, day_us: int) -> None:
+        g, p = self.g, self.g.p
+        random = g.rng.random
+        meter, top = self.wheels[source][int(random() * 10)]
+        quantity = 0 if random() < 0.02 else 1 + int(random() * top)
+        moment = day_us + int(random() * DAY_US)
+        g.counter += 1
+        n = g.counter
+        is_late = random() < p.late_share
+        out = self.late if is_late else self.outs[source]
+        extra = f',"route":"/v2/charge","region":"{REGIONS[n % 3]}"' if (
+            source == "gateway" or (source == "product" and n % 4 == 0)) else ""
+        text = usage_line(out.stats.format, f"{PREFIX[source]}-{n:09d}", source, scid, meter, quantity,
+                          stamp_us(moment, OFFSETS[n % len(OFFSETS)]), extra)
+        out.write(text)
+        out.stats.events += 1
+        if not is_late and source not in self.first_line:
+            self.first_line[source] = text
+        if is_late:
+            customer = g.world.resolve(source, scid, moment, FOREVER)
+            if customer:
+                g.late_customers.setdefault(self.index, []).append(customer)
+        else:
+            customer = g.world.resolve(source, scid, moment, self.close_us)
+            if customer:
+                key = (customer, self.index, meter)
+                g.units[key] = g.units.get(key, 0) + quantity
+            if source == "product" and len(self.sent_product) < 200 and random() < 0.05:
+                self.sent_product.append(text)
+        if random() < p.duplicate_share:
+            if is_late or random() < 0.5:
+                out.write(text)  # an immediate retry
+                out.stats.duplicates += 1
+            elif len(self.resend[source]) < 2_000:
+                self.resend[source].append(text)
+        if random() < p.malformed_share:
+            g._malformed(out, source, day_us)
 
 
 def _price_line(plan: str, month: str, base: int, meters: dict[str, tuple[int, int]]) -> str:
@@ -761,13 +811,15 @@ def usage_only(path: str | Path, n_events: int, n_customers: int, months: Sequen
               for meter, top in (("api_calls", 40), ("api_calls", 40), ("fraud_checks", 3), ("rules_evaluated", 20))
               for q in range(1, top + 1)]
     stamps = _stamp_pool(rng, _months(months))
+    # meter, quantity and time pre-joined into one pool: two draws a line instead of three
+    tails = [f'{m}{t}"}}\n' for m, t in zip(rng.choices(meters, k=1 << 16), rng.choices(stamps, k=1 << 16))]
     choices, written, duplicates, lines = rng.choices, 0, 0, 0
     path = Path(path)
     with open(path, "w", encoding="ascii", newline="") as out:
         while written < n_events:
             n = min(CHUNK, n_events - written)
-            chunk = [f'{{"event_id":"u{e}{c}{m}{t}"}}\n' for e, c, m, t in zip(
-                range(written, written + n), choices(ids, k=n), choices(meters, k=n), choices(stamps, k=n))]
+            chunk = [f'{{"event_id":"u{e}{c}{t}' for e, c, t in zip(
+                range(written, written + n), choices(ids, k=n), choices(tails, k=n))]
             extra = int(n * dup_share) + (rng.random() < n * dup_share % 1)
             if extra:
                 chunk.extend(choices(chunk, k=extra))
