@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import Optional
 
 import typer
@@ -45,3 +46,30 @@ def verify(
     else:
         print("\n".join(describe(report)))
     raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+def demo(
+    seed: int = typer.Option(7, "--seed", help="the scenario's seed (the same seed gives the same scenario)"),
+) -> None:
+    """Generate a realistic scenario and run it end to end on this store (best on a fresh LEDGER_HOME)."""
+    from contextlib import contextmanager
+
+    from ledger.cli.main import now
+    from ledger.cli.output import IngestProgress, table
+    from ledger.demo.run import DEMO, DemoUI, run_demo
+
+    @contextmanager
+    def progress(label: str, size: int | None):
+        with IngestProgress(label, size) as bar:
+            yield bar
+
+    ui = DemoUI(say=lambda text: print(text, flush=True), table=table, progress=progress)
+    try:
+        with database() as db:
+            result = run_demo(db, ui, now=now(), params=replace(DEMO, seed=seed))
+    except LedgerError as error:
+        fail(error)
+    get_logger().info("demo_finished", seed=seed, appended=result.appended, read=result.read,
+                      surprises=len(result.surprises), seconds=round(result.seconds["total"], 2))
+    raise typer.Exit(1 if result.surprises else 0)

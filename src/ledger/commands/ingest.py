@@ -82,9 +82,32 @@ def parsed_records(kind: str, fmt: str, ctx: RecordContext, source) -> Iterator[
     if not parallel:
         yield from parse(source.lines())
         return
-    for chunk in parse_in_workers(lambda lines: list(parse(lines)), source.lines(), chunk_size=CHUNK,
-                                  workers=worker_count()):
-        yield from chunk
+    for packed in parse_in_workers(lambda lines: pack(parse(lines)), source.lines(), chunk_size=CHUNK,
+                                   workers=worker_count()):
+        yield from unpack(packed)
+
+
+def pack(items: Iterable[Parsed]) -> tuple:
+    """A chunk's results as a few flat lists: pickled between processes far faster than objects."""
+    ids, states, lines, raws, fields, months, rejections = bytearray(), [], [], [], [], [], []
+    for item in items:
+        if type(item) is Candidate:
+            ids += item.fact_id
+            states.append(item.state)
+            lines.append(item.line)
+            raws.append(item.raw)
+            fields.append(item.usage_fields)
+            months.append(item.usage_month)
+        else:
+            rejections.append(item)
+    return bytes(ids), states, lines, raws, fields, months, rejections
+
+
+def unpack(packed: tuple) -> Iterator[Parsed]:
+    ids, states, lines, raws, fields, months, rejections = packed
+    for i, state in enumerate(states):
+        yield Candidate(ids[16 * i:16 * i + 16], None, state, lines[i], raws[i], fields[i], months[i])
+    yield from rejections
 
 
 def ingest_file(db: Database, kind: str, path: str, fmt: str | None = None, *, now: datetime | None = None,

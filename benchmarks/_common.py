@@ -1,0 +1,42 @@
+"""Shared benchmark plumbing: a fresh embedded store, timing a `ledger` command, peak memory."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+LEDGER = str(Path(sys.executable).with_name("ledger"))
+
+
+def fresh_home(prefix: str) -> Path:
+    """A new LEDGER_HOME: the embedded default, as a user gets it."""
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def ledger_env(home: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "LEDGER_DATABASE_URL"}
+    env["LEDGER_HOME"] = str(home)
+    env["LEDGER_LOG_LEVEL"] = "WARNING"
+    return env
+
+
+def run_ledger(home: Path, *args: str) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.perf_counter()
+    result = subprocess.run([LEDGER, *args], env=ledger_env(home), capture_output=True, text=True)
+    return time.perf_counter() - started, result
+
+
+def peak_child_rss_mb() -> float:
+    """The largest resident set of any child process waited for so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def cleanup(home: Path) -> None:
+    subprocess.run([LEDGER, "server", "stop"], env=ledger_env(home), capture_output=True)
+    shutil.rmtree(home, ignore_errors=True)

@@ -1,0 +1,48 @@
+-- grain: one row per customer x month x meter; key: (customer_id, month, meter)
+-- facts read: usage_facts (through usage_on_time, usage_late), invoice_line_facts (through invoice_meter),
+--             attribute_facts (through customer_month_attrs), price_facts (through plan_month_meter)
+-- SPEC §4.3: a row for each (customer, month, meter) with on-time usage facts, attributed late facts of that
+-- original month, or invoice usage lines. included_units / overage_units are empty where the plan's price does
+-- not list the meter; expected_cents is empty without a plan (0 for an unpriced meter).
+-- @create
+CREATE TABLE {schema}.customer_month_meter (
+    customer_id    text NOT NULL,
+    month          text NOT NULL,
+    meter          text NOT NULL,
+    on_time_units  bigint NOT NULL,
+    late_units     bigint NOT NULL,
+    included_units bigint,
+    overage_units  bigint,
+    expected_cents bigint,
+    billed_units   bigint NOT NULL,
+    billed_cents   bigint NOT NULL,
+    PRIMARY KEY (customer_id, month, meter)
+);
+-- @delete
+DELETE FROM {schema}.customer_month_meter WHERE {cm[customer_id, month]};
+-- @fill
+INSERT INTO {schema}.customer_month_meter
+WITH part AS (
+    SELECT customer_id, month, meter, units AS on_time_units, 0 AS late_units, 0 AS billed_units, 0 AS billed_cents
+    FROM {schema}.usage_on_time WHERE {cm[customer_id, month]}
+    UNION ALL
+    SELECT customer_id, month, meter, 0, quantity, 0, 0
+    FROM {schema}.usage_late WHERE customer_id IS NOT NULL AND {cm[customer_id, month]}
+    UNION ALL
+    SELECT customer_id, period, meter, 0, 0, billed_units, billed_cents
+    FROM {schema}.invoice_meter WHERE customer_id IS NOT NULL AND {cm[customer_id, period]}
+), cmm AS (
+    SELECT customer_id, month, meter, sum(on_time_units)::bigint AS on_time_units,
+           sum(late_units)::bigint AS late_units, sum(billed_units)::bigint AS billed_units,
+           sum(billed_cents)::bigint AS billed_cents
+    FROM part
+    GROUP BY customer_id, month, meter
+)
+SELECT c.customer_id, c.month, c.meter, c.on_time_units, c.late_units, p.included_units,
+       greatest(0, c.on_time_units - p.included_units),
+       CASE WHEN a.plan IS NOT NULL
+            THEN coalesce(greatest(0, c.on_time_units - p.included_units) * p.unit_price_cents, 0) END,
+       c.billed_units, c.billed_cents
+FROM cmm c
+LEFT JOIN {schema}.customer_month_attrs a ON a.customer_id = c.customer_id AND a.month = c.month
+LEFT JOIN {schema}.plan_month_meter p ON p.plan = a.plan AND p.month = c.month AND p.meter = c.meter;

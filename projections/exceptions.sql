@@ -1,0 +1,57 @@
+-- grain: one row per reconciliation exception; key: (kind, invoice_id, customer_id, source, source_customer_id, month, meter)
+-- facts read: invoice_facts and invoice_line_facts (through invoice_resolved, customer_month_meter),
+--             usage_facts (through usage_on_time, usage_late), attribute_facts and price_facts (through
+--             customer_month_attrs, plan_month_meter)
+-- SPEC §5. difference = actual - expected; keys that do not apply to a kind are null. Scopes for incremental
+-- maintenance: customer-month kinds by (customer_id, month), invoice kinds by invoice_id, unattributed usage by
+-- source id.
+-- @create
+CREATE TABLE {schema}.exceptions (
+    kind               text NOT NULL,
+    invoice_id         text,
+    customer_id        text,
+    source             text,
+    source_customer_id text,
+    month              text,
+    meter              text,
+    expected           bigint NOT NULL,
+    actual             bigint NOT NULL,
+    difference         bigint NOT NULL
+);
+-- @delete
+DELETE FROM {schema}.exceptions
+WHERE kind IN ('billed_vs_metered', 'unpriced_meter') AND {cm[customer_id, month]};
+DELETE FROM {schema}.exceptions
+WHERE kind IN ('invoice_total_mismatch', 'unattributed_invoice') AND {inv[invoice_id]};
+DELETE FROM {schema}.exceptions
+WHERE kind = 'unattributed_usage' AND {src[source, source_customer_id]};
+-- @fill
+INSERT INTO {schema}.exceptions
+SELECT 'invoice_total_mismatch', invoice_id, customer_id, NULL, NULL, period, NULL,
+       lines_cents, total_cents, total_cents - lines_cents
+FROM {schema}.invoice_resolved
+WHERE total_cents <> lines_cents AND {inv[invoice_id]};
+INSERT INTO {schema}.exceptions
+SELECT 'unattributed_invoice', invoice_id, NULL, source, source_customer_id, period, NULL, 0, total_cents, total_cents
+FROM {schema}.invoice_resolved
+WHERE customer_id IS NULL AND {inv[invoice_id]};
+INSERT INTO {schema}.exceptions
+SELECT 'billed_vs_metered', NULL, m.customer_id, NULL, NULL, m.month, m.meter,
+       m.on_time_units, m.billed_units, m.billed_units - m.on_time_units
+FROM {schema}.customer_month_meter m
+WHERE m.on_time_units <> m.billed_units AND {cm[m.customer_id, m.month]}
+  AND EXISTS (SELECT 1 FROM {schema}.invoice_resolved i WHERE i.customer_id = m.customer_id AND i.period = m.month);
+INSERT INTO {schema}.exceptions
+SELECT 'unpriced_meter', NULL, o.customer_id, NULL, NULL, o.month, o.meter, 0, o.units, o.units
+FROM (SELECT customer_id, month, meter, sum(units)::bigint AS units
+      FROM {schema}.usage_on_time WHERE {cm[customer_id, month]}
+      GROUP BY customer_id, month, meter) o
+JOIN {schema}.customer_month_attrs a ON a.customer_id = o.customer_id AND a.month = o.month
+WHERE a.plan IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM {schema}.plan_month_meter p
+                  WHERE p.plan = a.plan AND p.month = o.month AND p.meter = o.meter);
+INSERT INTO {schema}.exceptions
+SELECT 'unattributed_usage', NULL, NULL, source, source_customer_id, month, NULL, 0, sum(quantity), sum(quantity)
+FROM {schema}.usage_late
+WHERE customer_id IS NULL AND {src[source, source_customer_id]}
+GROUP BY source, source_customer_id, month;

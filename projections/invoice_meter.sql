@@ -1,0 +1,21 @@
+-- grain: one row per invoice x meter of its usage lines; key: (invoice_id, meter)
+-- facts read: invoice_line_facts (customer and period through invoice_resolved)
+-- @create
+CREATE TABLE {schema}.invoice_meter (
+    invoice_id   text NOT NULL,
+    meter        text NOT NULL,
+    customer_id  text,
+    period       text NOT NULL,
+    billed_units bigint NOT NULL,
+    billed_cents bigint NOT NULL,
+    PRIMARY KEY (invoice_id, meter)
+);
+-- @delete
+DELETE FROM {schema}.invoice_meter WHERE {inv[invoice_id]};
+-- @fill
+INSERT INTO {schema}.invoice_meter
+SELECT l.invoice_id, l.meter, i.customer_id, i.period, sum(l.quantity)::bigint, sum(l.amount_cents)::bigint
+FROM invoice_line_facts l
+JOIN {schema}.invoice_resolved i ON i.invoice_id = l.invoice_id
+WHERE l.kind = 'usage' AND l.position <= {head} AND {inv[l.invoice_id]}
+GROUP BY l.invoice_id, l.meter, i.customer_id, i.period;

@@ -1,0 +1,20 @@
+-- grain: one row per plan x month that a customer-month uses and that has a price; key: (plan, month)
+-- facts read: price_facts (plans and months through customer_month_attrs)
+-- SPEC §3.4: a plan's price for month m is its entry with the greatest effective_month <= m. A plan-month absent
+-- here has base fee 0 and lists no meter. Small: always recomputed whole.
+-- @create
+CREATE TABLE {schema}.plan_month_fee (
+    plan           text NOT NULL,
+    month          text NOT NULL,
+    base_fee_cents bigint NOT NULL,
+    price_position bigint NOT NULL,
+    PRIMARY KEY (plan, month)
+);
+-- @delete
+DELETE FROM {schema}.plan_month_fee;
+-- @fill
+INSERT INTO {schema}.plan_month_fee
+SELECT DISTINCT ON (pm.plan, pm.month) pm.plan, pm.month, p.base_fee_cents, p.position
+FROM (SELECT DISTINCT plan, month FROM {schema}.customer_month_attrs WHERE plan IS NOT NULL) pm
+JOIN price_facts p ON p.plan = pm.plan AND p.effective_month <= pm.month AND p.position <= {head}
+ORDER BY pm.plan, pm.month, p.effective_month DESC;

@@ -1,0 +1,38 @@
+-- grain: one row per usage fact to resolve one by one; key: position
+-- facts read: usage_facts
+-- Transient ({stage} = pg_temp). Rebuild: the late-by-position facts and the facts of pre-close groups that do
+-- not resolve to one customer as a whole. Incremental: the new facts, and every fact of a source id that got a
+-- new identity link (its resolution may have changed for every month).
+-- @create
+CREATE TABLE {stage}.usage_fact_stage (
+    position           bigint NOT NULL,
+    source             text NOT NULL,
+    source_customer_id text NOT NULL,
+    meter              text NOT NULL,
+    quantity           bigint NOT NULL,
+    event_time         timestamptz NOT NULL
+);
+-- @fill_rebuild
+INSERT INTO {stage}.usage_fact_stage
+SELECT late_position, source, source_customer_id, meter, units, min_event_time
+FROM {stage}.usage_group_stage
+WHERE late_position IS NOT NULL;
+INSERT INTO {stage}.usage_fact_stage
+SELECT f.position, f.source, f.source_customer_id, f.meter, f.quantity, f.event_time
+FROM {stage}.usage_group_resolved g
+JOIN usage_facts f
+  ON f.source = g.source AND f.source_customer_id = g.source_customer_id AND f.meter = g.meter
+ AND f.position BETWEEN g.first_position AND g.last_position
+ AND date_trunc('month', f.event_time AT TIME ZONE 'UTC') = g.month_start
+WHERE g.customer_id IS NULL;
+-- @fill_incremental
+INSERT INTO {stage}.usage_fact_stage
+SELECT f.position, f.source, f.source_customer_id, f.meter, f.quantity, f.event_time
+FROM usage_facts f
+WHERE f.position > {checkpoint} AND f.position <= {head};
+INSERT INTO {stage}.usage_fact_stage
+SELECT f.position, f.source, f.source_customer_id, f.meter, f.quantity, f.event_time
+FROM usage_facts f
+JOIN {stage}.relink_source r ON r.source = f.source AND r.source_customer_id = f.source_customer_id
+WHERE f.position <= {checkpoint};
+ANALYZE {stage}.usage_fact_stage;

@@ -1,0 +1,64 @@
+-- grain: one row per customer x month x meter x source id over the on-time usage facts;
+--        key: (customer_id, month, meter, source, source_customer_id)
+-- facts read: usage_facts (through usage_group_resolved, usage_fact_resolved)
+-- A closed month's rows never change after its close except when a new identity link re-resolves a source id
+-- whose facts were not on time (its on-time facts keep their customer: links after c(m) are not used).
+-- @create
+CREATE TABLE {schema}.usage_on_time (
+    customer_id        text NOT NULL,
+    month              text NOT NULL,
+    meter              text NOT NULL,
+    source             text NOT NULL,
+    source_customer_id text NOT NULL,
+    units              bigint NOT NULL,
+    event_count        bigint NOT NULL,
+    first_position     bigint NOT NULL,
+    last_position      bigint NOT NULL
+);
+-- @fill_rebuild
+INSERT INTO {schema}.usage_on_time
+SELECT customer_id, to_char(month_start, 'YYYY-MM'), meter, source, source_customer_id, units, event_count,
+       first_position, last_position
+FROM {stage}.usage_group_resolved
+WHERE customer_id IS NOT NULL;
+INSERT INTO {schema}.usage_on_time
+SELECT customer_id, month, meter, source, source_customer_id, sum(quantity), count(*), min(position), max(position)
+FROM {stage}.usage_fact_resolved
+WHERE is_on_time
+GROUP BY customer_id, month, meter, source, source_customer_id;
+-- @delete
+WITH gone AS (
+    DELETE FROM {schema}.usage_on_time t
+    USING {stage}.relink_source r
+    WHERE t.source = r.source AND t.source_customer_id = r.source_customer_id
+    RETURNING t.customer_id, t.month
+)
+INSERT INTO {stage}.scope_cm SELECT DISTINCT customer_id, month FROM gone;
+-- @merge
+WITH delta AS (
+    SELECT customer_id, month, meter, source, source_customer_id, sum(quantity) AS units, count(*) AS event_count,
+           min(position) AS first_position, max(position) AS last_position
+    FROM {stage}.usage_fact_resolved
+    WHERE is_on_time
+    GROUP BY customer_id, month, meter, source, source_customer_id
+), added AS (
+    UPDATE {schema}.usage_on_time t
+    SET units = t.units + d.units, event_count = t.event_count + d.event_count,
+        first_position = least(t.first_position, d.first_position),
+        last_position = greatest(t.last_position, d.last_position)
+    FROM delta d
+    WHERE t.customer_id = d.customer_id AND t.month = d.month AND t.meter = d.meter
+      AND t.source = d.source AND t.source_customer_id = d.source_customer_id
+    RETURNING t.customer_id, t.month, t.meter, t.source, t.source_customer_id
+)
+INSERT INTO {schema}.usage_on_time
+SELECT d.* FROM delta d
+WHERE NOT EXISTS (SELECT 1 FROM added a
+                  WHERE a.customer_id = d.customer_id AND a.month = d.month AND a.meter = d.meter
+                    AND a.source = d.source AND a.source_customer_id = d.source_customer_id);
+-- @touched
+INSERT INTO {stage}.scope_cm
+SELECT DISTINCT customer_id, month FROM {stage}.usage_fact_resolved WHERE is_on_time;
+-- @index
+CREATE UNIQUE INDEX ON {schema}.usage_on_time (customer_id, month, meter, source, source_customer_id);
+CREATE INDEX ON {schema}.usage_on_time (source, source_customer_id);
