@@ -150,3 +150,36 @@ def test_fast_uuid5_equals_the_standard_library():
     for name in ["usage\x1fproduct\x1fe-1", "ünïcode\x1fx"]:
         assert fast_uuid5(name) == uuid.uuid5(NAMESPACE, name).bytes
     assert parse_one(json.dumps(usage())).fact_id == USAGE.fact_id({"source": "product", "event_id": "evt-000001"}).bytes
+
+
+def test_the_common_case_path_agrees_with_the_detailed_checks():
+    from hypothesis import given, settings, strategies as st
+
+    from ledger.ingest.usage import _validate_common_case, _validate_naming_the_problem
+    from ledger.ingest.records import RecordError
+
+    times = st.sampled_from(["2026-01-05T10:00:00.123456Z", "2026-01-05T10:00:00Z", "2026-13-05T10:00:00.000000Z",
+                             "2026-01-05T10:00:00.123456+05:30", "2026-01-05T10:00:00.1234567Z", "x" * 27,
+                             "2026-02-30T10:00:00.000000Z", "2026-01-05 10:00:00.000000Z"])
+    values = st.one_of(st.integers(-5, 2**54), st.floats(allow_nan=False), st.text(max_size=3), st.none(),
+                       st.booleans())
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.fixed_dictionaries({"event_id": st.one_of(st.text(max_size=130), values),
+                                  "source": st.sampled_from(["product", "", 5]),
+                                  "source_customer_id": st.just("pr_1"),
+                                  "meter": st.sampled_from(["api_calls", "API", "a" * 65]),
+                                  "quantity": values, "event_time": times},
+                                 optional={"properties": st.one_of(st.none(), st.just({"a": 1}), st.just([1])),
+                                           "extra": st.just(1)}))
+    def agree(record):
+        fast = _validate_common_case(record)
+        try:
+            slow = _validate_naming_the_problem(record)
+        except RecordError:
+            assert fast is None
+            return
+        if fast is not None:
+            assert fast == slow
+
+    agree()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import re
+import struct
 from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator
 
@@ -16,7 +17,7 @@ import orjson
 from ledger.domain.facts import KEY_SEPARATOR, USAGE
 from ledger.domain.time import TimestampError, parse_timestamp
 from ledger.ingest.records import RecordContext, RecordError, decode_line, fast_uuid5, raw_text, rejection
-from ledger.store.copybin import INT8_FIELD, text_field, timestamptz_field
+from ledger.store.copybin import INT8_FIELD, timestamptz_field
 from ledger.store.appender import Candidate, Rejection
 
 REQUIRED = ("event_id", "source", "source_customer_id", "meter", "quantity", "event_time")
@@ -28,6 +29,8 @@ USAGE_PREFIX = USAGE.name + KEY_SEPARATOR
 
 Parsed = Candidate | Rejection
 dumps, SORT_KEYS = orjson.dumps, orjson.OPT_SORT_KEYS
+LENGTH = struct.Struct(">i").pack
+fromisoformat = datetime.fromisoformat
 
 
 def _text_field(record: dict, name: str, limit: int = MAX_ID) -> str:
@@ -75,6 +78,47 @@ def check_timestamp(value: Any, name: str) -> datetime:
 
 def validate_usage(record: Any) -> tuple[dict, tuple]:
     """A usage record's canonical payload and typed row, or a RecordError naming field and reason."""
+    fast = _validate_common_case(record)
+    if fast is not None:
+        return fast
+    return _validate_naming_the_problem(record)
+
+
+def _validate_common_case(record: Any) -> tuple[dict, tuple] | None:
+    """The well-formed record in a few type checks; None sends anything unusual to the detailed checks."""
+    if type(record) is not dict or not record.keys() <= ALLOWED or len(record) < 6:
+        return None
+    get = record.get
+    event_id, source, customer = get("event_id"), get("source"), get("source_customer_id")
+    meter, quantity, text = get("meter"), get("quantity"), get("event_time")
+    if not (type(event_id) is str and type(source) is str and type(customer) is str and type(meter) is str
+            and type(quantity) is int and type(text) is str
+            and 0 < len(event_id) <= MAX_ID and 0 < len(source) <= MAX_ID and 0 < len(customer) <= MAX_ID
+            and 0 <= quantity < MAX_QUANTITY and METER.match(meter)):
+        return None
+    properties = get("properties")
+    if properties is not None and type(properties) is not dict:
+        return None
+    if len(text) == 27 and text[26] == "Z" and text[10] == "T" and text[19] == ".":
+        try:
+            moment = fromisoformat(text)  # the common UTC form: canonical text without re-formatting
+        except ValueError:
+            return None
+        canonical = text[:26] + "+00:00"
+    else:
+        try:
+            moment = parse_timestamp(text)
+        except TimestampError:
+            return None
+        canonical = moment.isoformat(timespec="microseconds")
+    payload = {"event_id": event_id, "source": source, "source_customer_id": customer, "meter": meter,
+               "quantity": quantity, "event_time": canonical}
+    if properties is not None:
+        payload["properties"] = properties
+    return payload, (event_id, source, customer, meter, quantity, moment)
+
+
+def _validate_naming_the_problem(record: Any) -> tuple[dict, tuple]:
     if type(record) is not dict:
         raise RecordError(f"must be a JSON object, got {_type_name(record)}")
     keys = record.keys()
@@ -107,7 +151,8 @@ def usage_candidate(ctx: RecordContext, payload: dict, row: tuple, line: int, ra
     event_id, source, customer, meter, quantity, moment = row
     fact_id = fast_uuid5(USAGE_PREFIX + source + KEY_SEPARATOR + event_id)
     state = dumps(payload, option=SORT_KEYS)[:-1] + ctx.usage_state_tail + str(line).encode() + b"}"
-    fields = b"".join((text_field(event_id), text_field(source), text_field(customer), text_field(meter),
+    e, s, c, m = event_id.encode(), source.encode(), customer.encode(), meter.encode()
+    fields = b"".join((LENGTH(len(e)), e, LENGTH(len(s)), s, LENGTH(len(c)), c, LENGTH(len(m)), m,
                        INT8_FIELD(8, quantity), timestamptz_field(moment)))
     return Candidate(fact_id, None, state, line, raw, fields, payload["event_time"][:7])
 

@@ -31,7 +31,6 @@ work_mem = 64MB
 maintenance_work_mem = 512MB
 max_wal_size = 8GB
 checkpoint_timeout = 15min
-wal_compression = on
 max_parallel_workers_per_gather = 2
 jit = off
 log_min_messages = warning

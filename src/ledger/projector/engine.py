@@ -1,0 +1,214 @@
+"""Builds the read models: a full build into a schema (rebuild, check) and the incremental step (project).
+
+Both run the same SQL files of `projections/`; the incremental step restricts them to a scope (temporary tables
+of the source ids, invoices, customers and customer-months that the new facts can change), deletes the scoped
+rows and re-inserts them. Only usage facts take a different, additive route: the new facts are resolved one by
+one and added to `usage_on_time` / `usage_late`; a source id that got a new identity link has all its facts
+resolved again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from .templates import FULL, SCOPED, STAGE, Scope, Target, sections
+
+# Tables in build order; every one of them is compared by check().
+TABLES = (
+    "period_close", "posting_window", "link_range",
+    "usage_on_time", "usage_late",
+    "invoice_resolved", "invoice_meter",
+    "dim_customer", "customer_month_attrs", "plan_month_fee", "plan_month_meter",
+    "late_adjustments", "customer_month_meter", "customer_month", "exceptions",
+)
+STAGE_TABLES = ("usage_group_stage", "usage_fact_stage", "usage_fact_resolved")
+SCOPE_TABLES = {
+    "scope_cm": "customer_id text, month text",
+    "scope_cm_posting": "customer_id text, month text",
+    "scope_src": "source text, source_customer_id text",
+    "scope_inv": "invoice_id text",
+    "scope_cust": "customer_id text",
+    "relink_source": "source text, source_customer_id text",
+}
+FACT_RELATIONS = (
+    "usage_facts", "identity_link_facts", "attribute_facts", "price_facts", "invoice_facts",
+    "invoice_line_facts", "credit_facts", "period_close_facts",
+)
+MAX_POSITION = 9223372036854775807
+
+
+def head_position(conn: psycopg.Connection) -> int:
+    """The store's last position: the upper bound a run brings the projections up to."""
+    parts = " UNION ALL ".join(f"SELECT max(position) FROM {rel}" for rel in FACT_RELATIONS)
+    row = conn.execute(f"SELECT coalesce(max(m), 0) FROM ({parts}) AS t(m)").fetchone()
+    return int(row[0])
+
+
+def _run(conn: psycopg.Connection, target: Target, name: str, section: str, scopes=FULL) -> None:
+    text = sections(name).get(section)
+    if text:
+        conn.execute(target.render(text, scopes))
+
+
+def _drop_stage(conn: psycopg.Connection) -> None:
+    names = ", ".join(f"{STAGE}.{t}" for t in (*STAGE_TABLES, "usage_group_resolved", *SCOPE_TABLES))
+    conn.execute(f"DROP TABLE IF EXISTS {names}")
+
+
+def _analyze(conn: psycopg.Connection, target: Target, *tables: str) -> None:
+    for t in tables:
+        conn.execute(sql.SQL("ANALYZE {}.{}").format(sql.Identifier(target.schema), sql.Identifier(t)))
+
+
+# ------------------------------------------------------------------------------------------------ full build
+def build(conn: psycopg.Connection, schema: str, head: int) -> None:
+    """Creates SCHEMA and fills every read model from position 0 through HEAD (inside the caller's transaction)."""
+    target = Target(schema, head)
+    conn.execute("SET LOCAL work_mem = '512MB'")
+    conn.execute("SET LOCAL jit = off")
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    _drop_stage(conn)
+    for name in TABLES:
+        _run(conn, target, name, "create")
+    conn.execute(sql.SQL("CREATE TABLE {}.checkpoint (position bigint NOT NULL)").format(sql.Identifier(schema)))
+
+    for name in ("period_close", "posting_window", "link_range"):
+        _run(conn, target, name, "fill")
+        _run(conn, target, name, "index")
+    _analyze(conn, target, "period_close", "link_range")
+
+    # The one pass over usage_facts. Its group key holds expressions the planner cannot estimate (it guesses
+    # one group per fact) and would sort 10M rows; a hash aggregate is right for a few groups per source id.
+    _run(conn, target, "usage_group_stage", "create")
+    conn.execute("SET LOCAL enable_sort = off")
+    _run(conn, target, "usage_group_stage", "fill")
+    conn.execute("RESET enable_sort")
+    _run(conn, target, "usage_fact_stage", "create")
+    _run(conn, target, "usage_fact_stage", "fill_rebuild")
+    _run(conn, target, "usage_fact_resolved", "create")
+    _run(conn, target, "usage_fact_resolved", "fill")
+    _run(conn, target, "usage_on_time", "fill_rebuild")
+    _run(conn, target, "usage_late", "fill")
+    _analyze(conn, target, "usage_on_time", "usage_late")
+
+    for name in ("invoice_resolved", "invoice_meter", "dim_customer", "customer_month_attrs",
+                 "plan_month_fee", "plan_month_meter", "late_adjustments", "customer_month_meter",
+                 "customer_month", "exceptions"):
+        _run(conn, target, name, "fill")
+    for name in TABLES:
+        _run(conn, target, name, "index")
+    conn.execute(sql.SQL("INSERT INTO {}.checkpoint VALUES (%s)").format(sql.Identifier(schema)), (head,))
+    _drop_stage(conn)
+
+
+# ------------------------------------------------------------------------------------------------ incremental
+@dataclass(frozen=True)
+class NewFacts:
+    """How many facts of each relation lie in (checkpoint, head]."""
+
+    counts: dict[str, int]
+
+    def __getitem__(self, relation: str) -> int:
+        return self.counts.get(relation, 0)
+
+    @property
+    def total(self) -> int:
+        # invoice lines share their invoice's position: they are not facts of their own
+        return sum(n for rel, n in self.counts.items() if rel != "invoice_line_facts")
+
+
+def count_new_facts(conn: psycopg.Connection, checkpoint: int, head: int) -> NewFacts:
+    parts = " UNION ALL ".join(
+        f"SELECT '{rel}', count(*) FROM {rel} WHERE position > %(cp)s AND position <= %(head)s"
+        for rel in FACT_RELATIONS
+    )
+    rows = conn.execute(parts, {"cp": checkpoint, "head": head}).fetchall()
+    return NewFacts({rel: int(n) for rel, n in rows})
+
+
+def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head: int, new: NewFacts) -> None:
+    """Applies the facts in (CHECKPOINT, HEAD] to the read models of SCHEMA (inside the caller's transaction)."""
+    t = Target(schema, head, checkpoint)
+    q = sql.Identifier(schema).as_string(conn)
+    conn.execute("SET LOCAL work_mem = '256MB'")
+    conn.execute("SET LOCAL jit = off")
+    _drop_stage(conn)
+    for table, columns in SCOPE_TABLES.items():
+        conn.execute(f"CREATE TABLE {STAGE}.{table} ({columns}) ON COMMIT DROP")
+    window = {"cp": checkpoint, "head": head}
+
+    if new["identity_link_facts"] or new["period_close_facts"]:
+        for name in ("period_close", "posting_window", "link_range"):
+            _run(conn, t, name, "delete")
+            _run(conn, t, name, "fill")
+        conn.execute(
+            f"INSERT INTO {STAGE}.relink_source SELECT DISTINCT source, source_customer_id "
+            "FROM identity_link_facts WHERE position > %(cp)s AND position <= %(head)s", window)
+
+    if new["usage_facts"] or new["identity_link_facts"]:
+        _apply_usage(conn, t)
+
+    conn.execute(
+        f"INSERT INTO {STAGE}.scope_inv SELECT invoice_id FROM invoice_facts "
+        "WHERE position > %(cp)s AND position <= %(head)s "
+        f"UNION SELECT i.invoice_id FROM {q}.invoice_resolved i "
+        f"JOIN {STAGE}.relink_source r USING (source, source_customer_id)", window)
+    for name in ("invoice_resolved", "invoice_meter"):
+        _run(conn, t, name, "delete", SCOPED)
+        _run(conn, t, name, "fill", SCOPED)
+        _run(conn, t, name, "touched", SCOPED)
+
+    conn.execute(
+        f"INSERT INTO {STAGE}.scope_cm SELECT customer_id, to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM') "
+        "FROM credit_facts WHERE position > %(cp)s AND position <= %(head)s", window)
+    if new["attribute_facts"]:
+        conn.execute(
+            f"INSERT INTO {STAGE}.scope_cust SELECT DISTINCT customer_id FROM attribute_facts "
+            "WHERE position > %(cp)s AND position <= %(head)s", window)
+        _run(conn, t, "dim_customer", "delete", SCOPED)
+        _run(conn, t, "dim_customer", "fill", SCOPED)
+        # a customer's attributes reach every month it is reported for
+        conn.execute(
+            f"INSERT INTO {STAGE}.scope_cm SELECT a.customer_id, a.month FROM {q}.customer_month_attrs a "
+            f"JOIN {STAGE}.scope_cust s USING (customer_id)")
+
+    # A new price can change any customer-month of its plan: recompute the customer-month read models whole.
+    marts = FULL if new["price_facts"] else SCOPED
+    _apply_marts(conn, t, marts)
+    conn.execute(f"UPDATE {q}.checkpoint SET position = %s", (head,))
+    _drop_stage(conn)
+
+
+def _apply_usage(conn: psycopg.Connection, t: Target) -> None:
+    """Resolves the new usage facts (and every fact of a relinked source id) and folds them in."""
+    for name in ("usage_fact_stage", "usage_fact_resolved"):
+        _run(conn, t, name, "create")
+    _run(conn, t, "usage_fact_stage", "fill_incremental")
+    _run(conn, t, "usage_fact_resolved", "fill")
+    for name in ("usage_on_time", "usage_late"):
+        _run(conn, t, name, "delete", SCOPED)
+    _run(conn, t, "usage_on_time", "merge", SCOPED)
+    _run(conn, t, "usage_late", "fill", SCOPED)
+    for name in ("usage_on_time", "usage_late"):
+        _run(conn, t, name, "touched", SCOPED)
+
+
+def _apply_marts(conn: psycopg.Connection, t: Target, scopes: dict[str, Scope]) -> None:
+    """Re-derives the customer-month read models for the scope (everything when SCOPES is FULL)."""
+    _run(conn, t, "customer_month_attrs", "delete", scopes)
+    _run(conn, t, "customer_month_attrs", "fill", scopes)
+    for name in ("plan_month_fee", "plan_month_meter"):
+        _run(conn, t, name, "delete")
+        _run(conn, t, name, "fill")
+    _run(conn, t, "late_adjustments", "delete", scopes)
+    _run(conn, t, "late_adjustments", "fill", scopes)
+    if scopes is not FULL:
+        # late postings moved by this run change the customer_month rows of their posting months
+        _run(conn, t, "late_adjustments", "touched", scopes)
+        conn.execute(f"INSERT INTO {STAGE}.scope_cm SELECT customer_id, month FROM {STAGE}.scope_cm_posting")
+    for name in ("customer_month_meter", "customer_month", "exceptions"):
+        _run(conn, t, name, "delete", scopes)
+        _run(conn, t, name, "fill", scopes)

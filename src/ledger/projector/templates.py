@@ -1,0 +1,90 @@
+"""The projection SQL files: loading their sections and rendering their placeholders.
+
+A file in `projections/` states its grain, key and facts in its first lines, then holds sections that start
+with a `-- @name` line: `create` (DDL), `fill` / `fill_rebuild` / `fill_incremental` / `merge` (fill the
+table), `delete` (drop the rows of an incremental scope), `touched` (record the keys an incremental step
+changed) and `index`. Placeholders, filled by `render`:
+
+    {schema}      the target schema (a quoted identifier)
+    {stage}       where transient tables live (pg_temp)
+    {head}        the position the projection is brought up to (inclusive)
+    {checkpoint}  the position it was at before (exclusive lower bound of the new facts)
+    {cm[c, m]}    a predicate: (customer, month) in the incremental scope, TRUE in a full build
+    {src[s, i]}   source id in scope;  {inv[i]} invoice in scope;  {cust[c]} customer in scope
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from psycopg import sql
+
+_SECTION = re.compile(r"^--\s*@(\w+)\s*$", re.MULTILINE)
+STAGE = "pg_temp"
+
+
+def _projection_dir() -> Path:
+    """The shipped copy (ledger/sql/projections) when installed, else the repository's projections/."""
+    try:
+        shipped = resources.files("ledger.sql") / "projections"
+        if shipped.is_dir():
+            return Path(str(shipped))
+    except ModuleNotFoundError:  # pragma: no cover - the sql package is part of the distribution
+        pass
+    return Path(__file__).resolve().parents[3] / "projections"
+
+
+@lru_cache(maxsize=None)
+def sections(name: str) -> dict[str, str]:
+    """The sections of projections/NAME.sql, by section name."""
+    text = (_projection_dir() / f"{name}.sql").read_text()
+    parts = _SECTION.split(text)
+    return {parts[i]: parts[i + 1].strip() for i in range(1, len(parts), 2)}
+
+
+class Scope:
+    """Renders `{cm[a, b]}`: a membership predicate on a scope table, or TRUE for a full build."""
+
+    def __init__(self, table: str | None, columns: tuple[str, ...]):
+        self.table, self.columns = table, columns
+
+    def __getitem__(self, args: str) -> str:
+        if self.table is None:
+            return "TRUE"
+        return f"({args}) IN (SELECT {', '.join(self.columns)} FROM {STAGE}.{self.table})"
+
+
+FULL = {
+    "cm": Scope(None, ("customer_id", "month")),
+    "src": Scope(None, ("source", "source_customer_id")),
+    "inv": Scope(None, ("invoice_id",)),
+    "cust": Scope(None, ("customer_id",)),
+}
+SCOPED = {
+    "cm": Scope("scope_cm", ("customer_id", "month")),
+    "src": Scope("scope_src", ("source", "source_customer_id")),
+    "inv": Scope("scope_inv", ("invoice_id",)),
+    "cust": Scope("scope_cust", ("customer_id",)),
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and up to which positions a run writes."""
+
+    schema: str
+    head: int
+    checkpoint: int = 0
+
+    def render(self, text: str, scopes: dict[str, Scope]) -> str:
+        return text.format(
+            schema=sql.Identifier(self.schema).as_string(None),
+            stage=STAGE,
+            head=int(self.head),
+            checkpoint=int(self.checkpoint),
+            **scopes,
+        )
