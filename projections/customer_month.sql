@@ -18,8 +18,7 @@ CREATE TABLE {schema}.customer_month (
     credits_cents         bigint NOT NULL,
     late_adjustment_cents bigint NOT NULL,
     balance_cents         bigint NOT NULL,
-    variance_cents        bigint,
-    PRIMARY KEY (customer_id, month)
+    variance_cents        bigint
 );
 -- @delete
 DELETE FROM {schema}.customer_month WHERE {cm[customer_id, month]};
@@ -61,3 +60,5 @@ WITH credit AS (
 SELECT customer_id, month, segment, owner, plan, region, usage_units, expected_cents, invoiced, credits,
        late_adjustment, invoiced - credits + late_adjustment, invoiced - expected_cents
 FROM expected;
+-- @index
+ALTER TABLE {schema}.customer_month ADD PRIMARY KEY (customer_id, month);

@@ -11,8 +11,7 @@ CREATE TABLE {schema}.customer_month_attrs (
     segment     text,
     owner       text,
     plan        text,
-    region      text,
-    PRIMARY KEY (customer_id, month)
+    region      text
 );
 -- @delete
 DELETE FROM {schema}.customer_month_attrs WHERE {cm[customer_id, month]};
@@ -42,3 +41,5 @@ LEFT JOIN {schema}.dim_customer d
       AND d.valid_from < ((cm.month || '-01')::timestamp + interval '1 month') AT TIME ZONE 'UTC'
       AND (d.valid_to IS NULL OR d.valid_to > (cm.month || '-01')::timestamp AT TIME ZONE 'UTC')
 ORDER BY cm.customer_id, cm.month, d.valid_from;
+-- @index
+ALTER TABLE {schema}.customer_month_attrs ADD PRIMARY KEY (customer_id, month);

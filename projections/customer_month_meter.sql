@@ -15,8 +15,7 @@ CREATE TABLE {schema}.customer_month_meter (
     overage_units  bigint,
     expected_cents bigint,
     billed_units   bigint NOT NULL,
-    billed_cents   bigint NOT NULL,
-    PRIMARY KEY (customer_id, month, meter)
+    billed_cents   bigint NOT NULL
 );
 -- @delete
 DELETE FROM {schema}.customer_month_meter WHERE {cm[customer_id, month]};
@@ -39,10 +38,12 @@ WITH part AS (
     GROUP BY customer_id, month, meter
 )
 SELECT c.customer_id, c.month, c.meter, c.on_time_units, c.late_units, p.included_units,
-       greatest(0, c.on_time_units - p.included_units),
-       CASE WHEN a.plan IS NOT NULL
-            THEN coalesce(greatest(0, c.on_time_units - p.included_units) * p.unit_price_cents, 0) END,
+       CASE WHEN p.meter IS NOT NULL THEN greatest(0, c.on_time_units - p.included_units) END,
+       CASE WHEN p.meter IS NOT NULL THEN greatest(0, c.on_time_units - p.included_units) * p.unit_price_cents
+            WHEN a.plan IS NOT NULL THEN 0 END,
        c.billed_units, c.billed_cents
 FROM cmm c
 LEFT JOIN {schema}.customer_month_attrs a ON a.customer_id = c.customer_id AND a.month = c.month
 LEFT JOIN {schema}.plan_month_meter p ON p.plan = a.plan AND p.month = c.month AND p.meter = c.meter;
+-- @index
+ALTER TABLE {schema}.customer_month_meter ADD PRIMARY KEY (customer_id, month, meter);

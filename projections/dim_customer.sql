@@ -14,8 +14,7 @@ CREATE TABLE {schema}.dim_customer (
     segment     text,
     owner       text,
     plan        text,
-    region      text,
-    PRIMARY KEY (customer_id, version)
+    region      text
 );
 -- @delete
 DELETE FROM {schema}.dim_customer WHERE {cust[customer_id]};
@@ -53,3 +52,5 @@ SELECT customer_id, row_number() OVER w, effective_from, lead(effective_from) OV
 FROM change
 WHERE starts_version
 WINDOW w AS (PARTITION BY customer_id ORDER BY effective_from);
+-- @index
+ALTER TABLE {schema}.dim_customer ADD PRIMARY KEY (customer_id, version);

@@ -7,8 +7,7 @@ CREATE TABLE {schema}.invoice_meter (
     customer_id  text,
     period       text NOT NULL,
     billed_units bigint NOT NULL,
-    billed_cents bigint NOT NULL,
-    PRIMARY KEY (invoice_id, meter)
+    billed_cents bigint NOT NULL
 );
 -- @delete
 DELETE FROM {schema}.invoice_meter WHERE {inv[invoice_id]};
@@ -19,3 +18,5 @@ FROM invoice_line_facts l
 JOIN {schema}.invoice_resolved i ON i.invoice_id = l.invoice_id
 WHERE l.kind = 'usage' AND l.position <= {head} AND {inv[l.invoice_id]}
 GROUP BY l.invoice_id, l.meter, i.customer_id, i.period;
+-- @index
+ALTER TABLE {schema}.invoice_meter ADD PRIMARY KEY (invoice_id, meter);

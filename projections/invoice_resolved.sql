@@ -4,7 +4,7 @@
 -- (the last link version); null while unattributed. lines_cents is the sum of its lines' amount_cents.
 -- @create
 CREATE TABLE {schema}.invoice_resolved (
-    invoice_id         text PRIMARY KEY,
+    invoice_id         text NOT NULL,
     position           bigint NOT NULL,
     source             text NOT NULL,
     source_customer_id text NOT NULL,
@@ -37,3 +37,5 @@ WHERE i.position <= {head} AND {inv[i.invoice_id]};
 INSERT INTO {stage}.scope_cm
 SELECT DISTINCT customer_id, period FROM {schema}.invoice_resolved
 WHERE customer_id IS NOT NULL AND {inv[invoice_id]};
+-- @index
+ALTER TABLE {schema}.invoice_resolved ADD PRIMARY KEY (invoice_id);

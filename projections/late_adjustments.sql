@@ -14,8 +14,7 @@ CREATE TABLE {schema}.late_adjustments (
     amount_cents   bigint NOT NULL,
     event_count    bigint NOT NULL,
     first_position bigint NOT NULL,
-    last_position  bigint NOT NULL,
-    PRIMARY KEY (customer_id, original_month, meter, posting_month)
+    last_position  bigint NOT NULL
 );
 -- @delete
 WITH gone AS (
@@ -46,8 +45,9 @@ WITH late AS (      -- pre-aggregated: one row per output group
            ON o.customer_id = l.customer_id AND o.month = l.original_month AND o.meter = l.meter
 )
 SELECT r.customer_id, r.original_month, r.meter, r.posting_month, r.units,
-       coalesce((greatest(0, r.u0 + r.l_through - p.included_units)
-                 - greatest(0, r.u0 + r.l_through - r.units - p.included_units)) * p.unit_price_cents, 0),
+       CASE WHEN p.meter IS NULL THEN 0   -- no plan, or a meter its price does not list
+            ELSE (greatest(0, r.u0 + r.l_through - p.included_units)
+                  - greatest(0, r.u0 + r.l_through - r.units - p.included_units)) * p.unit_price_cents END,
        r.event_count, r.first_position, r.last_position
 FROM running r
 LEFT JOIN {schema}.customer_month_attrs a ON a.customer_id = r.customer_id AND a.month = r.original_month
@@ -55,3 +55,5 @@ LEFT JOIN {schema}.plan_month_meter p ON p.plan = a.plan AND p.month = r.origina
 -- @touched
 INSERT INTO {stage}.scope_cm_posting
 SELECT DISTINCT customer_id, posting_month FROM {schema}.late_adjustments WHERE {cm[customer_id, original_month]};
+-- @index
+ALTER TABLE {schema}.late_adjustments ADD PRIMARY KEY (customer_id, original_month, meter, posting_month);

@@ -13,18 +13,19 @@ CREATE TABLE {stage}.usage_fact_stage (
     event_time         timestamptz NOT NULL
 );
 -- @fill_rebuild
-INSERT INTO {stage}.usage_fact_stage
-SELECT late_position, source, source_customer_id, meter, units, min_event_time
-FROM {stage}.usage_group_stage
-WHERE late_position IS NOT NULL;
+CREATE TABLE {stage}.usage_fact_stage AS
+SELECT u.position, u.source, u.source_customer_id, u.meter, u.quantity, u.event_time
+FROM usage_facts u
+WHERE u.position <= {head} AND u.position > {cutoff[u.event_time]};
 INSERT INTO {stage}.usage_fact_stage
 SELECT f.position, f.source, f.source_customer_id, f.meter, f.quantity, f.event_time
 FROM {stage}.usage_group_resolved g
 JOIN usage_facts f
   ON f.source = g.source AND f.source_customer_id = g.source_customer_id AND f.meter = g.meter
- AND f.position BETWEEN g.first_position AND g.last_position
+ AND f.position < g.cutoff AND f.position <= {head}
  AND date_trunc('month', f.event_time AT TIME ZONE 'UTC') = g.month_start
 WHERE g.customer_id IS NULL;
+ANALYZE {stage}.usage_fact_stage;
 -- @fill_incremental
 INSERT INTO {stage}.usage_fact_stage
 SELECT f.position, f.source, f.source_customer_id, f.meter, f.quantity, f.event_time

@@ -3,7 +3,7 @@
 -- customer_id, attribution_position and posting_month are null while the fact is unattributed.
 -- @create
 CREATE TABLE {schema}.usage_late (
-    position             bigint PRIMARY KEY,
+    position             bigint NOT NULL,
     source               text NOT NULL,
     source_customer_id   text NOT NULL,
     meter                text NOT NULL,
@@ -36,6 +36,3 @@ SELECT customer_id, month FROM {stage}.usage_fact_resolved WHERE NOT is_on_time 
 UNION SELECT customer_id, posting_month FROM {stage}.usage_fact_resolved WHERE NOT is_on_time AND customer_id IS NOT NULL;
 INSERT INTO {stage}.scope_src
 SELECT DISTINCT source, source_customer_id FROM {stage}.usage_fact_resolved;
--- @index
-CREATE INDEX ON {schema}.usage_late (source, source_customer_id);
-CREATE INDEX ON {schema}.usage_late (customer_id, month);

@@ -11,18 +11,15 @@ CREATE TABLE {schema}.usage_on_time (
     source             text NOT NULL,
     source_customer_id text NOT NULL,
     units              bigint NOT NULL,
-    event_count        bigint NOT NULL,
-    first_position     bigint NOT NULL,
-    last_position      bigint NOT NULL
+    event_count        bigint NOT NULL
 );
 -- @fill_rebuild
 INSERT INTO {schema}.usage_on_time
-SELECT customer_id, to_char(month_start, 'YYYY-MM'), meter, source, source_customer_id, units, event_count,
-       first_position, last_position
+SELECT customer_id, to_char(month_start, 'YYYY-MM'), meter, source, source_customer_id, units, event_count
 FROM {stage}.usage_group_resolved
 WHERE customer_id IS NOT NULL;
 INSERT INTO {schema}.usage_on_time
-SELECT customer_id, month, meter, source, source_customer_id, sum(quantity), count(*), min(position), max(position)
+SELECT customer_id, month, meter, source, source_customer_id, sum(quantity), count(*)
 FROM {stage}.usage_fact_resolved
 WHERE is_on_time
 GROUP BY customer_id, month, meter, source, source_customer_id;
@@ -36,16 +33,13 @@ WITH gone AS (
 INSERT INTO {stage}.scope_cm SELECT DISTINCT customer_id, month FROM gone;
 -- @merge
 WITH delta AS (
-    SELECT customer_id, month, meter, source, source_customer_id, sum(quantity) AS units, count(*) AS event_count,
-           min(position) AS first_position, max(position) AS last_position
+    SELECT customer_id, month, meter, source, source_customer_id, sum(quantity) AS units, count(*) AS event_count
     FROM {stage}.usage_fact_resolved
     WHERE is_on_time
     GROUP BY customer_id, month, meter, source, source_customer_id
 ), added AS (
     UPDATE {schema}.usage_on_time t
-    SET units = t.units + d.units, event_count = t.event_count + d.event_count,
-        first_position = least(t.first_position, d.first_position),
-        last_position = greatest(t.last_position, d.last_position)
+    SET units = t.units + d.units, event_count = t.event_count + d.event_count
     FROM delta d
     WHERE t.customer_id = d.customer_id AND t.month = d.month AND t.meter = d.meter
       AND t.source = d.source AND t.source_customer_id = d.source_customer_id
@@ -59,6 +53,3 @@ WHERE NOT EXISTS (SELECT 1 FROM added a
 -- @touched
 INSERT INTO {stage}.scope_cm
 SELECT DISTINCT customer_id, month FROM {stage}.usage_fact_resolved WHERE is_on_time;
--- @index
-CREATE UNIQUE INDEX ON {schema}.usage_on_time (customer_id, month, meter, source, source_customer_id);
-CREATE INDEX ON {schema}.usage_on_time (source, source_customer_id);

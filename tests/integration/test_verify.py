@@ -73,6 +73,16 @@ def test_a_clean_store_verifies_with_its_projections(store):
     assert all(table["equal"] for table in report["projections"].values())
 
 
+@needs_projector
+def test_an_edited_projection_row_is_found(store, conn):
+    store("project", check_exit=0)
+    edited = conn.execute("UPDATE ledger_proj.customer_month_meter SET on_time_units = on_time_units + 1").rowcount
+    assert edited == 1  # cus_1 × 2026-01 × api_calls: read models are not facts, nothing protects them
+    result = store("verify", check_exit=1)
+    assert "chain: ok" in result.stdout and "usage mirror: ok" in result.stdout
+    assert "projections: customer_month_meter differs" in result.stdout
+
+
 def test_an_edited_state_is_found_at_its_position(store, conn):
     target = positions(conn)[2]
     tamper(conn, edit_state("'\"quantity\":3'", "'\"quantity\":30'"), target)

@@ -82,6 +82,7 @@ class VerifyReport:
     chain: ChainResult
     usage_mirror: Mismatch | None
     projections: dict[str, dict[str, Any]] | None  # None: not checked
+    projection_error: str | None = None  # the projector failed on these facts: not ok either
     seconds: float = 0.0
 
     @property
@@ -95,7 +96,7 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        return self.first_mismatch is None and not self.projection_differences
+        return self.first_mismatch is None and not self.projection_differences and self.projection_error is None
 
     def as_dict(self) -> dict[str, Any]:
         first = self.first_mismatch
@@ -105,7 +106,8 @@ class VerifyReport:
             "chain": "ok" if self.chain.mismatch is None else {**self.chain.mismatch.as_dict(),
                                                                 "broken_links": self.chain.breaks},
             "usage_mirror": "ok" if self.usage_mirror is None else self.usage_mirror.as_dict(),
-            "projections": "skipped" if self.projections is None else self.projections,
+            "projections": ({"error": self.projection_error} if self.projection_error is not None
+                            else "skipped" if self.projections is None else self.projections),
             "first_mismatch": None if first is None else {"check": first.check, **first.as_dict()},
             "ok": self.ok,
             "seconds": round(self.seconds, 3),
@@ -119,8 +121,13 @@ def verify_store(conn: psycopg.Connection, *, projections: bool = True, anchor: 
     with _snapshot(conn):
         chain = verify_chain(conn, anchor=anchor, batch_size=batch_size, progress=progress)
         mirror = verify_usage_mirror(conn)
-    checked = check_projections(conn) if projections else None
-    return VerifyReport(chain, mirror, checked, time.perf_counter() - started)
+    checked, error = None, None
+    if projections:
+        try:
+            checked = check_projections(conn)
+        except psycopg.Error as failure:  # facts the projector cannot read are a finding, not a crash
+            error = (str(failure).strip().splitlines() or [type(failure).__name__])[0]
+    return VerifyReport(chain, mirror, checked, error, time.perf_counter() - started)
 
 
 @contextmanager
@@ -202,27 +209,29 @@ def _anchor_break(anchor: Anchor, position: int, link: bytes) -> Mismatch | None
 
 
 # -- 2. the typed usage mirror ------------------------------------------------------------------------
-# The payload's event_time is canonical text (UTC, microseconds, "+00:00"), so comparing it with the
-# row's instant written the same way is exact and cannot fail on a tampered, unparsable value.
+# Each state is decoded once (a LATERAL record, not one ledger_state() call per field: 5x faster). The
+# payload's event_time is canonical text (UTC, microseconds, "+00:00") and its quantity an integer, so
+# comparing them with the row's values written the same way is exact and cannot fail on a tampered value.
 _MIRROR_DIFFERENCES = """
 WITH usage_events AS (
-    SELECT e.notification_id AS position, ledger_state(e.state) AS s
-    FROM ledger_events e
+    SELECT e.notification_id AS position, s.*
+    FROM ledger_events e,
+         LATERAL jsonb_to_record(ledger_state(e.state))
+             AS s(event_id text, source text, source_customer_id text, meter text, quantity text, event_time text)
     WHERE e.topic = %(topic)s
+), usage_rows AS (
+    SELECT position, event_id, source, source_customer_id, meter, quantity::text AS quantity,
+           to_char(event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"') AS event_time
+    FROM usage_facts
 )
 SELECT coalesce(e.position, u.position) AS position, e.position IS NOT NULL, u.position IS NOT NULL,
-       e.s ->> 'event_id', e.s ->> 'source', e.s ->> 'source_customer_id', e.s ->> 'meter', e.s -> 'quantity',
-       e.s ->> 'event_time',
-       u.event_id, u.source, u.source_customer_id, u.meter, to_jsonb(u.quantity),
-       to_char(u.event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
+       e.event_id, e.source, e.source_customer_id, e.meter, e.quantity, e.event_time,
+       u.event_id, u.source, u.source_customer_id, u.meter, u.quantity, u.event_time
 FROM usage_events e
-FULL JOIN usage_facts u ON u.position = e.position
+FULL JOIN usage_rows u ON u.position = e.position
 WHERE e.position IS NULL OR u.position IS NULL
-   OR (e.s ->> 'event_id', e.s ->> 'source', e.s ->> 'source_customer_id', e.s ->> 'meter', e.s -> 'quantity',
-       e.s ->> 'event_time')
-      IS DISTINCT FROM
-      (u.event_id, u.source, u.source_customer_id, u.meter, to_jsonb(u.quantity),
-       to_char(u.event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'))
+   OR (e.event_id, e.source, e.source_customer_id, e.meter, e.quantity, e.event_time)
+      IS DISTINCT FROM (u.event_id, u.source, u.source_customer_id, u.meter, u.quantity, u.event_time)
 ORDER BY 1
 LIMIT 1
 """
@@ -245,10 +254,14 @@ def verify_usage_mirror(conn: psycopg.Connection) -> Mismatch | None:
         return Mismatch("usage_mirror", position, "the usage_facts row has no usage event at its position")
     event, mirror = row[3:9], row[9:15]
     differing = [name for name, a, b in zip(USAGE_FIELDS, event, mirror) if a != b]
-    shown = "; ".join(f"usage_facts.{name} is {b!r}, the event says {a!r}"
+    shown = "; ".join(f"usage_facts.{name} is {_shown(name, b)}, the event says {_shown(name, a)}"
                       for name, a, b in zip(USAGE_FIELDS, event, mirror) if a != b)
     return Mismatch("usage_mirror", position, shown or "the row differs from its event",
                     {"fields": differing})
+
+
+def _shown(name: str, value: str | None) -> str:
+    return value if name == "quantity" and value is not None else repr(value)
 
 
 # -- 3. projections -----------------------------------------------------------------------------------
@@ -276,7 +289,9 @@ def describe(report: VerifyReport) -> list[str]:
     else:
         lines.append(f"usage mirror: first mismatch at position {report.usage_mirror.position}: "
                      f"{report.usage_mirror.reason}")
-    if report.projections is None:
+    if report.projection_error is not None:
+        lines.append(f"projections: could not be rebuilt from these facts: {report.projection_error}")
+    elif report.projections is None:
         lines.append("projections: not checked (--skip-projections)")
     elif report.projection_differences:
         for table in report.projection_differences:
@@ -288,8 +303,8 @@ def describe(report: VerifyReport) -> list[str]:
     first = report.first_mismatch
     if first is not None:
         lines.append(f"FAILED: first mismatch at position {first.position}: {first.reason}")
-    elif report.projection_differences:
-        lines.append(f"FAILED: {len(report.projection_differences)} projection(s) differ from a rebuild")
+    elif not report.ok:
+        lines.append("FAILED: the projections do not agree with a rebuild from the facts")
     else:
         lines.append("ok")
     return lines

@@ -24,8 +24,6 @@ Nothing is held per event: files are written line by line; what is kept is per c
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import random
 import time
@@ -34,7 +32,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence, TextIO
 
-from ledger.domain.time import month_start, next_month
+from ledger.domain.time import month_start, next_month, previous_month
 
 UTC = timezone.utc
 SYSTEMS = ("billing", "product", "gateway", "mobile", "partner")  # billing first: it issues the invoices
@@ -42,19 +40,20 @@ PREFIX = {"billing": "bc", "product": "pr", "gateway": "gw", "mobile": "mb", "pa
 FORMAT = {"billing": "csv", "product": "ndjson", "gateway": "cloudevents", "mobile": "ndjson", "partner": "csv"}
 EXTENSION = {"ndjson": "ndjson", "csv": "csv", "cloudevents": "cloudevents.ndjson"}
 METERS = ("api_calls", "fraud_checks", "rules_evaluated")
-SOURCE_METERS = {  # (meter, weight, largest quantity) of what each system meters
-    "billing": (("fraud_checks", 1.0, 4),),
-    "product": (("api_calls", 0.7, 40), ("rules_evaluated", 0.3, 20)),
-    "gateway": (("api_calls", 0.8, 30), ("fraud_checks", 0.2, 3)),
-    "mobile": (("api_calls", 1.0, 10),),
-    "partner": (("api_calls", 0.6, 25), ("rules_evaluated", 0.4, 10)),
+SOURCE_METERS = {  # (meter, weight, largest quantity) of what each system meters; an event is a rollup
+    "billing": (("fraud_checks", 1.0, 10),),
+    "product": (("api_calls", 0.7, 400), ("rules_evaluated", 0.3, 300)),
+    "gateway": (("api_calls", 0.8, 300), ("fraud_checks", 0.2, 6)),
+    "mobile": (("api_calls", 1.0, 100),),
+    "partner": (("api_calls", 0.6, 250), ("rules_evaluated", 0.4, 100)),
 }
-PRICES = {  # plan: (base_fee_cents, {meter: (included_units, unit_price_cents)})
-    "starter": (4_900, {"api_calls": (1_500, 2), "fraud_checks": (20, 25)}),
-    "growth": (19_900, {"api_calls": (5_000, 1), "fraud_checks": (150, 15), "rules_evaluated": (1_000, 1)}),
-    "enterprise": (99_900, {"api_calls": (40_000, 1), "fraud_checks": (1_500, 8), "rules_evaluated": (10_000, 1)}),
+PRICES = {  # plan: (base_fee_cents, {meter: (included_units, unit_price_cents)}); starter has no rules engine
+    "starter": (4_900, {"api_calls": (5_000, 1), "fraud_checks": (50, 10)}),
+    "growth": (19_900, {"api_calls": (15_000, 1), "fraud_checks": (200, 8), "rules_evaluated": (2_000, 1)}),
+    "enterprise": (99_900, {"api_calls": (60_000, 1), "fraud_checks": (1_000, 5), "rules_evaluated": (20_000, 1)}),
 }
-GROWTH_REPRICED = (24_900, {"api_calls": (6_000, 1), "fraud_checks": (200, 12), "rules_evaluated": (1_500, 1)})
+GROWTH_REPRICED = (24_900, {"api_calls": (20_000, 1), "fraud_checks": (250, 7), "rules_evaluated": (3_000, 1)})
+RULES_ON_STARTER = 0.04  # starter customers who call the rules engine anyway: unpriced usage
 SEGMENT_PLAN = {"smb": ("starter", "starter", "growth"), "midmarket": ("growth", "growth", "starter", "enterprise"),
                 "enterprise": ("enterprise", "enterprise", "growth")}
 OWNERS = ("ana", "ben", "cy", "dee", "eli", "fay", "gus")
@@ -145,6 +144,7 @@ class Customer:
     billing_id: str
     usage_ids: list[tuple[str, str]] = field(default_factory=list)  # (source, source_customer_id)
     plan_from: tuple[int, str] | None = None  # (month index of the first month billed on it, new plan)
+    uses_rules: bool = True  # whether its product traffic evaluates rules (starter plans mostly do not)
 
     def source_ids(self) -> list[tuple[str, str]]:
         """Every source id of the customer, each once (its billing id also meters usage)."""
@@ -173,7 +173,7 @@ class World:
             self.months.append(next_month(self.months[-1]))
         self.systems = SYSTEMS[:p.source_systems]
         self.usage_systems = [s for s in self.systems if s != "billing"] + ["billing"]
-        self.epoch = month_start(_previous(p.start_month))
+        self.epoch = month_start(previous_month(p.start_month))
         self.customers = self._customers()
         self.links: dict[tuple[str, str], list[Link]] = {}
         self._resolution: dict[tuple[str, str], list[tuple[int, int, str]]] = {}
@@ -201,6 +201,7 @@ class World:
                          rng.choice(SEGMENT_PLAN[segment]), rng.choice(REGIONS),
                          rng.lognormvariate(0, 0.7) * {"smb": 0.6, "midmarket": 1.2, "enterprise": 3.0}[segment],
                          first, f"bc_{numbers[3 * i]}")
+            c.uses_rules = c.plan != "starter" or rng.random() < RULES_ON_STARTER
             c.usage_ids.append(("product", f"pr_{numbers[3 * i + 1]}"))
             if rng.random() < 0.05:
                 c.usage_ids.append(("product", f"pr_{numbers[3 * i + 2]}"))
@@ -229,11 +230,6 @@ class World:
 
     def price(self, plan: str, index: int, repriced_from: int) -> tuple[int, dict[str, tuple[int, int]]]:
         return GROWTH_REPRICED if plan == "growth" and index >= repriced_from else PRICES[plan]
-
-
-def _previous(month: str) -> str:
-    year, mon = int(month[:4]), int(month[5:7])
-    return f"{year - (mon == 1):04d}-{(mon - 2) % 12 + 1:02d}"
 
 
 # -- rendering -------------------------------------------------------------------------------------------
@@ -394,7 +390,7 @@ class _Generator:
     def _prices(self) -> None:
         out = Out(self.dir, "prices.ndjson", "prices", "ndjson")
         for plan, (base, meters) in PRICES.items():
-            out.write(_price_line(plan, _previous(self.p.start_month), base, meters))
+            out.write(_price_line(plan, previous_month(self.p.start_month), base, meters))
             out.stats.events += 1
         self.ingest(self.world.epoch + timedelta(days=19), out.close())
 
@@ -532,13 +528,13 @@ class _Generator:
             day_us = first_day + day * DAY_US
             for c in active:
                 rate = self.per_customer_month * c.weight / days
-                ids = c.usage_ids
+                ids, rules = c.usage_ids, c.uses_rules or c.plan_for(index) != "starter"
                 for _ in range(int(rate) + (random() < rate % 1)):
                     source, scid = ids[int(random() * len(ids))]
-                    emit(source, scid, day_us)
+                    emit(source, scid, day_us, rules)
             for source, scid, rate in extra_ids:
                 if random() < rate:
-                    emit(source, scid, day_us)
+                    emit(source, scid, day_us, True)
         for source, out in batch.outs.items():
             for text in batch.resend[source]:  # delayed retries of a flaky sender: exact duplicates
                 out.write(text)
@@ -659,8 +655,10 @@ class _Generator:
         if index == 0:
             credit(over, over[1], over[2] + 1_000, "billing_error", f"cr_{over[0]}_over", "more than the invoice",
                    "refused", 40)
-            self.highlights["trace_invoice"] = (self.highlights.get("late_credit_invoices") or list(credited)
-                                                or [over[0]])[0]
+            late, others = self.highlights.get("late_credit_invoices"), list(credited)
+            self.highlights["trace_invoice"] = (late or others or [over[0]])[0]
+            self.highlights["trace_reason"] = ("its customer had late usage and a credit" if late else
+                                               "it has a credit" if others else "a refused credit named it")
         elif index == 1:
             credit(other, over[1], 500, "goodwill", f"cr_{other[0]}_wrong", "credited to the wrong customer",
                    "refused", 40)
@@ -691,10 +689,12 @@ class _MonthOfUsage:
         self.wheels = {s: [(m, top) for m, weight, top in SOURCE_METERS[s] for _ in range(round(weight * 10))]
                        for s in SOURCE_METERS}
 
-    def emit(self, source: str, scid: str, day_us: int) -> None:
+    def emit(self, source: str, scid: str, day_us: int, rules: bool) -> None:
         g, p = self.g, self.g.p
         random = g.rng.random
         meter, top = self.wheels[source][int(random() * 10)]
+        if meter == "rules_evaluated" and not rules:
+            meter, top = SOURCE_METERS[source][0][0], SOURCE_METERS[source][0][2]
         quantity = 0 if random() < 0.02 else 1 + int(random() * top)
         moment = day_us + int(random() * DAY_US)
         g.counter += 1
@@ -838,14 +838,14 @@ def usage_only_reference(directory: str | Path, n_customers: int, months: Sequen
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     months = _months(months)
-    epoch = stamp(month_start(_previous(months[0])))
+    epoch = stamp(month_start(previous_month(months[0])))
     plans = list(PRICES)
     paths = {kind: directory / name for kind, name in (
         ("prices", "prices.ndjson"), ("attributes", "attributes.csv"), ("identities", "identities.ndjson"),
         ("invoices", "invoices.ndjson"))}
     with open(paths["prices"], "w") as out:
         for plan, (base, meters) in PRICES.items():
-            out.write(_price_line(plan, _previous(months[0]), base, meters))
+            out.write(_price_line(plan, previous_month(months[0]), base, meters))
     customer_plan = [plans[rng.randrange(3)] for _ in range(n_customers)]
     with open(paths["attributes"], "w", newline="") as out:
         out.write("customer_id,effective_from,name,segment,owner,plan,region\n")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from .templates import FULL, SCOPED, STAGE, Scope, Target, sections
+from .templates import FULL, SCOPED, STAGE, CutoffCase, Scope, Target, sections
 
 # Tables in build order; every one of them is compared by check().
 TABLES = (
@@ -83,11 +83,13 @@ def build(conn: psycopg.Connection, schema: str, head: int) -> None:
     # The one pass over usage_facts. Its group key holds expressions the planner cannot estimate (it guesses
     # one group per fact) and would sort 10M rows; a hash aggregate is right for a few groups per source id.
     _run(conn, target, "usage_group_stage", "create")
+    closes = conn.execute(sql.SQL("SELECT month_start, close_position FROM {}.period_close").format(
+        sql.Identifier(schema))).fetchall()
     conn.execute("SET LOCAL enable_sort = off")
-    _run(conn, target, "usage_group_stage", "fill")
+    with_cutoff = {**FULL, "cutoff": CutoffCase(closes)}
+    _run(conn, target, "usage_group_stage", "fill", with_cutoff)
     conn.execute("RESET enable_sort")
-    _run(conn, target, "usage_fact_stage", "create")
-    _run(conn, target, "usage_fact_stage", "fill_rebuild")
+    _run(conn, target, "usage_fact_stage", "fill_rebuild", with_cutoff)
     _run(conn, target, "usage_fact_resolved", "create")
     _run(conn, target, "usage_fact_resolved", "fill")
     _run(conn, target, "usage_on_time", "fill_rebuild")
@@ -98,6 +100,7 @@ def build(conn: psycopg.Connection, schema: str, head: int) -> None:
                  "plan_month_fee", "plan_month_meter", "late_adjustments", "customer_month_meter",
                  "customer_month", "exceptions"):
         _run(conn, target, name, "fill")
+        _analyze(conn, target, name)
     for name in TABLES:
         _run(conn, target, name, "index")
     conn.execute(sql.SQL("INSERT INTO {}.checkpoint VALUES (%s)").format(sql.Identifier(schema)), (head,))

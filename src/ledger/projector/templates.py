@@ -15,6 +15,7 @@ changed) and `index`. Placeholders, filled by `render`:
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -70,6 +71,27 @@ SCOPED = {
     "inv": Scope("scope_inv", ("invoice_id",)),
     "cust": Scope("scope_cust", ("customer_id",)),
 }
+
+
+class CutoffCase:
+    """Renders `{cutoff[t]}`: c(month of instant t), the close position or the largest bigint while open."""
+
+    def __init__(self, closes: list[tuple[dt.datetime, int]]):
+        self.closes = sorted(closes, reverse=True)  # (month start as naive UTC, close position)
+
+    def __getitem__(self, t: str) -> str:
+        top = "9223372036854775807"
+        if not self.closes:
+            return top
+        def instant(month_start: dt.datetime) -> str:
+            return f"'{month_start.isoformat(sep=' ')}+00'::timestamptz"
+        def month_end(month_start: dt.datetime) -> dt.datetime:
+            y, m = divmod(month_start.month, 12)
+            return month_start.replace(year=month_start.year + y, month=m + 1)
+        whens = [f"WHEN {t} >= {instant(month_end(self.closes[0][0]))} THEN {top}"]
+        whens += [f"WHEN {t} >= {instant(start)} AND {t} < {instant(month_end(start))} THEN {int(pos)}"
+                  for start, pos in self.closes]
+        return f"(CASE {' '.join(whens)} ELSE {top} END)"
 
 
 @dataclass(frozen=True)

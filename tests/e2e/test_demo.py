@@ -1,0 +1,60 @@
+"""`ledger demo` on the embedded default: a fresh LEDGER_HOME, no LEDGER_DATABASE_URL, end to end, twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.conftest import LEDGER_BIN
+
+
+def _projector_ready() -> bool:
+    try:
+        from ledger import projector
+    except ImportError:
+        return False
+    return callable(getattr(projector, "project", None))
+
+
+pytestmark = pytest.mark.skipif(not _projector_ready(), reason="ledger.projector.project is not there yet")
+
+SECTIONS = ("== A generated scenario", "== Replaying", "== Projections brought up to date", "== Customer-months",
+            "== Exceptions for reconciliation", "== Explore further", "ledger trace invoice", "ledger verify")
+
+
+def run(home, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "LEDGER_DATABASE_URL"}
+    env["LEDGER_HOME"] = str(home)
+    return subprocess.run([LEDGER_BIN, *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_the_demo_runs_end_to_end_twice_on_the_embedded_default(tmp_path):
+    home = tmp_path / "home"
+    first = run(home, "demo")
+    assert first.returncode == 0, (first.stdout[-3000:], first.stderr[-3000:])
+    for section in SECTIONS:
+        assert section in first.stdout, section
+    assert "period close 2026-02: refused (month_not_ended)" in first.stdout
+    assert "refused (credit_exceeds_invoice)" in first.stdout
+    assert (home / "pgdata" / "PG_VERSION").exists() and (home / "demo" / "seed-7" / "steps.json").exists()
+    top = first.stdout.split("== Customer-months")[1].split("==")[0]
+    assert len([line for line in top.splitlines() if line.startswith("cus_")]) == 10
+
+    second = run(home, "demo")  # the same scenario again: all duplicates, nothing appended, same numbers
+    assert second.returncode == 0, (second.stdout[-3000:], second.stderr[-3000:])
+    assert "nothing new: this home already holds the demo scenario" in second.stdout
+    assert second.stdout.split("== Customer-months")[1].split("== Exceptions")[0] == \
+        first.stdout.split("== Customer-months")[1].split("== Exceptions")[0]
+
+    from ledger import projector
+
+    checks = [] if callable(getattr(projector, "check", None)) else ["--skip-projections"]
+    verified = run(home, "verify", "--json", *checks)
+    assert verified.returncode == 0, (verified.stdout[-3000:], verified.stderr[-3000:])
+    assert json.loads(verified.stdout)["ok"] is True
+
+    other = run(home, "demo", "--seed", "8")  # another scenario would mix with this one: refused, nothing appended
+    assert other.returncode == 2 and "already holds other facts" in other.stderr
