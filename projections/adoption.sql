@@ -30,68 +30,65 @@ DROP TABLE IF EXISTS {stage}.adoption_closing, {stage}.adoption_scope;
 CREATE TEMP TABLE {stage}.adoption_closing ON COMMIT DROP AS
 SELECT month, month_start, close_position FROM {schema}.period_close;
 CREATE TEMP TABLE {stage}.adoption_scope ON COMMIT DROP AS
-SELECT DISTINCT customer_id, to_char(day, 'YYYY-MM') AS month
-FROM {schema}.usage_daily
-WHERE customer_id IS NOT NULL;
+SELECT customer_id, to_char(month_start::timestamp, 'YYYY-MM') AS month, month_start
+FROM (SELECT DISTINCT customer_id, date_trunc('month', day::timestamp)::date AS month_start
+      FROM {schema}.usage_daily WHERE customer_id IS NOT NULL) s;
 -- @merge
 DROP TABLE IF EXISTS {stage}.adoption_closing, {stage}.adoption_scope;
 CREATE TEMP TABLE {stage}.adoption_closing ON COMMIT DROP AS
 SELECT month, month_start, close_position FROM {schema}.period_close WHERE close_position > {checkpoint};
 CREATE TEMP TABLE {stage}.adoption_scope ON COMMIT DROP AS
-SELECT DISTINCT customer_id, to_char(day, 'YYYY-MM') AS month FROM {stage}.risk_changed;
+SELECT customer_id, to_char(month_start::timestamp, 'YYYY-MM') AS month, month_start
+FROM (SELECT DISTINCT customer_id, date_trunc('month', day::timestamp)::date AS month_start FROM {stage}.risk_changed) s;
 -- @apply
+ANALYZE {stage}.adoption_scope;
+DROP TABLE IF EXISTS {stage}.adoption_relinked, {stage}.adoption_usage;
+-- a source id with a link after a closing month's close: its facts of that month are resolved one by one
+CREATE TEMP TABLE {stage}.adoption_relinked ON COMMIT DROP AS
+SELECT DISTINCT l.source, l.source_customer_id, c.month, c.month_start, c.close_position
+FROM {stage}.adoption_closing c
+JOIN {schema}.link_range l ON l.known_after > c.close_position;
+ANALYZE {stage}.adoption_relinked;
+-- the on-time usage of the customer-months to replace, in rows of one customer, month, meter and day (or fact)
+CREATE TEMP TABLE {stage}.adoption_usage ON COMMIT DROP AS
+SELECT d.customer_id, c.month, d.meter, d.day, d.units, d.first_usage_at, d.last_usage_at
+FROM {stage}.adoption_closing c   -- a month being closed: its facts before the close, as resolved now ...
+JOIN {schema}.usage_daily d
+  ON d.day >= c.month_start::date AND d.day < (c.month_start + interval '1 month')::date
+WHERE NOT d.is_late AND d.customer_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM {stage}.adoption_relinked k
+                  WHERE k.source = d.source AND k.source_customer_id = d.source_customer_id AND k.month = c.month);
+INSERT INTO {stage}.adoption_usage   -- ... which is how they resolve before it, unless a link came after it
+WITH fact AS MATERIALIZED (
+    SELECT k.month, k.close_position, f.source, f.source_customer_id, f.meter, f.quantity, f.event_time
+    FROM usage_facts f
+    JOIN {stage}.adoption_relinked k ON k.source = f.source AND k.source_customer_id = f.source_customer_id
+    WHERE f.position < k.close_position
+      AND date_trunc('month', f.event_time AT TIME ZONE 'UTC') = k.month_start
+      AND EXISTS (SELECT 1 FROM {stage}.adoption_relinked)
+)
+SELECT l.customer_id, f.month, f.meter, (f.event_time AT TIME ZONE 'UTC')::date, f.quantity,
+       CASE WHEN f.quantity > 0 THEN f.event_time END, CASE WHEN f.quantity > 0 THEN f.event_time END
+FROM fact f
+JOIN {schema}.link_range l   -- SPEC §4.1: the links at positions < c(m)
+  ON l.source = f.source AND l.source_customer_id = f.source_customer_id
+ AND l.known_after < f.close_position AND f.close_position <= l.known_through
+ AND l.valid_from <= f.event_time AND f.event_time < l.valid_to;
+INSERT INTO {stage}.adoption_usage   -- an open month: every attributed fact, with every link known now
+SELECT d.customer_id, s.month, d.meter, d.day, d.units, d.first_usage_at, d.last_usage_at
+FROM {schema}.usage_daily d
+JOIN {stage}.adoption_scope s
+  ON s.customer_id = d.customer_id AND s.month_start = date_trunc('month', d.day::timestamp)::date
+WHERE s.month NOT IN (SELECT month FROM {schema}.period_close);
 DELETE FROM {schema}.adoption a
 WHERE a.month IN (SELECT month FROM {stage}.adoption_closing)
    OR ((a.customer_id, a.month) IN (SELECT customer_id, month FROM {stage}.adoption_scope)
        AND a.month NOT IN (SELECT month FROM {schema}.period_close));
+-- units >= 0, so a day (a meter) has usage when any of its rows has units > 0
 INSERT INTO {schema}.adoption (customer_id, month, active_days, meters_used, usage_units, first_usage_at, last_usage_at)
-WITH closing_row AS (   -- a month being closed: the usage_daily rows holding any fact before its close
-    SELECT d.*, c.month, c.close_position,
-           bool_or(d.last_position > c.close_position
-                   OR EXISTS (SELECT 1 FROM {schema}.link_range l
-                              WHERE l.source = d.source AND l.source_customer_id = d.source_customer_id
-                                AND l.known_after > c.close_position))
-               OVER (PARTITION BY d.source, d.source_customer_id, d.meter, d.day) AS is_dirty
-    FROM {stage}.adoption_closing c
-    JOIN {schema}.usage_daily d
-      ON d.day >= c.month_start::date AND d.day < (c.month_start + interval '1 month')::date
-    WHERE d.first_position < c.close_position
-), dirty AS (   -- (source id, meter, day) with facts after the close or links after it: resolved fact by fact
-    SELECT DISTINCT source, source_customer_id, meter, day, month, close_position FROM closing_row WHERE is_dirty
-), closed_fact AS (
-    SELECT r.customer_id, k.month, k.meter, k.day, f.quantity, f.event_time
-    FROM usage_facts f
-    JOIN dirty k
-      ON k.source = f.source AND k.source_customer_id = f.source_customer_id AND k.meter = f.meter
-     AND k.day = (f.event_time AT TIME ZONE 'UTC')::date
-    JOIN {schema}.link_range r
-      ON r.source = f.source AND r.source_customer_id = f.source_customer_id
-     AND r.known_after < k.close_position AND k.close_position <= r.known_through
-     AND r.valid_from <= f.event_time AND f.event_time < r.valid_to
-    WHERE f.position < k.close_position AND EXISTS (SELECT 1 FROM dirty)
-), day_usage AS (
-    -- every fact of a clean row is on time and resolves before the close as it does now (no later link)
-    SELECT customer_id, month, meter, day, sum(units) AS units,
-           min(first_usage_at) AS first_usage_at, max(last_usage_at) AS last_usage_at
-    FROM closing_row
-    WHERE NOT is_dirty AND customer_id IS NOT NULL
-    GROUP BY 1, 2, 3, 4
-    UNION ALL
-    SELECT customer_id, month, meter, day, sum(quantity),
-           min(event_time) FILTER (WHERE quantity > 0), max(event_time) FILTER (WHERE quantity > 0)
-    FROM closed_fact
-    GROUP BY 1, 2, 3, 4
-    UNION ALL   -- an open month: every attributed fact, with every link known now
-    SELECT d.customer_id, s.month, d.meter, d.day, sum(d.units), min(d.first_usage_at), max(d.last_usage_at)
-    FROM {schema}.usage_daily d
-    JOIN {stage}.adoption_scope s ON s.customer_id = d.customer_id AND s.month = to_char(d.day, 'YYYY-MM')
-    WHERE s.month NOT IN (SELECT month FROM {schema}.period_close)
-    GROUP BY 1, 2, 3, 4
-)
-SELECT customer_id, month,
-       count(DISTINCT day) FILTER (WHERE units > 0), count(DISTINCT meter) FILTER (WHERE units > 0),
+SELECT customer_id, month, count(DISTINCT day) FILTER (WHERE units > 0), count(DISTINCT meter) FILTER (WHERE units > 0),
        sum(units)::bigint, min(first_usage_at), max(last_usage_at)
-FROM day_usage
+FROM {stage}.adoption_usage
 GROUP BY customer_id, month;
 -- month-over-month: the rows replaced and the months after them
 UPDATE {schema}.adoption a

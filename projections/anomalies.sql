@@ -73,7 +73,7 @@ WITH series AS (   -- the pair's daily units over the days to evaluate and the 2
 ), framed AS (     -- the units of the previous 28 days that had usage
     SELECT customer_id, meter, day, units,
            array_agg(units) FILTER (WHERE units > 0) OVER (
-               PARTITION BY customer_id COLLATE "C", meter COLLATE "C" ORDER BY day
+               PARTITION BY customer_id, meter ORDER BY day
                RANGE BETWEEN interval '28 days' PRECEDING AND interval '1 day' PRECEDING) AS usage_units
     FROM series
 ), candidate AS (  -- baseline: the previous 28 days on or after the first usage day, zero where no usage

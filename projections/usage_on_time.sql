@@ -12,7 +12,7 @@ CREATE TABLE {schema}.usage_on_time (
     source_customer_id text NOT NULL,
     units              bigint NOT NULL,
     event_count        bigint NOT NULL
-);
+) WITH (fillfactor = 85);  -- room for in-place (HOT) updates by the additive incremental path
 -- @fill_rebuild
 INSERT INTO {schema}.usage_on_time
 SELECT customer_id, to_char(month_start, 'YYYY-MM'), meter, source, source_customer_id, units, event_count
@@ -53,3 +53,15 @@ WHERE NOT EXISTS (SELECT 1 FROM added a
 -- @touched
 INSERT INTO {stage}.scope_cm
 SELECT DISTINCT customer_id, month FROM {stage}.usage_fact_resolved WHERE is_on_time;
+-- @delta
+-- The fast incremental path (a batch of on-time usage facts of open months only): the units it adds per
+-- customer x month x meter, for the additive sections (@add_on_time) of the customer-month read models.
+CREATE TABLE {stage}.on_time_delta AS
+SELECT customer_id, month, meter, sum(quantity)::bigint AS units
+FROM {stage}.usage_fact_resolved
+WHERE is_on_time
+GROUP BY customer_id, month, meter;
+ANALYZE {stage}.on_time_delta;
+INSERT INTO {stage}.scope_cm
+SELECT DISTINCT d.customer_id, d.month FROM {stage}.on_time_delta d
+WHERE NOT EXISTS (SELECT 1 FROM {schema}.customer_month_attrs a WHERE a.customer_id = d.customer_id AND a.month = d.month);

@@ -73,8 +73,8 @@ invoice_op = st.tuples(st.just("invoice"), st.sampled_from(SOURCE_IDS), st.sampl
 credit_op = st.tuples(st.just("credit"), st.sampled_from(CUSTOMERS), st.sampled_from(MONTHS + ["2026-04"]),
                       st.integers(1, 50))
 close_op = st.just(("close",))
-fact_ops = st.lists(st.one_of(usage_op, usage_op, usage_op, link_op, attr_op, price_op, invoice_op, credit_op,
-                              close_op), min_size=1, max_size=28)
+fact_ops = st.lists(st.one_of(usage_op, usage_op, usage_op, link_op, link_op, attr_op, price_op, invoice_op, credit_op,
+                              close_op, close_op), min_size=1, max_size=30)
 
 
 @dataclass
@@ -335,3 +335,23 @@ def test_customer_month_balance_is_invoiced_minus_credits_plus_late_adjustments(
             SELECT customer_id, to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM') FROM credit_facts
             EXCEPT SELECT customer_id, month FROM ledger_proj.customer_month""")
     assert bad == [] and missing == []
+
+
+def test_on_time_usage_of_open_months_takes_the_additive_path_and_equals_rebuild(dsn, monkeypatch):
+    calls = []
+    monkeypatch.setattr(engine, "_add_on_time", lambda *a, _real=engine._add_on_time: (calls.append(1), _real(*a)))
+    ops = [("link", SOURCE_IDS[0], "c1", EFFECTIVE[0]), ("link", SOURCE_IDS[1], "c2", EFFECTIVE[0]),
+           ("attr", "c1", EFFECTIVE[0], {"plan": "pa"}), ("price", "pa", "2025-12", 100, {"m1": (3, 2)}),
+           ("invoice", SOURCE_IDS[0], "2026-02", 100, {"m1": 4}),
+           ("usage", SOURCE_IDS[0], "m1", "2026-01", OFFSETS[1], 2), ("close",),
+           ("usage", SOURCE_IDS[0], "m1", "2026-02", OFFSETS[1], 5),   # additive: open month, linked
+           ("usage", SOURCE_IDS[0], "m2", "2026-02", OFFSETS[2], 1),
+           ("usage", SOURCE_IDS[1], "m1", "2026-03", OFFSETS[0], 7),
+           ("usage", SOURCE_IDS[0], "m1", "2026-02", OFFSETS[3], 4)]
+    facts = Facts.from_ops(ops)
+    with psycopg.connect(dsn) as conn:
+        reset(conn)
+        run_split(conn, facts, [False] * 6 + [True, False, True, False])
+        assert calls, "the additive path was not taken"
+        report = projector.check(conn)
+        assert all(r["equal"] for r in report.values()), {t: r for t, r in report.items() if not r["equal"]}

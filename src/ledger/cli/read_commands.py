@@ -68,3 +68,4 @@ def export(
         print(f"error: unknown export {name!r} (one of {EXPORT_NAMES})", file=sys.stderr)
         raise typer.Exit(2)
 from ledger.cli import audit_commands  # noqa: E402,F401  (registers verify and demo)
+from ledger.cli import trace_commands  # noqa: E402,F401  (registers trace invoice / trace customer)

@@ -8,7 +8,7 @@
 The read models live in schema `ledger_proj`; their SQL is in `projections/*.sql`.
 """
 
-from .export import EXPORTS, ExportSpec, export, register_export
+from .exports import EXPORTS, ExportSpec, export, register_export
 from .runner import LIVE_SCHEMA, ProjectReport, check, project, rebuild
 
 __all__ = [

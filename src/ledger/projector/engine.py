@@ -24,7 +24,7 @@ TABLES = (
     "dim_customer", "customer_month_attrs", "plan_month_fee", "plan_month_meter",
     "late_adjustments", "customer_month_meter", "customer_month", "exceptions",
 )
-STAGE_TABLES = ("usage_group_stage", "usage_fact_stage", "usage_fact_resolved")
+STAGE_TABLES = ("usage_group_stage", "usage_fact_stage", "usage_fact_resolved", "on_time_delta")
 SCOPE_TABLES = {
     "scope_cm": "customer_id text, month text",
     "scope_cm_posting": "customer_id text, month text",
@@ -152,6 +152,12 @@ def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head
             "FROM identity_link_facts WHERE position > %(cp)s AND position <= %(head)s", window)
 
     if new["usage_facts"] or new["identity_link_facts"]:
+        _resolve_usage(conn, t)
+        if new.total == new["usage_facts"] and _all_on_time_in_open_months(conn, t):
+            _add_on_time(conn, t)
+            conn.execute(f"UPDATE {q}.checkpoint SET position = %s", (head,))
+            _drop_stage(conn)
+            return
         _apply_usage(conn, t)
 
     conn.execute(
@@ -185,12 +191,40 @@ def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head
     _drop_stage(conn)
 
 
-def _apply_usage(conn: psycopg.Connection, t: Target) -> None:
-    """Resolves the new usage facts (and every fact of a relinked source id) and folds them in."""
+def _resolve_usage(conn: psycopg.Connection, t: Target) -> None:
+    """Resolves the new usage facts, and every fact of a relinked source id, one by one (SPEC §4.1)."""
     for name in ("usage_fact_stage", "usage_fact_resolved"):
         _run(conn, t, name, "create")
     _run(conn, t, "usage_fact_stage", "fill_incremental")
     _run(conn, t, "usage_fact_resolved", "fill")
+
+
+def _all_on_time_in_open_months(conn: psycopg.Connection, t: Target) -> bool:
+    row = conn.execute(
+        f"SELECT coalesce(bool_and(r.is_on_time AND c.month IS NULL), true) FROM {STAGE}.usage_fact_resolved r "
+        f"LEFT JOIN {sql.Identifier(t.schema).as_string(conn)}.period_close c ON c.month = r.month"
+    ).fetchone()
+    return bool(row[0])
+
+
+def _add_on_time(conn: psycopg.Connection, t: Target) -> None:
+    """The common case, additively: on-time units of open months add to the rows they reach.
+
+    Nothing else can move: open months have no late postings, and no link, attribute, price, invoice or credit
+    fact is new. New customer-months get their attributes first; plan prices are recomputed whole (tiny).
+    """
+    _run(conn, t, "usage_on_time", "merge", SCOPED)
+    _run(conn, t, "usage_on_time", "delta", SCOPED)
+    _run(conn, t, "customer_month_attrs", "fill", SCOPED)  # only customer-months it did not hold
+    for name in ("plan_month_fee", "plan_month_meter"):
+        _run(conn, t, name, "delete")
+        _run(conn, t, name, "fill")
+    for name in ("customer_month_meter", "customer_month", "exceptions"):
+        _run(conn, t, name, "add_on_time", SCOPED)
+
+
+def _apply_usage(conn: psycopg.Connection, t: Target) -> None:
+    """Folds the resolved usage facts in: relinked source ids replaced, new facts added."""
     for name in ("usage_on_time", "usage_late"):
         _run(conn, t, name, "delete", SCOPED)
     _run(conn, t, "usage_on_time", "merge", SCOPED)

@@ -1,0 +1,239 @@
+"""`ledger trace`: every fact behind every number on an invoice or a customer-month.
+
+The summary per usage line comes from the projections (on-time usage per customer × month × meter
+× source id keeps fact count, units, first and last position and a digest), so it returns at once
+even for a line made of millions of facts. `--events` then streams the contributing facts from the
+store with a server-side cursor, recomputing the digest as it goes, so memory stays flat.
+
+Line digest: XOR over the contributing facts of PostgreSQL's `hashint8extended(position, units)`,
+written as 16 hex digits. It is order-independent, so the projector maintains it incrementally,
+and anyone can recompute it from the listed facts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import psycopg
+from psycopg.rows import dict_row
+
+from ledger.errors import NotFoundError
+
+P = "ledger_proj"
+
+
+def _one(conn: psycopg.Connection, query: str, params: tuple) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query, params).fetchone()
+
+
+def _all(conn: psycopg.Connection, query: str, params: tuple) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query, params).fetchall()
+
+
+def digest_hex(value: int | None) -> str | None:
+    return None if value is None else f"{value & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+def _invoice(conn: psycopg.Connection, invoice_id: str) -> dict[str, Any]:
+    row = _one(conn, f"""
+        SELECT i.invoice_id, r.customer_id, i.period, i.total_cents, i.position, i.source, i.source_customer_id,
+               i.issued_at, i.currency, r.lines_cents,
+               ledger_recorded_at(e.state) AS recorded_at,
+               ledger_state(e.state) ->> 'recorded_from' AS recorded_from,
+               (ledger_state(e.state) ->> 'recorded_line')::bigint AS recorded_line,
+               e.chain_hash
+        FROM invoice_facts i
+        JOIN ledger_events e ON e.notification_id = i.position
+        LEFT JOIN {P}.invoice_resolved r ON r.invoice_id = i.invoice_id
+        WHERE i.invoice_id = %s""", (invoice_id,))
+    if row is None:
+        raise NotFoundError(f"invoice {invoice_id!r} does not exist")
+    row["chain_hash"] = bytes(row["chain_hash"]).hex() if row["chain_hash"] else None
+    return row
+
+
+def _resolution(conn: psycopg.Connection, source: str, source_customer_id: str, at) -> dict[str, Any] | None:
+    """The identity link a source id resolves through at an instant, with every link known now."""
+    return _one(conn, """
+        SELECT position, customer_id, effective_from FROM identity_link_facts
+        WHERE source = %s AND source_customer_id = %s AND effective_from <= %s
+        ORDER BY effective_from DESC, position DESC LIMIT 1""", (source, source_customer_id, at))
+
+
+def _usage_summary(conn: psycopg.Connection, customer_id: str, month: str, meter: str | None = None
+                   ) -> list[dict[str, Any]]:
+    rows = _all(conn, f"""
+        SELECT meter, sum(event_count)::bigint AS fact_count, sum(units)::bigint AS units,
+               min(first_position) AS first_position, max(last_position) AS last_position,
+               bit_xor(digest) AS digest,
+               array_agg(source || ':' || source_customer_id ORDER BY source, source_customer_id) AS source_ids
+        FROM {P}.usage_on_time
+        WHERE customer_id = %s AND month = %s AND (%s::text IS NULL OR meter = %s)
+        GROUP BY meter ORDER BY meter""", (customer_id, month, meter, meter))
+    for row in rows:
+        row["digest"] = digest_hex(row["digest"])
+    return rows
+
+
+def _meter_numbers(conn: psycopg.Connection, customer_id: str, month: str) -> dict[str, dict[str, Any]]:
+    return {r["meter"]: r for r in _all(conn, f"""
+        SELECT meter, on_time_units, late_units, included_units, overage_units, expected_cents, billed_units,
+               billed_cents
+        FROM {P}.customer_month_meter WHERE customer_id = %s AND month = %s""", (customer_id, month))}
+
+
+def _price_entry(conn: psycopg.Connection, plan: str | None, month: str) -> dict[str, Any] | None:
+    if plan is None:
+        return None
+    return _one(conn, """
+        SELECT plan, effective_month, base_fee_cents, meters, position FROM price_facts
+        WHERE plan = %s AND effective_month <= %s
+        ORDER BY effective_month DESC, position DESC LIMIT 1""", (plan, month))
+
+
+def _attribute_version(conn: psycopg.Connection, customer_id: str, month: str) -> dict[str, Any] | None:
+    """The SCD2 version a customer-month takes (SPEC §3.3): in effect at its first instant, else the first within."""
+    return _one(conn, f"""
+        SELECT version, valid_from, valid_to, name, segment, owner, plan, region
+        FROM {P}.dim_customer
+        WHERE customer_id = %(c)s
+          AND valid_from < (%(m)s || '-01')::timestamptz + interval '1 month'
+          AND (valid_to IS NULL OR valid_to > (%(m)s || '-01')::timestamptz)
+        ORDER BY (valid_from <= (%(m)s || '-01')::timestamptz) DESC, valid_from DESC
+        LIMIT 1""", {"c": customer_id, "m": month})
+
+
+def _credits(conn: psycopg.Connection, where: str, params: tuple) -> list[dict[str, Any]]:
+    return _all(conn, f"""
+        SELECT credit_id, customer_id, invoice_id, amount_cents, reason, memo, actor, issued_at,
+               to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM') AS posting_month, position
+        FROM credit_facts WHERE {where} ORDER BY position""", params)
+
+
+def _late(conn: psycopg.Connection, customer_id: str, month: str) -> list[dict[str, Any]]:
+    return _all(conn, f"""
+        SELECT original_month, meter, posting_month, units, amount_cents, event_count, first_position, last_position
+        FROM {P}.late_adjustments
+        WHERE customer_id = %s AND (original_month = %s OR posting_month = %s)
+        ORDER BY original_month, meter, posting_month""", (customer_id, month, month))
+
+
+def _exceptions(conn: psycopg.Connection, invoice_id: str | None, customer_id: str | None, month: str
+                ) -> list[dict[str, Any]]:
+    return _all(conn, f"""
+        SELECT kind, invoice_id, customer_id, source, source_customer_id, month, meter, expected, actual, difference
+        FROM {P}.exceptions
+        WHERE (%(i)s::text IS NOT NULL AND invoice_id = %(i)s)
+           OR (customer_id = %(c)s AND month = %(m)s AND kind <> 'invoice_total_mismatch')
+        ORDER BY kind, meter NULLS FIRST""", {"i": invoice_id, "c": customer_id, "m": month})
+
+
+def trace_invoice(conn: psycopg.Connection, invoice_id: str) -> dict[str, Any]:
+    """The invoice, how its customer resolved, each line with the facts behind it, credits, adjustments, exceptions."""
+    inv = _invoice(conn, invoice_id)
+    customer, period = inv["customer_id"], inv["period"]
+    link = _resolution(conn, inv["source"], inv["source_customer_id"], inv["issued_at"])
+    numbers = _meter_numbers(conn, customer, period) if customer else {}
+    summaries = {s["meter"]: s for s in _usage_summary(conn, customer, period)} if customer else {}
+    version = _attribute_version(conn, customer, period) if customer else None
+    price = _price_entry(conn, version["plan"] if version else None, period)
+    lines = []
+    for line in _all(conn, """SELECT line_id, kind, meter, quantity, amount_cents FROM invoice_line_facts
+                              WHERE invoice_id = %s ORDER BY line_no""", (invoice_id,)):
+        usage = None
+        if line["kind"] == "usage" and customer:
+            summary = summaries.get(line["meter"], {})
+            meter_numbers = numbers.get(line["meter"], {})
+            metered = meter_numbers.get("on_time_units", 0)
+            usage = {
+                "fact_count": summary.get("fact_count", 0), "units": summary.get("units", 0),
+                "first_position": summary.get("first_position"), "last_position": summary.get("last_position"),
+                "digest": summary.get("digest"), "source_ids": summary.get("source_ids", []),
+                "plan": version["plan"] if version else None, "plan_version": version["version"] if version else None,
+                "price_entry": ({"plan": price["plan"], "effective_month": price["effective_month"],
+                                 "position": price["position"], "meter": price["meters"].get(line["meter"])}
+                                if price else None),
+                "included_units": meter_numbers.get("included_units"),
+                "expected_cents": meter_numbers.get("expected_cents"),
+                "billed_units": meter_numbers.get("billed_units"),
+                "billed_vs_metered_units": line["quantity"] - metered,
+            }
+        elif line["kind"] == "usage":
+            usage = {"fact_count": 0, "units": 0, "first_position": None, "last_position": None, "digest": None,
+                     "unattributed": True}
+        lines.append({**line, "usage": usage})
+    return {
+        "invoice": {k: inv[k] for k in ("invoice_id", "customer_id", "period", "total_cents", "position", "source",
+                                         "source_customer_id", "issued_at", "currency", "lines_cents",
+                                         "recorded_at", "recorded_from", "recorded_line", "chain_hash")},
+        "resolution": link,
+        "attribute_version": version,
+        "lines": lines,
+        "credits": _credits(conn, "invoice_id = %s", (invoice_id,)),
+        "late_adjustments": _late(conn, customer, period) if customer else [],
+        "exceptions": _exceptions(conn, invoice_id, customer, period),
+    }
+
+
+def trace_customer_month(conn: psycopg.Connection, customer_id: str, month: str) -> dict[str, Any]:
+    """The same view for a customer-month: usage by meter, invoices, credits, adjustments, attribute version."""
+    row = _one(conn, f"SELECT * FROM {P}.customer_month WHERE customer_id = %s AND month = %s",
+               (customer_id, month))
+    if row is None:
+        raise NotFoundError(f"no customer-month {customer_id} {month}: no usage, invoice, credit or adjustment")
+    numbers = _meter_numbers(conn, customer_id, month)
+    usage = []
+    for summary in _usage_summary(conn, customer_id, month):
+        usage.append({**summary, **{k: v for k, v in numbers.get(summary["meter"], {}).items() if k != "meter"}})
+    for meter, n in numbers.items():  # meters with only late units or billed lines
+        if not any(u["meter"] == meter for u in usage):
+            usage.append({"meter": meter, "fact_count": 0, "units": 0, "first_position": None, "last_position": None,
+                          "digest": None, **{k: v for k, v in n.items() if k != "meter"}})
+    usage.sort(key=lambda u: u["meter"])
+    version = _attribute_version(conn, customer_id, month)
+    return {
+        "customer_month": row,
+        "attribute_version": version,
+        "price_entry": _price_entry(conn, version["plan"] if version else None, month),
+        "usage": usage,
+        "invoices": _all(conn, f"""SELECT invoice_id, period, total_cents, lines_cents, issued_at, position
+                                   FROM {P}.invoice_resolved WHERE customer_id = %s AND period = %s
+                                   ORDER BY invoice_id""", (customer_id, month)),
+        "credits": _credits(conn, "customer_id = %s AND to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM') = %s",
+                            (customer_id, month)),
+        "late_adjustments": _late(conn, customer_id, month),
+        "exceptions": _exceptions(conn, None, customer_id, month),
+    }
+
+
+def contributing_facts(conn: psycopg.Connection, customer_id: str, month: str, meter: str,
+                       first_position: int, last_position: int, source_ids: list[str]) -> Iterator[dict[str, Any]]:
+    """The on-time usage facts of (customer, month, meter), streamed in position order (SPEC §4.1)."""
+    pairs = [s.split(":", 1) for s in source_ids]
+    with conn.cursor(name="trace_events", row_factory=dict_row) as cur:
+        cur.itersize = 10_000
+        cur.execute(f"""
+            WITH cutoff AS (
+                SELECT coalesce((SELECT close_position FROM {P}.period_close WHERE month = %(m)s),
+                                9223372036854775807) AS c
+            )
+            SELECT u.position, u.event_id, u.source, u.source_customer_id, u.event_time, u.quantity AS units,
+                   hashint8extended(u.position, u.quantity) AS h
+            FROM usage_facts u, cutoff
+            JOIN unnest(%(sources)s::text[], %(ids)s::text[]) AS s(source, source_customer_id) ON true
+            WHERE u.position BETWEEN %(first)s AND %(last)s
+              AND u.source = s.source AND u.source_customer_id = s.source_customer_id
+              AND u.meter = %(meter)s AND u.position < cutoff.c
+              AND u.event_time >= (%(m)s || '-01')::timestamptz
+              AND u.event_time < (%(m)s || '-01')::timestamptz + interval '1 month'
+              AND EXISTS (SELECT 1 FROM {P}.link_range r
+                          WHERE r.source = u.source AND r.source_customer_id = u.source_customer_id
+                            AND r.known_after < cutoff.c AND cutoff.c <= r.known_through
+                            AND r.valid_from <= u.event_time AND u.event_time < r.valid_to
+                            AND r.customer_id = %(c)s)
+            ORDER BY u.position""",
+            {"m": month, "c": customer_id, "meter": meter, "first": first_position, "last": last_position,
+             "sources": [p[0] for p in pairs], "ids": [p[1] for p in pairs]})
+        yield from cur

@@ -1,0 +1,170 @@
+"""`ledger trace invoice ID` and `ledger trace customer C --month M`."""
+
+from __future__ import annotations
+
+import sys
+
+import orjson
+import typer
+
+from ledger.cli.main import database, fail, trace_app
+from ledger.errors import LedgerError
+
+
+def _dump(value) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+@trace_app.command("invoice")
+def trace_invoice_command(
+    invoice_id: str = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json"),
+    events: bool = typer.Option(False, "--events", help="list every contributing usage fact (streamed)"),
+) -> None:
+    """The invoice, its customer's resolution, each line with its facts, credits, adjustments, exceptions."""
+    from ledger import projector
+    from ledger.audit.trace import contributing_facts, trace_invoice
+
+    try:
+        with database() as db, db.connection() as conn:
+            projector.project(conn)
+            trace = trace_invoice(conn, invoice_id)
+            if as_json and not events:
+                sys.stdout.write(orjson.dumps(trace, default=str, option=orjson.OPT_INDENT_2).decode() + "\n")
+                return
+            if as_json:
+                _stream_json(conn, trace, contributing_facts)
+                return
+            print(render_invoice(trace))
+            if events:
+                _print_events(conn, trace, contributing_facts)
+    except LedgerError as error:
+        fail(error)
+
+
+def _usage_lines(trace):
+    customer, period = trace["invoice"]["customer_id"], trace["invoice"]["period"]
+    for line in trace["lines"]:
+        usage = line["usage"]
+        if usage and usage.get("first_position") is not None:
+            yield line, customer, period, usage
+
+
+def _print_events(conn, trace, contributing_facts) -> None:
+    for line, customer, period, usage in _usage_lines(trace):
+        print(f"\nline {line['line_id']} ({line['meter']}): contributing usage facts")
+        print("  position  event_id  source:source_customer_id  event_time  units")
+        digest = 0
+        for fact in contributing_facts(conn, customer, period, line["meter"], usage["first_position"],
+                                       usage["last_position"], usage["source_ids"]):
+            digest ^= fact["h"]
+            print(f"  {fact['position']}  {fact['event_id']}  {fact['source']}:{fact['source_customer_id']}  "
+                  f"{fact['event_time'].isoformat()}  {fact['units']}")
+        ok = f"{digest & 0xFFFFFFFFFFFFFFFF:016x}" == usage["digest"]
+        print(f"  digest recomputed from these facts {'matches' if ok else 'DOES NOT MATCH'} {usage['digest']}")
+
+
+def _stream_json(conn, trace, contributing_facts) -> None:
+    """The trace as JSON with each usage line's events streamed inside it (flat memory)."""
+    out = sys.stdout
+    out.write('{"invoice": ' + _dump(trace["invoice"]))
+    for key in ("resolution", "attribute_version", "credits", "late_adjustments", "exceptions"):
+        out.write(f', "{key}": ' + _dump(trace[key]))
+    out.write(', "lines": [')
+    for i, line in enumerate(trace["lines"]):
+        out.write((", " if i else "") + _dump({k: v for k, v in line.items()})[:-1] + ', "events": [')
+        usage = line["usage"]
+        if usage and usage.get("first_position") is not None:
+            for j, fact in enumerate(contributing_facts(conn, trace["invoice"]["customer_id"],
+                                                        trace["invoice"]["period"], line["meter"],
+                                                        usage["first_position"], usage["last_position"],
+                                                        usage["source_ids"])):
+                fact.pop("h")
+                out.write((", " if j else "") + _dump(fact))
+        out.write("]}")
+    out.write("]}\n")
+
+
+def render_invoice(trace) -> str:
+    inv, res = trace["invoice"], trace["resolution"]
+    out = [f"invoice {inv['invoice_id']}  period {inv['period']}  total {inv['total_cents']} cents "
+           f"(lines sum {inv['lines_cents']})",
+           f"  fact at position {inv['position']}, recorded {inv['recorded_at']} from "
+           f"{inv['recorded_from']} line {inv['recorded_line']}",
+           f"  billed to {inv['source']}:{inv['source_customer_id']} → customer "
+           + (f"{inv['customer_id']} via identity link at position {res['position']} (effective "
+              f"{res['effective_from']})" if res and inv["customer_id"] else "UNATTRIBUTED (no link at issued_at)")]
+    version = trace["attribute_version"]
+    if version:
+        out.append(f"  attributes: version {version['version']} (plan {version['plan']}, segment "
+                   f"{version['segment']}, owner {version['owner']})")
+    out.append("lines:")
+    for line in trace["lines"]:
+        out.append(f"  {line['line_id']}  {line['kind']:<12} {line.get('meter') or '':<16} "
+                   f"qty {line.get('quantity') if line.get('quantity') is not None else '-':>8}  "
+                   f"{line['amount_cents']} cents")
+        usage = line["usage"]
+        if usage and not usage.get("unattributed"):
+            price = usage.get("price_entry")
+            out.append(f"      metered on time: {usage['fact_count']} facts, {usage['units']} units, positions "
+                       f"{usage['first_position']}–{usage['last_position']}, digest {usage['digest']}")
+            out.append(f"      priced by plan {usage['plan']} (attribute version {usage['plan_version']}) entry "
+                       + (f"{price['effective_month']} at position {price['position']}: {price['meter']}"
+                          if price else "none")
+                       + f"; expected {usage['expected_cents']} cents; billed − metered = "
+                         f"{usage['billed_vs_metered_units']} units")
+        elif usage:
+            out.append("      no metered usage: the invoice's customer is unattributed")
+    out.append("credits:" if trace["credits"] else "credits: none")
+    for c in trace["credits"]:
+        out.append(f"  {c['credit_id']}  {c['amount_cents']} cents  {c['reason']}  by {c['actor']} at "
+                   f"{c['issued_at']} (position {c['position']})")
+    out.append("late adjustments:" if trace["late_adjustments"] else "late adjustments: none")
+    for a in trace["late_adjustments"]:
+        out.append(f"  {a['original_month']} {a['meter']} → posted {a['posting_month']}: {a['units']} units, "
+                   f"{a['amount_cents']} cents, {a['event_count']} facts (positions {a['first_position']}–"
+                   f"{a['last_position']})")
+    out.append("open exceptions:" if trace["exceptions"] else "open exceptions: none")
+    for e in trace["exceptions"]:
+        out.append(f"  {e['kind']} {e.get('meter') or ''} expected {e['expected']} actual {e['actual']} "
+                   f"(difference {e['difference']})")
+    return "\n".join(out)
+
+
+@trace_app.command("customer")
+def trace_customer_command(
+    customer_id: str = typer.Argument(...),
+    month: str = typer.Option(..., "--month", help="YYYY-MM"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """A customer-month: usage by meter, invoices, credits, adjustments, attribute version."""
+    from ledger import projector
+    from ledger.audit.trace import trace_customer_month
+
+    try:
+        with database() as db, db.connection() as conn:
+            projector.project(conn)
+            trace = trace_customer_month(conn, customer_id, month)
+    except LedgerError as error:
+        fail(error)
+    if as_json:
+        sys.stdout.write(orjson.dumps(trace, default=str, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    cm = trace["customer_month"]
+    print(f"customer {customer_id}  month {month}  plan {cm['plan']}  segment {cm['segment']}  owner {cm['owner']}")
+    print(f"  usage {cm['usage_units']} units; expected {cm['expected_cents']}; invoiced {cm['invoiced_cents']}; "
+          f"credits {cm['credits_cents']}; late adjustments {cm['late_adjustment_cents']}; balance "
+          f"{cm['balance_cents']}; variance {cm['variance_cents']}")
+    for u in trace["usage"]:
+        print(f"  {u['meter']:<16} on time {u.get('on_time_units', 0)} units in {u['fact_count']} facts "
+              f"(positions {u['first_position']}–{u['last_position']}, digest {u['digest']}), late "
+              f"{u.get('late_units', 0)}, billed {u.get('billed_units', 0)}")
+    for i in trace["invoices"]:
+        print(f"  invoice {i['invoice_id']} total {i['total_cents']} (position {i['position']})")
+    for c in trace["credits"]:
+        print(f"  credit {c['credit_id']} {c['amount_cents']} cents {c['reason']} by {c['actor']}")
+    for a in trace["late_adjustments"]:
+        print(f"  late {a['original_month']} {a['meter']} → {a['posting_month']}: {a['units']} units "
+              f"{a['amount_cents']} cents")
+    for e in trace["exceptions"]:
+        print(f"  exception {e['kind']} {e.get('meter') or ''} difference {e['difference']}")

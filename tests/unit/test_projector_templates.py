@@ -1,0 +1,85 @@
+"""The projection SQL files and their rendering, without a database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+
+from ledger.projector import engine, exports as export
+from ledger.projector.templates import FULL, SCOPED, CutoffCase, Target, _projection_dir, sections
+
+OWN = (*engine.TABLES, "usage_group_stage", "usage_fact_stage", "usage_fact_resolved")
+
+
+@pytest.mark.parametrize("name", OWN)
+def test_every_projection_file_states_grain_key_and_facts_first(name):
+    head = (_projection_dir() / f"{name}.sql").read_text().splitlines()
+    assert head[0].startswith("-- grain: one row per") and "key:" in " ".join(head[:3])
+    assert any(line.startswith("-- facts read:") for line in head[:4])
+
+
+@pytest.mark.parametrize("name", OWN)
+def test_every_section_renders_full_and_scoped(name):
+    target = Target("ledger_proj", head=42, checkpoint=7)
+    for section, text in sections(name).items():
+        cutoff = {"cutoff": CutoffCase([(dt.datetime(2026, 1, 1), 10)])}
+        for scopes in (FULL, SCOPED):
+            rendered = target.render(text, {**scopes, **cutoff})
+            assert "{" not in rendered and "}" not in rendered, (name, section)
+            assert '"ledger_proj".' in rendered or "pg_temp." in rendered
+
+
+def test_tables_have_create_and_fill_sections():
+    for name in engine.TABLES:
+        names = set(sections(name))
+        assert "create" in names and names & {"fill", "fill_rebuild"}, name
+
+
+def test_scope_predicates():
+    assert FULL["cm"]["x.customer_id, x.month"] == "TRUE"
+    assert SCOPED["cm"]["x.customer_id, x.month"] == (
+        "(x.customer_id, x.month) IN (SELECT customer_id, month FROM pg_temp.scope_cm)")
+    assert SCOPED["inv"]["i.invoice_id"] == "(i.invoice_id) IN (SELECT invoice_id FROM pg_temp.scope_inv)"
+
+
+def test_cutoff_case_maps_closed_months_and_leaves_the_rest_open():
+    top = "9223372036854775807"
+    assert CutoffCase([])["t"] == top
+    case = CutoffCase([(dt.datetime(2026, 1, 1), 219), (dt.datetime(2025, 12, 1), 100)])["t"]
+    assert case.startswith(f"(CASE WHEN t >= '2026-02-01 00:00:00+00'::timestamptz THEN {top}")
+    assert "WHEN t >= '2026-01-01 00:00:00+00'::timestamptz AND t < '2026-02-01 00:00:00+00'::timestamptz THEN 219" in case
+    assert "'2025-12-01 00:00:00+00'::timestamptz AND t < '2026-01-01 00:00:00+00'::timestamptz THEN 100" in case
+    assert case.endswith(f"ELSE {top} END)")
+
+
+def test_cutoff_case_handles_december():
+    case = CutoffCase([(dt.datetime(2025, 12, 1), 5)])["t"]
+    assert "'2026-01-01 00:00:00+00'" in case
+
+
+def test_timestamps_export_as_utc_microseconds():
+    t = dt.datetime(2026, 3, 3, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert export.format_timestamp(t) == "2026-03-03T08:30:00.000000Z"
+
+
+def test_exports_list_keys_first_and_registry_is_extensible():
+    for spec in export.EXPORTS.values():
+        assert spec.columns[: len(spec.keys)] == spec.keys
+    with pytest.raises(ValueError):
+        export.register_export("bad", "t", ("a", "b"), ("b",))
+    export.register_export("tmp-test", "tmp_test", ("k", "v"), ("k",))
+    assert export.EXPORTS.pop("tmp-test").table == "tmp_test"
+
+
+def test_only_the_contract_relations_are_read_from_public():
+    contract = set(engine.FACT_RELATIONS)
+    for name in OWN:
+        text = re.sub(r"--[^\n]*|DISTINCT FROM", "", (_projection_dir() / f"{name}.sql").read_text())
+        for rel in re.findall(r"\b(?:FROM|JOIN)\s+([a-z_]+)\b(?!\.)", text):
+            if not rel.startswith("lateral") and rel not in ("jsonb_each",):
+                assert rel in contract or rel in {"fact", "late", "on_time", "attributed", "link", "version",
+                                                  "part", "cmm", "cm", "credit", "running", "state", "change",
+                                                  "delta", "added", "gone", "metered", "expected", "d", "x",
+                                                  "updated", "inv", "cr", "la"}, (name, rel)
