@@ -84,12 +84,22 @@ DELETE FROM {schema}.adoption a
 WHERE a.month IN (SELECT month FROM {stage}.adoption_closing)
    OR ((a.customer_id, a.month) IN (SELECT customer_id, month FROM {stage}.adoption_scope)
        AND a.month NOT IN (SELECT month FROM {schema}.period_close));
--- units >= 0, so a day (a meter) has usage when any of its rows has units > 0
+-- a day (a meter) is used when its units are > 0 (hash aggregates: no sort on the keys)
 INSERT INTO {schema}.adoption (customer_id, month, active_days, meters_used, usage_units, first_usage_at, last_usage_at)
-SELECT customer_id, month, count(DISTINCT day) FILTER (WHERE units > 0), count(DISTINCT meter) FILTER (WHERE units > 0),
-       sum(units)::bigint, min(first_usage_at), max(last_usage_at)
-FROM {stage}.adoption_usage
-GROUP BY customer_id, month;
+WITH by_day AS (
+    SELECT customer_id, month, count(*) FILTER (WHERE units > 0) AS active_days
+    FROM (SELECT customer_id, month, day, sum(units) AS units FROM {stage}.adoption_usage GROUP BY 1, 2, 3) d
+    GROUP BY 1, 2
+), by_meter AS (
+    SELECT customer_id, month, count(*) FILTER (WHERE units > 0) AS meters_used, sum(units)::bigint AS usage_units,
+           min(first_usage_at) AS first_usage_at, max(last_usage_at) AS last_usage_at
+    FROM (SELECT customer_id, month, meter, sum(units) AS units, min(first_usage_at) AS first_usage_at,
+                 max(last_usage_at) AS last_usage_at
+          FROM {stage}.adoption_usage GROUP BY 1, 2, 3) m
+    GROUP BY 1, 2
+)
+SELECT customer_id, month, d.active_days, m.meters_used, m.usage_units, m.first_usage_at, m.last_usage_at
+FROM by_meter m JOIN by_day d USING (customer_id, month);
 -- month-over-month: the rows replaced and the months after them
 UPDATE {schema}.adoption a
 SET units_mom_pct = x.pct

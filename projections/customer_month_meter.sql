@@ -15,25 +15,28 @@ CREATE TABLE {schema}.customer_month_meter (
     overage_units  bigint,
     expected_cents bigint,
     billed_units   bigint NOT NULL,
-    billed_cents   bigint NOT NULL
+    billed_cents   bigint NOT NULL,
+    on_time_facts  bigint NOT NULL            -- not exported: whether on-time facts exist (unpriced_meter)
 ) WITH (fillfactor = 85);  -- room for in-place (HOT) updates by the additive incremental path
 -- @delete
 DELETE FROM {schema}.customer_month_meter WHERE {cm[customer_id, month]};
 -- @fill
 INSERT INTO {schema}.customer_month_meter
 WITH part AS (
-    SELECT customer_id, month, meter, units AS on_time_units, 0 AS late_units, 0 AS billed_units, 0 AS billed_cents
+    SELECT customer_id, month, meter, units AS on_time_units, 0 AS late_units, 0 AS billed_units,
+           0 AS billed_cents, event_count AS on_time_facts
     FROM {schema}.usage_on_time WHERE {cm[customer_id, month]}
     UNION ALL
-    SELECT customer_id, month, meter, 0, quantity, 0, 0
+    SELECT customer_id, month, meter, 0, sum(quantity), 0, 0, 0
     FROM {schema}.usage_late WHERE customer_id IS NOT NULL AND {cm[customer_id, month]}
+    GROUP BY customer_id, month, meter
     UNION ALL
-    SELECT customer_id, period, meter, 0, 0, billed_units, billed_cents
+    SELECT customer_id, period, meter, 0, 0, billed_units, billed_cents, 0
     FROM {schema}.invoice_meter WHERE customer_id IS NOT NULL AND {cm[customer_id, period]}
 ), cmm AS (
     SELECT customer_id, month, meter, sum(on_time_units)::bigint AS on_time_units,
            sum(late_units)::bigint AS late_units, sum(billed_units)::bigint AS billed_units,
-           sum(billed_cents)::bigint AS billed_cents
+           sum(billed_cents)::bigint AS billed_cents, sum(on_time_facts)::bigint AS on_time_facts
     FROM part
     GROUP BY customer_id, month, meter
 )
@@ -41,7 +44,7 @@ SELECT c.customer_id, c.month, c.meter, c.on_time_units, c.late_units, p.include
        CASE WHEN p.meter IS NOT NULL THEN greatest(0, c.on_time_units - p.included_units) END,
        CASE WHEN p.meter IS NOT NULL THEN greatest(0, c.on_time_units - p.included_units) * p.unit_price_cents
             WHEN a.plan IS NOT NULL THEN 0 END,
-       c.billed_units, c.billed_cents
+       c.billed_units, c.billed_cents, c.on_time_facts
 FROM cmm c
 LEFT JOIN {schema}.customer_month_attrs a ON a.customer_id = c.customer_id AND a.month = c.month
 LEFT JOIN {schema}.plan_month_meter p ON p.plan = a.plan AND p.month = c.month AND p.meter = c.meter;
@@ -50,14 +53,14 @@ ALTER TABLE {schema}.customer_month_meter ADD PRIMARY KEY (customer_id, month, m
 -- @add_on_time
 -- Fast path: on-time units added to open months; plans and prices are unchanged, so only the rows' overage moves.
 WITH d AS (
-    SELECT d.customer_id, d.month, d.meter, d.units, p.included_units, p.unit_price_cents,
+    SELECT d.customer_id, d.month, d.meter, d.units, d.facts, p.included_units, p.unit_price_cents,
            p.meter IS NOT NULL AS is_priced, a.plan IS NOT NULL AS has_plan
     FROM {stage}.on_time_delta d
     LEFT JOIN {schema}.customer_month_attrs a ON a.customer_id = d.customer_id AND a.month = d.month
     LEFT JOIN {schema}.plan_month_meter p ON p.plan = a.plan AND p.month = d.month AND p.meter = d.meter
 ), updated AS (
     UPDATE {schema}.customer_month_meter c
-    SET on_time_units = c.on_time_units + d.units,
+    SET on_time_units = c.on_time_units + d.units, on_time_facts = c.on_time_facts + d.facts,
         overage_units = CASE WHEN d.is_priced THEN greatest(0, c.on_time_units + d.units - d.included_units) END,
         expected_cents = CASE WHEN d.is_priced
                               THEN greatest(0, c.on_time_units + d.units - d.included_units) * d.unit_price_cents
@@ -71,7 +74,7 @@ SELECT d.customer_id, d.month, d.meter, d.units, 0, d.included_units,
        CASE WHEN d.is_priced THEN greatest(0, d.units - d.included_units) END,
        CASE WHEN d.is_priced THEN greatest(0, d.units - d.included_units) * d.unit_price_cents
             WHEN d.has_plan THEN 0 END,
-       0, 0
+       0, 0, d.facts
 FROM d
 WHERE NOT EXISTS (SELECT 1 FROM updated u
                   WHERE u.customer_id = d.customer_id AND u.month = d.month AND u.meter = d.meter);

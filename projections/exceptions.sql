@@ -42,14 +42,10 @@ FROM {schema}.customer_month_meter m
 WHERE m.on_time_units <> m.billed_units AND {cm[m.customer_id, m.month]}
   AND EXISTS (SELECT 1 FROM {schema}.invoice_resolved i WHERE i.customer_id = m.customer_id AND i.period = m.month);
 INSERT INTO {schema}.exceptions
-SELECT 'unpriced_meter', NULL, o.customer_id, NULL, NULL, o.month, o.meter, 0, o.units, o.units
-FROM (SELECT customer_id, month, meter, sum(units)::bigint AS units
-      FROM {schema}.usage_on_time WHERE {cm[customer_id, month]}
-      GROUP BY customer_id, month, meter) o
-JOIN {schema}.customer_month_attrs a ON a.customer_id = o.customer_id AND a.month = o.month
-WHERE a.plan IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM {schema}.plan_month_meter p
-                  WHERE p.plan = a.plan AND p.month = o.month AND p.meter = o.meter);
+SELECT 'unpriced_meter', NULL, m.customer_id, NULL, NULL, m.month, m.meter, 0, m.on_time_units, m.on_time_units
+FROM {schema}.customer_month_meter m
+JOIN {schema}.customer_month_attrs a ON a.customer_id = m.customer_id AND a.month = m.month
+WHERE m.on_time_facts > 0 AND a.plan IS NOT NULL AND m.included_units IS NULL AND {cm[m.customer_id, m.month]};
 INSERT INTO {schema}.exceptions
 SELECT 'unattributed_usage', NULL, NULL, source, source_customer_id, month, NULL, 0, sum(quantity), sum(quantity)
 FROM {schema}.usage_late

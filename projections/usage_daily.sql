@@ -31,18 +31,18 @@ CREATE TABLE {schema}.usage_daily (
 -- @fill
 INSERT INTO {schema}.usage_daily
 SELECT f.source, f.source_customer_id, f.meter, (f.event_time AT TIME ZONE 'UTC')::date, r.customer_id,
-       coalesce(f.position > c.close_position, false),
+       f.position > {cutoff[f.event_time]},
        sum(f.quantity)::bigint, count(*), min(f.event_time), max(f.event_time),
        min(f.event_time) FILTER (WHERE f.quantity > 0), max(f.event_time) FILTER (WHERE f.quantity > 0),
        min(f.position), max(f.position)
 FROM usage_facts f
-LEFT JOIN {schema}.period_close c ON c.month_start = date_trunc('month', f.event_time AT TIME ZONE 'UTC')
 LEFT JOIN {schema}.link_range r
        ON r.source = f.source AND r.source_customer_id = f.source_customer_id
       AND r.known_through = 9223372036854775807
       AND r.valid_from <= f.event_time AND f.event_time < r.valid_to
 WHERE f.position <= {head}
 GROUP BY 1, 2, 3, 4, 5, 6;
+ANALYZE {schema}.usage_daily;
 -- @merge
 DROP TABLE IF EXISTS {stage}.risk_relink, {stage}.risk_daily_old, {stage}.risk_relink_group, {stage}.risk_daily_new, {stage}.risk_daily_add,
                      {stage}.risk_changed, {stage}.risk_first_before;
@@ -87,13 +87,12 @@ WITH split_fact AS MATERIALIZED (   -- the facts of split groups: one pass over 
       ON g.source = o.source AND g.source_customer_id = o.source_customer_id AND g.meter = o.meter AND g.day = o.day
     WHERE NOT g.is_split
     UNION ALL
-    SELECT f.source, f.source_customer_id, f.meter, f.day, f.event_time, coalesce(f.position > c.close_position, false),
+    SELECT f.source, f.source_customer_id, f.meter, f.day, f.event_time, f.position > {cutoff[f.event_time]},
            f.quantity, 1, f.event_time, f.event_time, CASE WHEN f.quantity > 0 THEN f.event_time END,
            CASE WHEN f.quantity > 0 THEN f.event_time END, f.position, f.position
     FROM split_fact f
     JOIN {stage}.risk_relink_group g
       ON g.source = f.source AND g.source_customer_id = f.source_customer_id AND g.meter = f.meter AND g.day = f.day
-    LEFT JOIN {schema}.period_close c ON c.month_start = date_trunc('month', f.day::timestamp)
     WHERE g.is_split
 )
 SELECT p.source, p.source_customer_id, p.meter, p.day, r.customer_id, p.is_late,
@@ -110,14 +109,13 @@ GROUP BY 1, 2, 3, 4, 5, 6;
 -- the new facts, resolved one by one
 CREATE TEMP TABLE {stage}.risk_daily_add ON COMMIT DROP AS
 SELECT f.source, f.source_customer_id, f.meter, (f.event_time AT TIME ZONE 'UTC')::date AS day, r.customer_id,
-       coalesce(f.position > c.close_position, false) AS is_late,
+       f.position > {cutoff[f.event_time]} AS is_late,
        sum(f.quantity)::bigint AS units, count(*) AS fact_count,
        min(f.event_time) AS first_event_at, max(f.event_time) AS last_event_at,
        min(f.event_time) FILTER (WHERE f.quantity > 0) AS first_usage_at,
        max(f.event_time) FILTER (WHERE f.quantity > 0) AS last_usage_at,
        min(f.position) AS first_position, max(f.position) AS last_position
 FROM usage_facts f
-LEFT JOIN {schema}.period_close c ON c.month_start = date_trunc('month', f.event_time AT TIME ZONE 'UTC')
 LEFT JOIN {schema}.link_range r
        ON r.source = f.source AND r.source_customer_id = f.source_customer_id
       AND r.known_through = 9223372036854775807

@@ -16,48 +16,37 @@ CREATE TABLE {stage}.usage_fact_resolved (
     quantity             bigint NOT NULL,
     event_time           timestamptz NOT NULL,
     month                text NOT NULL,
+    cutoff               bigint NOT NULL,
     is_on_time           boolean NOT NULL,
     customer_id          text,
     attribution_position bigint,
     posting_month        text
 );
 -- @fill
+-- On time: at most one link range matches (the ranges of a version are disjoint, one version per cutoff).
+-- Late in a closed month: a = max(p, first link position effective at event_time); the customer is the
+-- resolution with the links at positions <= a; the posting month is the earliest open month at a.
 INSERT INTO {stage}.usage_fact_resolved
-WITH fact AS (
-    SELECT s.*, to_char(s.event_time AT TIME ZONE 'UTC', 'YYYY-MM') AS month, c.close_position,
-           coalesce(c.close_position, 9223372036854775807) AS cutoff
-    FROM {stage}.usage_fact_stage s
-    LEFT JOIN {schema}.period_close c ON c.month_start = date_trunc('month', s.event_time AT TIME ZONE 'UTC')
-), on_time AS (
-    SELECT f.position, r.customer_id
-    FROM fact f
-    JOIN {schema}.link_range r
-      ON r.source = f.source AND r.source_customer_id = f.source_customer_id
-     AND r.known_after < f.cutoff AND f.cutoff <= r.known_through
-     AND r.valid_from <= f.event_time AND f.event_time < r.valid_to
-    WHERE f.position < f.cutoff
-), late AS (
-    SELECT f.position, greatest(f.position, min(r.known_after)) AS attribution_position
-    FROM fact f
-    LEFT JOIN on_time o ON o.position = f.position
-    JOIN {schema}.link_range r
-      ON r.source = f.source AND r.source_customer_id = f.source_customer_id AND r.valid_from <= f.event_time
-    WHERE o.position IS NULL AND f.close_position IS NOT NULL
-    GROUP BY f.position
-), attributed AS (
-    SELECT l.position, l.attribution_position, r.customer_id, w.posting_month
-    FROM late l
-    JOIN fact f ON f.position = l.position
-    JOIN {schema}.link_range r
-      ON r.source = f.source AND r.source_customer_id = f.source_customer_id
-     AND r.known_after <= l.attribution_position AND l.attribution_position < r.known_through
-     AND r.valid_from <= f.event_time AND f.event_time < r.valid_to
-    JOIN {schema}.posting_window w
-      ON w.after_position < l.attribution_position AND l.attribution_position <= w.through_position
-)
-SELECT f.position, f.source, f.source_customer_id, f.meter, f.quantity, f.event_time, f.month,
-       o.position IS NOT NULL, coalesce(o.customer_id, a.customer_id), a.attribution_position, a.posting_month
-FROM fact f
-LEFT JOIN on_time o ON o.position = f.position
-LEFT JOIN attributed a ON a.position = f.position;
+SELECT f.position, f.source, f.source_customer_id, f.meter, f.quantity, f.event_time, f.month, f.cutoff,
+       o.customer_id IS NOT NULL, coalesce(o.customer_id, r.customer_id), a.attribution_position, w.posting_month
+FROM {stage}.usage_fact_stage f
+LEFT JOIN {schema}.link_range o
+       ON o.source = f.source AND o.source_customer_id = f.source_customer_id
+      AND o.known_after < f.cutoff AND f.cutoff <= o.known_through
+      AND o.valid_from <= f.event_time AND f.event_time < o.valid_to
+      AND f.position < f.cutoff
+LEFT JOIN (SELECT s.position, greatest(s.position, min(first.known_after)) AS attribution_position
+           FROM {stage}.usage_fact_stage s
+           JOIN {schema}.link_range first
+             ON first.source = s.source AND first.source_customer_id = s.source_customer_id
+            AND first.valid_from <= s.event_time
+           WHERE s.cutoff < 9223372036854775807
+           GROUP BY s.position) a
+       ON a.position = f.position AND o.customer_id IS NULL
+LEFT JOIN {schema}.link_range r
+       ON r.source = f.source AND r.source_customer_id = f.source_customer_id
+      AND r.known_after <= a.attribution_position AND a.attribution_position < r.known_through
+      AND r.valid_from <= f.event_time AND f.event_time < r.valid_to
+LEFT JOIN {schema}.posting_window w
+       ON w.after_position < a.attribution_position AND a.attribution_position <= w.through_position;
 ANALYZE {stage}.usage_fact_resolved;

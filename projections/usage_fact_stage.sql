@@ -10,15 +10,19 @@ CREATE TABLE {stage}.usage_fact_stage (
     source_customer_id text NOT NULL,
     meter              text NOT NULL,
     quantity           bigint NOT NULL,
-    event_time         timestamptz NOT NULL
+    event_time         timestamptz NOT NULL,
+    month              text NOT NULL,
+    cutoff             bigint NOT NULL       -- c(month), or the largest bigint while the month is open
 );
 -- @fill_rebuild
 CREATE TABLE {stage}.usage_fact_stage AS
-SELECT u.position, u.source, u.source_customer_id, u.meter, u.quantity, u.event_time
+SELECT u.position, u.source, u.source_customer_id, u.meter, u.quantity, u.event_time,
+       to_char(u.event_time AT TIME ZONE 'UTC', 'YYYY-MM') AS month, {cutoff[u.event_time]} AS cutoff
 FROM usage_facts u
 WHERE u.position <= {head} AND u.position > {cutoff[u.event_time]};
 INSERT INTO {stage}.usage_fact_stage
-SELECT f.position, f.source, f.source_customer_id, f.meter, f.quantity, f.event_time
+SELECT f.position, f.source, f.source_customer_id, f.meter, f.quantity, f.event_time,
+       to_char(g.month_start, 'YYYY-MM'), g.cutoff
 FROM {stage}.usage_group_resolved g
 JOIN usage_facts f
   ON f.source = g.source AND f.source_customer_id = g.source_customer_id AND f.meter = g.meter
@@ -28,12 +32,12 @@ WHERE g.customer_id IS NULL;
 ANALYZE {stage}.usage_fact_stage;
 -- @fill_incremental
 INSERT INTO {stage}.usage_fact_stage
-SELECT f.position, f.source, f.source_customer_id, f.meter, f.quantity, f.event_time
-FROM usage_facts f
-WHERE f.position > {checkpoint} AND f.position <= {head};
-INSERT INTO {stage}.usage_fact_stage
-SELECT f.position, f.source, f.source_customer_id, f.meter, f.quantity, f.event_time
-FROM usage_facts f
-JOIN {stage}.relink_source r ON r.source = f.source AND r.source_customer_id = f.source_customer_id
-WHERE f.position <= {checkpoint};
+SELECT f.position, f.source, f.source_customer_id, f.meter, f.quantity, f.event_time,
+       to_char(f.event_time AT TIME ZONE 'UTC', 'YYYY-MM'), coalesce(c.close_position, 9223372036854775807)
+FROM (SELECT u.* FROM usage_facts u WHERE u.position > {checkpoint} AND u.position <= {head}
+      UNION ALL
+      SELECT u.* FROM usage_facts u
+      JOIN {stage}.relink_source r ON r.source = u.source AND r.source_customer_id = u.source_customer_id
+      WHERE u.position <= {checkpoint}) f
+LEFT JOIN {schema}.period_close c ON c.month_start = date_trunc('month', f.event_time AT TIME ZONE 'UTC');
 ANALYZE {stage}.usage_fact_stage;

@@ -11,15 +11,20 @@ CREATE TABLE {schema}.usage_on_time (
     source             text NOT NULL,
     source_customer_id text NOT NULL,
     units              bigint NOT NULL,
-    event_count        bigint NOT NULL
+    event_count        bigint NOT NULL,
+    first_position     bigint NOT NULL,
+    last_position      bigint NOT NULL,
+    digest             bigint NOT NULL   -- bit_xor of hashint8extended(position, quantity): trace checks its facts
 ) WITH (fillfactor = 85);  -- room for in-place (HOT) updates by the additive incremental path
 -- @fill_rebuild
 INSERT INTO {schema}.usage_on_time
-SELECT customer_id, to_char(month_start, 'YYYY-MM'), meter, source, source_customer_id, units, event_count
+SELECT customer_id, to_char(month_start, 'YYYY-MM'), meter, source, source_customer_id, units, event_count,
+       first_position, last_position, digest
 FROM {stage}.usage_group_resolved
 WHERE customer_id IS NOT NULL;
 INSERT INTO {schema}.usage_on_time
-SELECT customer_id, month, meter, source, source_customer_id, sum(quantity), count(*)
+SELECT customer_id, month, meter, source, source_customer_id, sum(quantity), count(*), min(position), max(position),
+       bit_xor(hashint8extended(position, quantity))
 FROM {stage}.usage_fact_resolved
 WHERE is_on_time
 GROUP BY customer_id, month, meter, source, source_customer_id;
@@ -33,13 +38,17 @@ WITH gone AS (
 INSERT INTO {stage}.scope_cm SELECT DISTINCT customer_id, month FROM gone;
 -- @merge
 WITH delta AS (
-    SELECT customer_id, month, meter, source, source_customer_id, sum(quantity) AS units, count(*) AS event_count
+    SELECT customer_id, month, meter, source, source_customer_id, sum(quantity) AS units, count(*) AS event_count,
+           min(position) AS first_position, max(position) AS last_position,
+           bit_xor(hashint8extended(position, quantity)) AS digest
     FROM {stage}.usage_fact_resolved
     WHERE is_on_time
     GROUP BY customer_id, month, meter, source, source_customer_id
 ), added AS (
     UPDATE {schema}.usage_on_time t
-    SET units = t.units + d.units, event_count = t.event_count + d.event_count
+    SET units = t.units + d.units, event_count = t.event_count + d.event_count,
+        first_position = least(t.first_position, d.first_position),
+        last_position = greatest(t.last_position, d.last_position), digest = t.digest # d.digest
     FROM delta d
     WHERE t.customer_id = d.customer_id AND t.month = d.month AND t.meter = d.meter
       AND t.source = d.source AND t.source_customer_id = d.source_customer_id
@@ -57,7 +66,7 @@ SELECT DISTINCT customer_id, month FROM {stage}.usage_fact_resolved WHERE is_on_
 -- The fast incremental path (a batch of on-time usage facts of open months only): the units it adds per
 -- customer x month x meter, for the additive sections (@add_on_time) of the customer-month read models.
 CREATE TABLE {stage}.on_time_delta AS
-SELECT customer_id, month, meter, sum(quantity)::bigint AS units
+SELECT customer_id, month, meter, sum(quantity)::bigint AS units, count(*) AS facts
 FROM {stage}.usage_fact_resolved
 WHERE is_on_time
 GROUP BY customer_id, month, meter;

@@ -40,13 +40,6 @@ FACT_RELATIONS = (
 MAX_POSITION = 9223372036854775807
 
 
-def head_position(conn: psycopg.Connection) -> int:
-    """The store's last position: the upper bound a run brings the projections up to."""
-    parts = " UNION ALL ".join(f"SELECT max(position) FROM {rel}" for rel in FACT_RELATIONS)
-    row = conn.execute(f"SELECT coalesce(max(m), 0) FROM ({parts}) AS t(m)").fetchone()
-    return int(row[0])
-
-
 def _run(conn: psycopg.Connection, target: Target, name: str, section: str, scopes=FULL) -> None:
     text = sections(name).get(section)
     if text:
@@ -132,6 +125,17 @@ def count_new_facts(conn: psycopg.Connection, checkpoint: int, head: int) -> New
     return NewFacts({rel: int(n) for rel, n in rows})
 
 
+def count_built_facts(conn: psycopg.Connection, schema: str, head: int) -> int:
+    """The facts a full build applied: usage facts counted from the built tables (no second pass over them)."""
+    q = sql.Identifier(schema).as_string(conn)
+    others = " + ".join(f"(SELECT count(*) FROM {rel} WHERE position <= %(head)s)"
+                        for rel in FACT_RELATIONS if rel not in ("usage_facts", "invoice_line_facts"))
+    row = conn.execute(
+        f"SELECT (SELECT coalesce(sum(event_count), 0) FROM {q}.usage_on_time)"
+        f" + (SELECT count(*) FROM {q}.usage_late) + {others}", {"head": head}).fetchone()
+    return int(row[0])
+
+
 def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head: int, new: NewFacts) -> None:
     """Applies the facts in (CHECKPOINT, HEAD] to the read models of SCHEMA (inside the caller's transaction)."""
     t = Target(schema, head, checkpoint)
@@ -160,19 +164,22 @@ def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head
             return
         _apply_usage(conn, t)
 
-    conn.execute(
-        f"INSERT INTO {STAGE}.scope_inv SELECT invoice_id FROM invoice_facts "
-        "WHERE position > %(cp)s AND position <= %(head)s "
-        f"UNION SELECT i.invoice_id FROM {q}.invoice_resolved i "
-        f"JOIN {STAGE}.relink_source r USING (source, source_customer_id)", window)
-    for name in ("invoice_resolved", "invoice_meter"):
-        _run(conn, t, name, "delete", SCOPED)
-        _run(conn, t, name, "fill", SCOPED)
-        _run(conn, t, name, "touched", SCOPED)
+    if new["invoice_facts"] or new["identity_link_facts"]:
+        # new invoices, and the invoices of relinked source ids (resolved with every link known now)
+        conn.execute(
+            f"INSERT INTO {STAGE}.scope_inv SELECT invoice_id FROM invoice_facts "
+            "WHERE position > %(cp)s AND position <= %(head)s "
+            f"UNION SELECT i.invoice_id FROM {q}.invoice_resolved i "
+            f"JOIN {STAGE}.relink_source r USING (source, source_customer_id)", window)
+        for name in ("invoice_resolved", "invoice_meter"):
+            _run(conn, t, name, "delete", SCOPED)
+            _run(conn, t, name, "fill", SCOPED)
+            _run(conn, t, name, "touched", SCOPED)
 
-    conn.execute(
-        f"INSERT INTO {STAGE}.scope_cm SELECT customer_id, to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM') "
-        "FROM credit_facts WHERE position > %(cp)s AND position <= %(head)s", window)
+    if new["credit_facts"]:
+        conn.execute(
+            f"INSERT INTO {STAGE}.scope_cm SELECT customer_id, to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM') "
+            "FROM credit_facts WHERE position > %(cp)s AND position <= %(head)s", window)
     if new["attribute_facts"]:
         conn.execute(
             f"INSERT INTO {STAGE}.scope_cust SELECT DISTINCT customer_id FROM attribute_facts "
@@ -186,6 +193,8 @@ def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head
 
     # A new price can change any customer-month of its plan: recompute the customer-month read models whole.
     marts = FULL if new["price_facts"] else SCOPED
+    for table in ("scope_cm", "scope_src", "scope_inv", "scope_cust"):
+        conn.execute(f"ANALYZE {STAGE}.{table}")
     _apply_marts(conn, t, marts)
     conn.execute(f"UPDATE {q}.checkpoint SET position = %s", (head,))
     _drop_stage(conn)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import decimal
 import json
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -85,6 +86,13 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def _json_cell(value: Any) -> Any:
+    """JSON numbers for numeric columns too (an integral numeric as an integer)."""
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return _cell(value)
+
+
 def _query(conn: psycopg.Connection, spec: ExportSpec) -> sql.Composed:
     types = dict(conn.execute(
         "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
@@ -125,7 +133,7 @@ def export(conn: psycopg.Connection, name: str, fmt: str, out: TextIO) -> int:
                 out.write("[")
                 for row in cur:
                     out.write(",\n" if rows else "\n")
-                    out.write(json.dumps(dict(zip(spec.columns, map(_cell, row))), ensure_ascii=False))
+                    out.write(json.dumps(dict(zip(spec.columns, map(_json_cell, row))), ensure_ascii=False))
                     rows += 1
                 out.write("\n]\n" if rows else "]\n")
     return rows

@@ -36,8 +36,13 @@ class ProjectReport:
 
 
 def _head_position(conn: psycopg.Connection) -> int:
-    """The position every run brings the projections up to: the last fact in the store."""
-    return engine.head_position(conn)
+    """The position every run brings the projections up to: the last fact in the store.
+
+    The one place that knows where positions come from (the fact relations' max; the store's
+    `max(notification_id) FROM ledger_events` would do as well, commit order being position order).
+    """
+    parts = " UNION ALL ".join(f"SELECT max(position) FROM {rel}" for rel in engine.FACT_RELATIONS)
+    return int(conn.execute(f"SELECT coalesce(max(m), 0) FROM ({parts}) AS t(m)").fetchone()[0])
 
 
 @contextmanager
@@ -72,7 +77,7 @@ def _rebuild_locked(conn: psycopg.Connection, started: float) -> ProjectReport:
     _drop_schema(conn, LIVE_SCHEMA)
     conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
         sql.Identifier(NEXT_SCHEMA), sql.Identifier(LIVE_SCHEMA)))
-    applied = engine.count_new_facts(conn, 0, head).total
+    applied = engine.count_built_facts(conn, LIVE_SCHEMA, head)
     return ProjectReport(0, head, applied, time.perf_counter() - started, "rebuild")
 
 

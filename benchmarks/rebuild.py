@@ -1,0 +1,115 @@
+"""Rebuild benchmark (issue 5): `ledger project --rebuild` against a plain GROUP BY on the same server.
+
+One run on a fresh embedded default: 10M usage facts over 20,000 customers and 6 months, with identity
+links, attributes, prices, invoices, two period closes and 2% late usage, all appended through the real
+`ledger ingest` path; then times `ledger project --rebuild`, and a single SQL
+`GROUP BY customer, month, meter` over the same usage rows copied into a plain table; then ingests 100k
+new usage facts and times the incremental `ledger project`. Prints JSON.
+
+    python benchmarks/rebuild.py [--events 10000000] [--customers 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cleanup, fresh_home, run_ledger  # noqa: E402
+
+MONTHS = ["2026-01", "2026-02", "2026-03", "2026-04", "2026-05", "2026-06"]
+
+
+def relabel(source: Path, target: Path, prefix: str) -> None:
+    """Copy a usage file giving its event ids a prefix, so its events are new facts."""
+    with open(source) as inp, open(target, "w") as out:
+        for line in inp:
+            out.write(line.replace('"event_id":"u', f'"event_id":"{prefix}', 1))
+
+
+def must(home: Path, *args: str) -> tuple[float, dict | None]:
+    seconds, result = run_ledger(home, *args)
+    if result.returncode not in (0, 3):
+        raise SystemExit(f"ledger {' '.join(args)} failed: {result.stderr[-2000:]}")
+    try:
+        return seconds, json.loads(result.stdout)
+    except ValueError:
+        return seconds, None
+
+
+def main() -> None:
+    from ledger.demo.generate import usage_only, usage_only_reference
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--late-share", type=float, default=0.02)
+    parser.add_argument("--increment", type=int, default=100_000)
+    args = parser.parse_args()
+    home = fresh_home("ledger-bench-rebuild-")
+    timings: dict[str, float] = {}
+    try:
+        data = home / "data"
+        reference = usage_only_reference(data, args.customers, MONTHS, seed=1)
+        late_n = int(args.events * args.late_share)
+        main_usage = usage_only(data / "usage.ndjson", args.events - late_n, args.customers, MONTHS, seed=2)
+        usage_only(data / "late_raw.ndjson", late_n, args.customers, MONTHS[:2], seed=3)
+        relabel(data / "late_raw.ndjson", data / "late.ndjson", "late")
+        usage_only(data / "more_raw.ndjson", args.increment, args.customers, MONTHS[3:], seed=4)
+        relabel(data / "more_raw.ndjson", data / "more.ndjson", "more")
+
+        must(home, "server", "start")
+        for kind in ("prices", "attributes", "identities"):
+            must(home, "ingest", kind, str(reference[kind]), "--json")
+        timings["ingest_usage_s"], report = must(home, "ingest", "usage", str(main_usage.path), "--json")
+        ingest_rate = report["events_per_second"]
+        for month in MONTHS[:2]:
+            must(home, "period", "close", month, "--actor", "bench@fin")
+        must(home, "ingest", "invoices", str(reference["invoices"]), "--json")
+        must(home, "ingest", "usage", str(data / "late.ndjson"), "--json")
+
+        timings["rebuild_wall_s"], rebuilt = must(home, "project", "--rebuild", "--json")
+        from ledger.store.embedded import DATABASE, EmbeddedServer
+        import psycopg
+
+        with psycopg.connect(EmbeddedServer(home).conninfo(DATABASE), autocommit=True) as conn:
+            facts = conn.execute("SELECT count(*) FROM ledger_events").fetchone()[0]
+            usage_rows = conn.execute("SELECT count(*) FROM usage_facts").fetchone()[0]
+            conn.execute("CREATE TABLE bench_plain AS SELECT 'c' || substr(source_customer_id, 2) AS customer_id,"
+                         " event_time, meter, quantity FROM usage_facts")
+            conn.execute("VACUUM ANALYZE bench_plain")
+            started = time.perf_counter()
+            conn.execute("CREATE TABLE bench_groupby AS SELECT customer_id,"
+                         " date_trunc('month', event_time AT TIME ZONE 'UTC') AS month, meter,"
+                         " sum(quantity) AS units, count(*) AS facts FROM bench_plain GROUP BY 1, 2, 3")
+            timings["group_by_s"] = time.perf_counter() - started
+            conn.execute("DROP TABLE bench_plain, bench_groupby")
+
+        must(home, "ingest", "usage", str(data / "more.ndjson"), "--json")
+        timings["incremental_wall_s"], incremental = must(home, "project", "--json")
+
+        rebuild_rate = facts / rebuilt["seconds"]
+        group_by_rate = usage_rows / timings["group_by_s"]
+        print(json.dumps({
+            "benchmark": "rebuild",
+            "facts": facts, "usage_facts": usage_rows, "customers": args.customers, "months": len(MONTHS),
+            "late_facts": late_n, "closes": 2,
+            "ingest_usage_events_per_s": ingest_rate,
+            "rebuild_s": round(rebuilt["seconds"], 2), "rebuild_wall_s": round(timings["rebuild_wall_s"], 2),
+            "rebuild_facts_per_s": round(rebuild_rate),
+            "group_by_s": round(timings["group_by_s"], 2), "group_by_rows_per_s": round(group_by_rate),
+            "ratio_rebuild_to_group_by": round(rebuild_rate / group_by_rate, 3),
+            "incremental_facts": incremental["facts_applied"],
+            "incremental_project_s": round(incremental["seconds"], 3),
+            "incremental_wall_s": round(timings["incremental_wall_s"], 3),
+            "targets": {"rebuild_facts_per_s": 300_000, "ratio_to_group_by": 0.5, "incremental_s": 1.0},
+        }, indent=2))
+    finally:
+        cleanup(home)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,470 @@
+"""The risk views (adoption, anomalies) on real PostgreSQL: facts ingested through the `ledger` command, then projected.
+
+`project` runs `ledger project`; while the projector's engine does not yet run projections/usage_daily.sql,
+adoption.sql and anomalies.sql itself, `RiskViews` runs their sections after it, rendered exactly as the engine renders
+every projection (ledger.projector.templates) plus the thresholds from the environment, with its own checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import statistics
+from datetime import date, datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from ledger import projector
+from ledger.projector import engine, templates
+from ledger.projector.runner import LIVE_SCHEMA, LOCK_KEY, table_checksum
+from tests.builders import line, link, usage
+from tests.conftest import write_lines
+
+RISK_VIEWS = ("usage_daily", "adoption", "anomalies")
+CHECK_SCHEMA = "ledger_proj_risk_check"
+UTC = timezone.utc
+
+
+# ------------------------------------------------------------------------------------------------ running the views
+class RiskViews:
+    """What engine.build and engine.apply_increment do for the risk views (until the engine runs them itself)."""
+
+    BUILD = (("usage_daily", "fill"), ("adoption", "fill"), ("adoption", "apply"), ("anomalies", "fill"),
+             ("anomalies", "apply"))
+    INCREMENT = (("usage_daily", "merge"), ("adoption", "merge"), ("adoption", "apply"), ("anomalies", "merge"),
+                 ("anomalies", "apply"))
+
+    def __init__(self, conn: psycopg.Connection, score: float = 6.0, min_units: int = 100):
+        self.conn, self.score, self.min_units = conn, score, min_units
+
+    def scopes(self, schema: str) -> dict:
+        closes = self.conn.execute(sql.SQL("SELECT month_start, close_position FROM {}.period_close").format(
+            sql.Identifier(schema))).fetchall()
+        return {**templates.FULL, "cutoff": templates.CutoffCase(closes), "anomaly_score": float(self.score),
+                "anomaly_min_units": int(self.min_units)}
+
+    def run(self, target: templates.Target, name: str, section: str) -> None:
+        text = templates.sections(name).get(section)
+        if text:
+            scopes = self.scopes(target.schema) if name in RISK_VIEWS else templates.FULL
+            self.conn.execute(target.render(text, scopes))
+
+    def build(self, schema: str, head: int, *, with_base: bool = False) -> None:
+        target = templates.Target(schema, head)
+        if with_base:  # a scratch schema: the two base tables the views read
+            self.conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+            for name in ("period_close", "link_range"):
+                for section in ("create", "fill", "index"):
+                    self.run(target, name, section)
+        for name in RISK_VIEWS:
+            self.run(target, name, "create")
+        for name, section in self.BUILD:
+            self.run(target, name, section)
+        for name in RISK_VIEWS:
+            self.run(target, name, "index")
+        self.conn.execute(sql.SQL("CREATE TABLE {}.risk_checkpoint AS SELECT %s::bigint AS position").format(
+            sql.Identifier(schema)), (head,))
+
+    def project(self) -> None:
+        """Brings the views in ledger_proj up to its checkpoint: built on first use, incremental afterwards."""
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+            self.conn.execute("SET LOCAL jit = off")
+            head = self.conn.execute(f"SELECT position FROM {LIVE_SCHEMA}.checkpoint").fetchone()[0]
+            if self.conn.execute(f"SELECT to_regclass('{LIVE_SCHEMA}.risk_checkpoint')").fetchone()[0] is None:
+                self.build(LIVE_SCHEMA, head)
+                return
+            checkpoint = self.conn.execute(f"SELECT position FROM {LIVE_SCHEMA}.risk_checkpoint").fetchone()[0]
+            if head > checkpoint:
+                target = templates.Target(LIVE_SCHEMA, head, checkpoint)
+                for name, section in self.INCREMENT:
+                    self.run(target, name, section)
+                self.conn.execute(f"UPDATE {LIVE_SCHEMA}.risk_checkpoint SET position = %s", (head,))
+
+    def check(self) -> dict[str, bool]:
+        """Each view rebuilt from position 0 in a scratch schema, compared with the incremental one."""
+        with self.conn.transaction():
+            head = self.conn.execute(f"SELECT position FROM {LIVE_SCHEMA}.risk_checkpoint").fetchone()[0]
+            self.conn.execute(f"DROP SCHEMA IF EXISTS {CHECK_SCHEMA} CASCADE")
+            self.build(CHECK_SCHEMA, head, with_base=True)
+            result = {t: table_checksum(self.conn, LIVE_SCHEMA, t) == table_checksum(self.conn, CHECK_SCHEMA, t)
+                      for t in (*RISK_VIEWS, "anomaly_threshold")}
+            self.conn.execute(f"DROP SCHEMA {CHECK_SCHEMA} CASCADE")
+        return result
+
+
+def engine_runs_risk_views() -> bool:
+    return all(name in engine.TABLES for name in RISK_VIEWS)
+
+
+def thresholds(env: dict | None) -> dict:
+    env = env or {}
+    return {"score": float(env.get("LEDGER_ANOMALY_SCORE") or 6), "min_units": int(env.get("LEDGER_ANOMALY_MIN_UNITS") or 100)}
+
+
+@pytest.fixture
+def project(ledger, conn):
+    """`ledger project` (with extra environment), then the risk views brought up to date."""
+
+    def run(*args: str, env: dict | None = None) -> None:
+        ledger("project", *args, check_exit=0, extra_env=env)
+        if not engine_runs_risk_views():
+            RiskViews(conn, **thresholds(env)).project()
+
+    return run
+
+
+@pytest.fixture
+def rebuild_equals_incremental(ledger, conn):
+    def check() -> None:
+        if engine_runs_risk_views():
+            result = json.loads(ledger("project", "--check", "--json", check_exit=0).stdout)
+            assert all(result[t]["equal"] for t in RISK_VIEWS), result
+        else:
+            assert all(RiskViews(conn).check().values())
+
+    return check
+
+
+@pytest.fixture
+def feed(ledger, tmp_path):
+    """Ingests records of one kind through `ledger ingest` (exit 0 expected)."""
+    counter = iter(range(10**6))
+
+    def ingest(kind: str, records: list[dict]) -> None:
+        path = write_lines(tmp_path / f"{kind}-{next(counter)}.ndjson", [line(r) for r in records])
+        ledger("ingest", kind, str(path), check_exit=0)
+
+    return ingest
+
+
+@pytest.fixture
+def anomalies_command(db_url, tmp_path):
+    """`ledger anomalies ARGS` in process (the module registers the command on the app it extends)."""
+    from typer.testing import CliRunner
+
+    import ledger.cli.risk_commands  # noqa: F401
+    from ledger.cli.main import app
+
+    env = {"LEDGER_DATABASE_URL": db_url, "LEDGER_HOME": str(tmp_path / "home")}
+
+    def run(*args: str):
+        return CliRunner().invoke(app, ["anomalies", *args], env=env, catch_exceptions=False)
+
+    return run
+
+
+def export_text(ledger, conn, name: str) -> str:
+    """`ledger export NAME --format csv` (in process while the export is not registered yet)."""
+    if name in projector.EXPORTS:
+        return ledger("export", name, "--format", "csv", check_exit=0).stdout
+    projector.register_export(name, *EXPORT_SPECS[name])
+    try:
+        out = io.StringIO()
+        projector.export(conn, name, "csv", out)
+        return out.getvalue()
+    finally:
+        projector.EXPORTS.pop(name)
+
+
+def export_rows(ledger, conn, name: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(export_text(ledger, conn, name))))
+
+
+EXPORT_SPECS = {  # (table, columns keys first, keys): what the export registry gets
+    "adoption": ("adoption", ("customer_id", "month", "active_days", "meters_used", "usage_units", "units_mom_pct",
+                              "first_usage_at", "last_usage_at"), ("customer_id", "month")),
+    "anomalies": ("anomalies", ("customer_id", "day", "meter", "units", "baseline_units", "score"),
+                  ("customer_id", "day", "meter")),
+}
+
+
+# ------------------------------------------------------------------------------------------------ builders
+class Usage:
+    """Usage records with deterministic, unique event ids."""
+
+    def __init__(self, prefix: str):
+        self.prefix, self.n = prefix, 0
+
+    def __call__(self, scid: str, meter: str, quantity: int, at: str | datetime, source: str = "product") -> dict:
+        self.n += 1
+        when = at if isinstance(at, str) else at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return usage(event_id=f"{self.prefix}-{self.n:06d}", source=source, source_customer_id=scid, meter=meter,
+                     quantity=quantity, event_time=when)
+
+    def daily(self, scid: str, meter: str, first: date, units: list[int], pieces: int = 3) -> list[dict]:
+        """Each day's units (from FIRST on) as PIECES facts spread over the day; a 0 day has no fact at all."""
+        records = []
+        for offset, total in enumerate(units):
+            if total == 0:
+                continue
+            day = datetime(first.year, first.month, first.day, tzinfo=UTC) + timedelta(days=offset)
+            shares = [total // pieces] * (pieces - 1) + [total - (total // pieces) * (pieces - 1)]
+            for i, share in enumerate(shares):
+                records.append(self(scid, meter, share, day + timedelta(hours=1 + 7 * i, minutes=13)))
+        return records
+
+
+def flagged(conn) -> set[tuple[str, date, str]]:
+    return {tuple(r) for r in conn.execute(f"SELECT customer_id, day, meter FROM {LIVE_SCHEMA}.anomalies")}
+
+
+def anomaly(conn, customer: str, day: date, meter: str = "api_calls"):
+    return conn.execute(f"SELECT units, baseline_units, score FROM {LIVE_SCHEMA}.anomalies "
+                        "WHERE customer_id = %s AND day = %s AND meter = %s", (customer, day, meter)).fetchone()
+
+
+def expected_score(series: dict[date, int], first: date, day: date) -> tuple[int, Decimal, Decimal]:
+    """The rule written out independently: median and MAD of the previous 28 days on or after FIRST (0 if none)."""
+    baseline = [series.get(day - timedelta(days=k), 0) for k in range(1, 29) if day - timedelta(days=k) >= first]
+    median = Decimal(str(statistics.median(baseline)))
+    mad = Decimal(str(statistics.median([abs(Decimal(v) - median) for v in baseline])))
+    units = series[day]
+    score = (units - median) / (Decimal("1.4826") * mad + 1)
+    return units, median, score.quantize(Decimal("0.01"), ROUND_HALF_UP)
+
+
+def noise(seed: int, days: int, level: int = 300, spread: int = 30) -> list[int]:
+    rng = random.Random(seed)
+    return [max(1, round(rng.gauss(level, spread))) for _ in range(days)]
+
+
+JAN1 = date(2026, 1, 1)
+
+
+# ------------------------------------------------------------------------------------------------ anomalies
+def test_injected_spikes_are_flagged_and_noise_is_not(feed, project, conn, rebuild_equals_incremental):
+    u = Usage("spk")
+    feed("identities", [link("product", "pr_noise", "cus_noise"), link("product", "pr_spike", "cus_spike")])
+    spiky = noise(2, 60)
+    spiky[40], spiky[50] = 3000, 2500  # 2026-02-10 and 2026-02-20
+    feed("usage", u.daily("pr_noise", "api_calls", JAN1, noise(1, 60)) + u.daily("pr_spike", "api_calls", JAN1, spiky))
+    project()
+
+    assert flagged(conn) == {("cus_spike", date(2026, 2, 10), "api_calls"), ("cus_spike", date(2026, 2, 20), "api_calls")}
+    series = {JAN1 + timedelta(days=i): v for i, v in enumerate(spiky)}
+    for day in (date(2026, 2, 10), date(2026, 2, 20)):
+        assert anomaly(conn, "cus_spike", day) == expected_score(series, JAN1, day)
+    rebuild_equals_incremental()
+
+
+def test_quiet_days_count_as_zero_usage_in_the_baseline(feed, project, conn):
+    u = Usage("qt")
+    feed("identities", [link("product", "pr_steady", "cus_steady"), link("product", "pr_dormant", "cus_dormant")])
+    # steady for 20 days, quiet for 10, back at its level: 18 days of 200 and 10 zeros, median 200
+    steady = [200] * 20 + [0] * 10 + [200]
+    # three days of use, 27 quiet days, then 300: the baseline is one 200 and 27 zeros (median 0, MAD 0)
+    dormant = [200] * 3 + [0] * 27 + [300]
+    feed("usage", u.daily("pr_steady", "api_calls", JAN1, steady) + u.daily("pr_dormant", "api_calls", JAN1, dormant))
+    project()
+
+    assert flagged(conn) == {("cus_dormant", date(2026, 1, 31), "api_calls")}
+    assert anomaly(conn, "cus_dormant", date(2026, 1, 31)) == (300, Decimal(0), Decimal("300.00"))
+
+
+def test_a_new_customer_needs_seven_baseline_days(feed, project, conn):
+    u = Usage("new")
+    feed("identities", [link("product", "pr_new", "cus_new"), link("product", "pr_newer", "cus_newer")])
+    # first usage on Jan 10 (days before it are not baseline days): the spike on its 7th day has 6 baseline days
+    six = [0] * 9 + [150] * 6 + [5000]
+    seven = [0] * 9 + [150] * 7 + [5000]
+    feed("usage", u.daily("pr_new", "api_calls", JAN1, six) + u.daily("pr_newer", "api_calls", JAN1, seven))
+    project()
+
+    assert flagged(conn) == {("cus_newer", date(2026, 1, 17), "api_calls")}
+    assert anomaly(conn, "cus_newer", date(2026, 1, 17)) == (5000, Decimal(150), Decimal("4850.00"))
+
+
+def test_below_min_units_is_not_flagged_and_thresholds_come_from_settings(feed, project, conn, ledger):
+    u = Usage("min")
+    feed("identities", [link("product", "pr_small", "cus_small")])
+    small = [10] * 30 + [90] + [10] * 5  # score 80, but 90 units < 100
+    feed("usage", u.daily("pr_small", "api_calls", JAN1, small))
+    project()
+    assert flagged(conn) == set()
+
+    # other thresholds: the next run re-evaluates every pair (it had new facts: one unrelated fact)
+    feed("usage", [u("pr_other", "api_calls", 1, "2026-03-01T00:00:00Z")])
+    project(env={"LEDGER_ANOMALY_MIN_UNITS": "50"})
+    assert flagged(conn) == {("cus_small", date(2026, 1, 31), "api_calls")}
+    assert anomaly(conn, "cus_small", date(2026, 1, 31)) == (90, Decimal(10), Decimal("80.00"))
+
+    # and a rebuild with a score threshold above 80 flags nothing
+    project("--rebuild", env={"LEDGER_ANOMALY_MIN_UNITS": "50", "LEDGER_ANOMALY_SCORE": "80.5"})
+    assert flagged(conn) == set()
+
+
+def test_a_late_fact_lands_on_the_day_it_happened(feed, project, conn, ledger, rebuild_equals_incremental):
+    u = Usage("late")
+    feed("identities", [link("product", "pr_late", "cus_late")])
+    feed("usage", u.daily("pr_late", "api_calls", JAN1, [200] * 41))
+    project()
+    ledger("period", "close", "2026-01", "--actor", "risk@test", check_exit=0)
+    feed("usage", [u("pr_late", "api_calls", 4800, "2026-01-20T16:00:00Z")])  # after January's close
+    project()
+
+    assert flagged(conn) == {("cus_late", date(2026, 1, 20), "api_calls")}
+    assert anomaly(conn, "cus_late", date(2026, 1, 20)) == (5000, Decimal(200), Decimal("4800.00"))
+    # the late fact is not on-time usage: January's adoption is unchanged
+    assert conn.execute(f"SELECT usage_units FROM {LIVE_SCHEMA}.adoption WHERE customer_id = 'cus_late' "
+                        "AND month = '2026-01'").fetchone() == (6200,)
+    rebuild_equals_incremental()
+
+
+def test_usage_counts_for_the_customer_resolved_now_with_every_link(feed, project, conn, rebuild_equals_incremental):
+    u = Usage("rl")
+    feed("identities", [link("product", "pr_m", "cus_old")])
+    series = [200] * 20 + [0] * 11
+    feed("usage", u.daily("pr_m", "api_calls", JAN1, series) + [u("pr_m", "api_calls", 3000, "2026-01-25T08:00:00Z"),
+                                                                   u("pr_m", "api_calls", 2800, "2026-01-25T20:00:00Z")])
+    project()
+    assert flagged(conn) == {("cus_old", date(2026, 1, 25), "api_calls")}
+
+    # a merge from noon on the 25th: the day's morning stays with cus_old, its evening and nothing before moves
+    feed("identities", [link("product", "pr_m", "cus_new", "2026-01-25T12:00:00Z")])
+    project()
+    assert flagged(conn) == {("cus_old", date(2026, 1, 25), "api_calls")}
+    assert anomaly(conn, "cus_old", date(2026, 1, 25)) == (3000, Decimal(200), Decimal("2800.00"))
+    assert conn.execute(f"SELECT sum(units) FROM {LIVE_SCHEMA}.usage_daily WHERE customer_id = 'cus_new'"
+                        ).fetchone() == (2800,)  # cus_new's first usage day: no baseline
+    rebuild_equals_incremental()
+
+
+# ------------------------------------------------------------------------------------------------ adoption
+ADOPTION = """\
+customer_id,month,active_days,meters_used,usage_units,units_mom_pct,first_usage_at,last_usage_at
+cus_a,2026-01,2,2,18,,2026-01-05T08:00:00.000000Z,2026-01-12T09:30:00.000000Z
+cus_a,2026-02,0,0,0,-100.0,,
+cus_a,2026-03,1,1,30,,2026-03-31T23:59:59.999999Z,2026-03-31T23:59:59.999999Z
+cus_a,2026-04,2,1,50,66.7,2026-04-01T00:00:00.000000Z,2026-04-02T23:00:00.000000Z
+cus_b,2026-04,1,1,15,,2026-04-01T22:30:00.000000Z,2026-04-01T22:30:00.000000Z
+"""
+
+
+def test_adoption_on_a_hand_checked_fixture(feed, project, conn, ledger, rebuild_equals_incremental):
+    u = Usage("ad")
+    feed("identities", [link("product", "pr_a", "cus_a"), link("gateway", "gw_a", "cus_a")])
+    feed("usage", [
+        u("pr_a", "api_calls", 10, "2026-01-05T08:00:00Z"),
+        u("pr_a", "api_calls", 5, "2026-01-05T20:00:00Z"),
+        u("gw_a", "fraud_checks", 3, "2026-01-12T09:30:00Z", source="gateway"),
+        u("pr_a", "rules_evaluated", 0, "2026-01-20T10:00:00Z"),        # quantity 0: no active day, no meter used
+        u("gw_a", "api_calls", 0, "2026-01-25T00:00:00Z", source="gateway"),
+        u("pr_a", "api_calls", 0, "2026-02-03T00:00:00Z"),              # February: only a quantity-0 fact
+    ])
+    project()
+    ledger("period", "close", "2026-01", "--actor", "risk@test", check_exit=0)
+    ledger("period", "close", "2026-02", "--actor", "risk@test", check_exit=0)
+    feed("usage", [
+        u("pr_a", "api_calls", 100, "2026-01-07T00:00:00Z"),           # late: not on time, not in January
+        u("pr_a", "api_calls", 30, "2026-03-31T23:59:59.999999Z"),
+        u("pr_a", "api_calls", 45, "2026-04-01T00:00:00Z"),
+        u("pr_a", "api_calls", 5, "2026-04-03T01:00:00+02:00"),        # UTC day 2026-04-02
+        u("gw_a", "fraud_checks", 15, "2026-04-02T00:30:00+02:00", source="gateway"),  # UTC day 2026-04-01
+        u("pr_x", "api_calls", 999, "2026-03-10T00:00:00Z"),           # resolves nowhere: no one's usage
+    ])
+    project()
+    # gw_a moves to cus_b from the start: closed January keeps it with cus_a, open April follows the link
+    feed("identities", [link("gateway", "gw_a", "cus_b", "2025-12-01T00:00:01Z")])
+    project()
+
+    assert export_text(ledger, conn, "adoption") == ADOPTION
+    assert_adoption_matches_on_time_units(conn)
+    rebuild_equals_incremental()
+
+
+def assert_adoption_matches_on_time_units(conn) -> None:
+    """usage_units is customer_month_meter's on_time_units summed over meters, for every customer-month using any."""
+    mismatches = conn.execute(f"""
+        WITH cmm AS (SELECT customer_id, month, sum(on_time_units) AS units
+                     FROM {LIVE_SCHEMA}.customer_month_meter GROUP BY 1, 2)
+        SELECT * FROM {LIVE_SCHEMA}.adoption a FULL JOIN cmm c USING (customer_id, month)
+        WHERE a.usage_units IS DISTINCT FROM c.units AND (a.customer_id IS NOT NULL OR c.units > 0)""").fetchall()
+    assert mismatches == []
+
+
+# ------------------------------------------------------------------------------------------------ the command
+def test_ledger_anomalies_lists_newest_first_with_segment_and_owner(feed, project, anomalies_command):
+    u = Usage("cmd")
+    feed("identities", [link("product", "pr_1", "cus_1"), link("product", "pr_2", "cus_2")])
+    feed("attributes", [{"customer_id": "cus_1", "effective_from": "2025-12-01T00:00:00Z", "segment": "smb",
+                         "owner": "ana"},
+                        {"customer_id": "cus_1", "effective_from": "2026-03-01T00:00:00Z", "owner": "ben"}])
+    one, two = [200] * 40, [300] * 40
+    one[20], one[35], two[30] = 4000, 3000, 9000
+    feed("usage", u.daily("pr_1", "api_calls", JAN1, one) + u.daily("pr_2", "fraud_checks", JAN1, two))
+    project()
+
+    result = anomalies_command()
+    assert result.exit_code == 0, result.output
+    out = result.stdout.splitlines()
+    assert out[0].startswith("usage spikes against each customer's own 28-day baseline (flagged: score >= 6, units >= 100)")
+    assert out[1].split() == ["day", "customer_id", "segment", "owner", "meter", "units", "baseline_units", "score"]
+    body = [row.split() for row in out[3:-1]]
+    assert [r[:2] for r in body] == [["2026-02-05", "cus_1"], ["2026-01-31", "cus_2"], ["2026-01-21", "cus_1"]]
+    assert body[0] == ["2026-02-05", "cus_1", "smb", "ben", "api_calls", "3,000", "200", "2800.00"]
+    assert body[1][2:4] == ["fraud_checks", "9,000"]  # cus_2 has no attributes: empty segment and owner
+    assert out[-1] == "3 anomalies"
+
+    since = json.loads(anomalies_command("--since", "2026-01-31", "--json").stdout)
+    assert [(r["day"], r["customer_id"]) for r in since] == [("2026-02-05", "cus_1"), ("2026-01-31", "cus_2")]
+    bad = anomalies_command("--since", "31/01/2026")
+    assert bad.exit_code == 2 and "YYYY-MM-DD" in bad.stderr
+
+
+def test_anomalies_export_lists_only_flagged_rows_sorted_by_keys(feed, project, conn, ledger):
+    u = Usage("exp")
+    feed("identities", [link("product", "pr_1", "cus_1"), link("product", "pr_2", "cus_2")])
+    one, two = [200] * 40, [300] * 40
+    one[35], one[20], two[30] = 3000, 4000, 9000
+    feed("usage", u.daily("pr_1", "api_calls", JAN1, one) + u.daily("pr_2", "fraud_checks", JAN1, two))
+    project()
+    rows = export_rows(ledger, conn, "anomalies")
+    assert [(r["customer_id"], r["day"], r["meter"], r["units"], r["baseline_units"], r["score"]) for r in rows] == [
+        ("cus_1", "2026-01-21", "api_calls", "4000", "200", "3800.00"),
+        ("cus_1", "2026-02-05", "api_calls", "3000", "200", "2800.00"),
+        ("cus_2", "2026-01-31", "fraud_checks", "9000", "300", "8700.00"),
+    ]
+
+
+# ------------------------------------------------------------------------------------------------ a busier history
+def test_rebuild_equals_incremental_over_a_busy_history(feed, project, conn, ledger, rebuild_equals_incremental):
+    """Several runs with new usage, late usage after closes, mid-day merges, quantity-0 facts and unknown ids."""
+    rng = random.Random(7)
+    u = Usage("busy")
+    feed("identities", [link("product", f"pr_{i}", f"cus_{i % 6}") for i in range(8)])
+    feed("attributes", [{"customer_id": f"cus_{i}", "effective_from": "2025-12-01T00:00:00Z",
+                         "segment": "smb", "owner": "ana"} for i in range(6)])
+
+    def batch(start: date, days: int, n: int) -> list[dict]:
+        records = []
+        for _ in range(n):
+            at = datetime(start.year, start.month, start.day, tzinfo=UTC) + timedelta(seconds=rng.randrange(days * 86400))
+            quantity = 0 if rng.random() < 0.05 else (rng.randrange(2000, 4000) if rng.random() < 0.01 else rng.randrange(1, 80))
+            records.append(u(f"pr_{rng.randrange(9)}", rng.choice(("api_calls", "fraud_checks")), quantity, at))
+        return records
+
+    feed("usage", batch(JAN1, 31, 1500))
+    project()
+    feed("usage", batch(date(2026, 2, 1), 14, 700))
+    ledger("period", "close", "2026-01", "--actor", "risk@test", check_exit=0)
+    feed("usage", batch(date(2026, 1, 10), 20, 60) + batch(date(2026, 2, 15), 14, 700))  # late January usage
+    project()
+    feed("identities", [link("product", "pr_3", "cus_5", "2026-02-10T12:34:56Z"),   # a merge mid-day
+                        link("product", "pr_8", "cus_0", "2026-01-01T00:00:00Z"),   # an unknown id now known
+                        link("product", "pr_1", "cus_2", "2026-01-05T00:00:00Z")])  # back into closed January
+    project()
+    ledger("period", "close", "2026-02", "--actor", "risk@test", check_exit=0)
+    feed("usage", batch(date(2026, 2, 20), 20, 400))
+    feed("identities", [link("product", "pr_4", "cus_1", "2026-02-25T06:00:00Z")])  # after February's close
+    project()
+
+    rebuild_equals_incremental()
+    assert_adoption_matches_on_time_units(conn)
+    assert conn.execute(f"SELECT count(*) FROM {LIVE_SCHEMA}.anomalies").fetchone()[0] > 0
