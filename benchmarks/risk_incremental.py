@@ -60,6 +60,11 @@ class Writer:
         return out
 
 
+def link(source: str, scid: str, customer: str, effective_from: str) -> str:
+    return json.dumps({"source": source, "source_customer_id": scid, "customer_id": customer,
+                       "effective_from": effective_from}) + "\n"
+
+
 def write(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(lines))
     return path
@@ -174,9 +179,7 @@ def main() -> None:
         data = home / "data"
         data.mkdir()
         ids = source_ids(args.customers)
-        write(data / "identities.ndjson", [
-            f'{{"source":"{s}","source_customer_id":"{c}","customer_id":"{k}","effective_from":"2025-12-01T00:00:00Z"}}\n'
-            for s, c, k in ids])
+        write(data / "identities.ndjson", [link(s, c, k, "2025-12-01T00:00:00Z") for s, c, k in ids])
         write(data / "attributes.ndjson", [
             f'{{"customer_id":"c{i:05d}","effective_from":"2025-12-01T00:00:00Z",'
             f'"segment":"{("smb", "midmarket", "enterprise")[i % 3]}","owner":"o{i % 7}"}}\n'
@@ -218,11 +221,10 @@ def main() -> None:
         increments = []
         for i, with_links in enumerate((False, True)):
             if with_links:
-                links = [f'{{"source":"product","source_customer_id":"p{k:05d}","customer_id":"c{(k + 1) % args.customers:05d}",'
-                         f'"effective_from":"{"2026-04-20T12:00:00Z" if k < 10 else "2026-04-28T00:00:00Z"}"}}\n'
-                         for k in range(20)]
-                links.append('{"source":"gateway","source_customer_id":"g_new","customer_id":"c_new",'
-                             '"effective_from":"2026-04-01T00:00:00Z"}\n')
+                # ten merges at noon on a day with usage (its rows split), ten at a midnight, one new source id
+                links = [link("product", f"p{k:05d}", f"c{(k + 1) % args.customers:05d}",
+                              "2026-04-20T12:00:00Z" if k < 10 else "2026-04-28T00:00:00Z") for k in range(20)]
+                links.append(link("gateway", "g_new", "c_new", "2026-04-01T00:00:00Z"))
                 must(home, "ingest", "identities", str(write(data / f"links_{i}.ndjson", links)))
             new = gen.lines(round(args.increment * 0.97), START + timedelta(days=BASE_DAYS + 5 * i), 5)
             new += gen.lines(args.increment // 100, MONTH_STARTS[2], 31)      # late: March is closed

@@ -1,18 +1,25 @@
 -- grain: one row per customer x month with on-time usage facts; key: (customer_id, month)
--- facts read: usage_facts (directly for a month being closed, else through usage_daily), identity_link_facts
---             (through link_range), period_close_facts (through period_close)
--- On-time usage as in customer_month_meter.on_time_units (SPEC §4.1, the same rule as usage_fact_resolved): a fact of
--- a closed month m counts when its position < c(m) and its source id resolves at event_time with the links at
--- positions < c(m), for that customer; every attributed fact of an open month counts, with every link known now
--- (which is usage_daily). A closed month's rows are computed from its facts once, when its close is projected, and
--- never change afterwards. "Days with usage" are days with units > 0: a fact with quantity 0 makes a customer-month
--- exist (as it does in customer_month) but makes no day active, no meter used and no first/last usage instant.
--- active_days: distinct UTC days with units > 0; meters_used: meters with units > 0; usage_units: on-time units;
--- units_mom_pct: 100 x (usage_units - previous calendar month's usage_units) / previous, one decimal, empty when the
--- previous month has no row or 0 units; first/last_usage_at: the first and last event_time of a fact with units > 0.
--- Incremental: {stage}.adoption_closing holds the months to compute from their facts (rebuild: every closed month;
--- merge: those closed since the checkpoint), {stage}.adoption_scope the customer-months of open months to derive
--- from usage_daily (rebuild: all; merge: those of the keys in {stage}.risk_changed); apply replaces them.
+-- facts read: usage_facts (through usage_daily; directly for a month being closed whose source id got a later link),
+--             identity_link_facts (through link_range), period_close_facts (through period_close)
+-- On-time usage by the rule of customer_month_meter.on_time_units (SPEC §4.1): a fact of a closed month m counts when
+-- its position < c(m) and its source id resolves at event_time with the links at positions < c(m), for that customer;
+-- every attributed fact of an open month counts, for the customer resolved with every link known now (usage_daily).
+-- "Days with usage" are days with units > 0: a fact with quantity 0 makes a customer-month exist (as it does in
+-- customer_month) but makes no day active, no meter used and no first/last usage instant.
+--   active_days          distinct UTC days with units > 0
+--   meters_used          meters with units > 0
+--   usage_units          on-time units, all meters
+--   first/last_usage_at  the first/last event_time of a fact with units > 0
+--   units_mom_pct        100 x (usage_units - previous calendar month's) / previous month's, one decimal; empty
+--                        when the previous month has no row or 0 units
+-- A closed month's rows are computed once, when its close is projected, and never change afterwards (their
+-- units_mom_pct follows an open previous month). Its facts before the close are usage_daily's rows with is_late
+-- false; they resolve before the close as they do now unless their source id got a link after the close, and such a
+-- source id's facts of the month are resolved again, one by one, against the links before the close.
+-- Sections: fill (rebuild) / merge (incremental) set the scope - {stage}.adoption_closing, the months to compute
+-- as closed (every closed month / those closed since the checkpoint), and {stage}.adoption_scope, the customer-months
+-- to derive from usage_daily (every one / those of the keys in {stage}.risk_changed, left by usage_daily's merge);
+-- apply replaces the scoped rows of open months and every row of the closing months.
 -- @create
 CREATE TABLE {schema}.adoption (
     customer_id    text NOT NULL,
@@ -39,7 +46,8 @@ CREATE TEMP TABLE {stage}.adoption_closing ON COMMIT DROP AS
 SELECT month, month_start, close_position FROM {schema}.period_close WHERE close_position > {checkpoint};
 CREATE TEMP TABLE {stage}.adoption_scope ON COMMIT DROP AS
 SELECT customer_id, to_char(month_start::timestamp, 'YYYY-MM') AS month, month_start
-FROM (SELECT DISTINCT customer_id, date_trunc('month', day::timestamp)::date AS month_start FROM {stage}.risk_changed) s;
+FROM (SELECT DISTINCT customer_id, date_trunc('month', day::timestamp)::date AS month_start
+      FROM {stage}.risk_changed) s;
 -- @apply
 ANALYZE {stage}.adoption_scope;
 DROP TABLE IF EXISTS {stage}.adoption_relinked, {stage}.adoption_usage;

@@ -1,5 +1,5 @@
 -- grain: one row per customer x month; key: (customer_id, month)
--- facts read: usage_facts (through usage_on_time, customer_month_meter), invoice_facts (through invoice_resolved),
+-- facts read: usage_facts (through customer_month_meter), invoice_facts (through invoice_resolved),
 --             credit_facts, late postings (through late_adjustments), attribute_facts (through customer_month_attrs),
 --             price_facts (through plan_month_fee)
 -- SPEC §4.4: a row for each (customer, month) with on-time usage, a late adjustment posting, an invoice period or
@@ -28,34 +28,31 @@ WITH credit AS (
     SELECT customer_id, to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month, amount_cents
     FROM credit_facts
     WHERE position <= {head}
-), part AS (
-    SELECT customer_id, month, units AS usage_units, 0 AS invoiced, 0 AS credits, 0 AS late_adjustment
-    FROM {schema}.usage_on_time WHERE {cm[customer_id, month]}
+), part AS (        -- on-time usage through customer_month_meter: its rows with on-time facts
+    SELECT customer_id, month, on_time_units AS usage_units, expected_cents AS metered_cents, 0 AS invoiced,
+           0 AS credits, 0 AS late_adjustment
+    FROM {schema}.customer_month_meter WHERE on_time_facts > 0 AND {cm[customer_id, month]}
     UNION ALL
-    SELECT customer_id, period, 0, total_cents, 0, 0
+    SELECT customer_id, period, 0, NULL, total_cents, 0, 0
     FROM {schema}.invoice_resolved WHERE customer_id IS NOT NULL AND {cm[customer_id, period]}
     UNION ALL
-    SELECT customer_id, month, 0, 0, amount_cents, 0 FROM credit WHERE {cm[customer_id, month]}
+    SELECT customer_id, month, 0, NULL, 0, amount_cents, 0 FROM credit WHERE {cm[customer_id, month]}
     UNION ALL
-    SELECT customer_id, posting_month, 0, 0, 0, amount_cents
+    SELECT customer_id, posting_month, 0, NULL, 0, 0, amount_cents
     FROM {schema}.late_adjustments WHERE {cm[customer_id, posting_month]}
 ), cm AS (
-    SELECT customer_id, month, sum(usage_units)::bigint AS usage_units, sum(invoiced)::bigint AS invoiced,
-           sum(credits)::bigint AS credits, sum(late_adjustment)::bigint AS late_adjustment
+    SELECT customer_id, month, sum(usage_units)::bigint AS usage_units, sum(metered_cents)::bigint AS metered_cents,
+           sum(invoiced)::bigint AS invoiced, sum(credits)::bigint AS credits,
+           sum(late_adjustment)::bigint AS late_adjustment
     FROM part
-    GROUP BY customer_id, month
-), metered AS (
-    SELECT customer_id, month, sum(expected_cents)::bigint AS expected_cents
-    FROM {schema}.customer_month_meter WHERE {cm[customer_id, month]}
     GROUP BY customer_id, month
 ), expected AS (
     SELECT c.*, a.segment, a.owner, a.plan, a.region,
            CASE WHEN a.plan IS NOT NULL
-                THEN coalesce(f.base_fee_cents, 0) + coalesce(m.expected_cents, 0) END AS expected_cents
+                THEN coalesce(f.base_fee_cents, 0) + coalesce(c.metered_cents, 0) END AS expected_cents
     FROM cm c
     LEFT JOIN {schema}.customer_month_attrs a ON a.customer_id = c.customer_id AND a.month = c.month
     LEFT JOIN {schema}.plan_month_fee f ON f.plan = a.plan AND f.month = c.month
-    LEFT JOIN metered m ON m.customer_id = c.customer_id AND m.month = c.month
 )
 SELECT customer_id, month, segment, owner, plan, region, usage_units, expected_cents, invoiced, credits,
        late_adjustment, invoiced - credits + late_adjustment, invoiced - expected_cents

@@ -1,16 +1,19 @@
--- grain: one row per source id x meter x UTC day x customer (resolved now) x lateness; key: (source, source_customer_id, meter, day, customer_id, is_late)
--- facts read: usage_facts, identity_link_facts (through link_range)
--- The day-grain pre-aggregate of the risk views (adoption, anomalies). Every usage fact counts, late ones included, on
--- the UTC day of its event_time, for the customer its source id resolves to at event_time with EVERY link known now
--- (SPEC §3.2 over the latest link version of link_range; not the close-time rule of §4.1). customer_id is null while
--- the source id resolves nowhere at that instant. is_late keeps the facts after their month's close apart, so that a
--- closed month's on-time usage can be read off the other rows (adoption). first/last_event_at span all of a row's facts (they decide whether a
--- link boundary splits the row); first/last_usage_at span only its facts with quantity > 0.
--- Incremental (merge, then adoption and anomalies): the new facts are resolved one by one and added. A source id with a
--- new link has its rows resolved again: whole when no link boundary (a valid_from) falls in (first_event_at,
--- last_event_at], otherwise from its facts, found through usage_facts' primary key by the rows' position range. The
--- (customer, meter, day) keys whose units or fact count changed go to {stage}.risk_changed; {stage}.risk_first_before
--- keeps each changed pair's first usage day as it was before this run.
+-- grain: one row per source id x meter x UTC day x customer resolved now x lateness;
+--        key: (source, source_customer_id, meter, day, customer_id, is_late)
+-- facts read: usage_facts, identity_link_facts (through link_range), period_close_facts (through {cutoff})
+-- The day-grain pre-aggregate of the risk views (adoption, anomalies); internal, not exported. Every usage fact
+-- counts, late ones included, on the UTC day of its event_time, for the customer its source id resolves to at
+-- event_time with EVERY link known now (SPEC §3.2 over link_range's latest version; not the close-time rule of
+-- §4.1); customer_id is null while the source id resolves nowhere at that instant. is_late (position > c(month))
+-- keeps the facts after their month's close apart, so a closed month's on-time usage can be read off the others.
+-- first/last_event_at span all of a row's facts (whether a link boundary splits the row), first/last_usage_at only
+-- those with quantity > 0; first/last_position bound the facts' positions (tracing).
+-- Incremental (merge): the new facts are resolved one by one and added. A source id with a new link has its rows
+-- resolved again: a row whole when no valid_from of its latest link version falls in (first_event_at,
+-- last_event_at]; the (source id, meter, day) of a row that one splits, fact by fact (one pass over usage_facts,
+-- restricted to those source ids, only when there is one). The (customer, meter, day) keys whose units or fact
+-- count change go to {stage}.risk_changed, and each changed (customer, meter)'s first day with usage before the run
+-- to {stage}.risk_first_before, for adoption's and anomalies' merges.
 -- @create
 CREATE TABLE {schema}.usage_daily (
     source             text NOT NULL,
@@ -29,7 +32,7 @@ CREATE TABLE {schema}.usage_daily (
     last_position      bigint NOT NULL
 );
 -- @fill
-INSERT INTO {schema}.usage_daily
+INSERT INTO {schema}.usage_daily   -- the one pass over usage_facts, each fact resolved on its own
 SELECT f.source, f.source_customer_id, f.meter, (f.event_time AT TIME ZONE 'UTC')::date, r.customer_id,
        f.position > {cutoff[f.event_time]},
        sum(f.quantity)::bigint, count(*), min(f.event_time), max(f.event_time),
@@ -44,8 +47,8 @@ WHERE f.position <= {head}
 GROUP BY 1, 2, 3, 4, 5, 6;
 ANALYZE {schema}.usage_daily;
 -- @merge
-DROP TABLE IF EXISTS {stage}.risk_relink, {stage}.risk_daily_old, {stage}.risk_relink_group, {stage}.risk_daily_new, {stage}.risk_daily_add,
-                     {stage}.risk_changed, {stage}.risk_first_before;
+DROP TABLE IF EXISTS {stage}.risk_relink, {stage}.risk_daily_old, {stage}.risk_relink_group,
+                     {stage}.risk_daily_new, {stage}.risk_daily_add, {stage}.risk_changed, {stage}.risk_first_before;
 CREATE TEMP TABLE {stage}.risk_relink ON COMMIT DROP AS
 SELECT DISTINCT source, source_customer_id
 FROM identity_link_facts
@@ -60,7 +63,6 @@ ANALYZE {stage}.risk_daily_old;
 -- ... grouped by (source id, meter, day): a group is split when a link boundary falls inside one of its rows' spans
 CREATE TEMP TABLE {stage}.risk_relink_group ON COMMIT DROP AS
 SELECT o.source, o.source_customer_id, o.meter, o.day,
-       min(o.first_position) AS first_position, max(o.last_position) AS last_position,
        bool_or(EXISTS (SELECT 1 FROM {schema}.link_range b
                        WHERE b.source = o.source AND b.source_customer_id = o.source_customer_id
                          AND b.known_through = 9223372036854775807
@@ -124,16 +126,16 @@ WHERE f.position > {checkpoint} AND f.position <= {head}
 GROUP BY 1, 2, 3, 4, 5, 6;
 -- the (customer, meter, day) keys whose units or fact count change
 CREATE TEMP TABLE {stage}.risk_changed ON COMMIT DROP AS
-WITH was AS (
+WITH old_units AS (
     SELECT customer_id, meter, day, sum(units) AS units, sum(fact_count) AS fact_count
     FROM {stage}.risk_daily_old WHERE customer_id IS NOT NULL GROUP BY 1, 2, 3
-), now AS (
+), new_units AS (
     SELECT customer_id, meter, day, sum(units) AS units, sum(fact_count) AS fact_count
     FROM {stage}.risk_daily_new WHERE customer_id IS NOT NULL GROUP BY 1, 2, 3
 )
 SELECT customer_id, meter, day
-FROM was FULL JOIN now USING (customer_id, meter, day)
-WHERE was.units IS DISTINCT FROM now.units OR was.fact_count IS DISTINCT FROM now.fact_count
+FROM old_units o FULL JOIN new_units n USING (customer_id, meter, day)
+WHERE o.units IS DISTINCT FROM n.units OR o.fact_count IS DISTINCT FROM n.fact_count
 UNION
 SELECT customer_id, meter, day FROM {stage}.risk_daily_add WHERE customer_id IS NOT NULL;
 ANALYZE {stage}.risk_changed;
@@ -158,5 +160,6 @@ SET units = d.units + excluded.units,
     first_position = least(d.first_position, excluded.first_position),
     last_position = greatest(d.last_position, excluded.last_position);
 -- @index
-CREATE UNIQUE INDEX ON {schema}.usage_daily (source, source_customer_id, meter, day, customer_id, is_late) NULLS NOT DISTINCT;
+CREATE UNIQUE INDEX ON {schema}.usage_daily (source, source_customer_id, meter, day, customer_id, is_late)
+    NULLS NOT DISTINCT;
 CREATE INDEX ON {schema}.usage_daily (customer_id, meter, day);

@@ -132,7 +132,6 @@ class Rejected(ValueError):
 def parse_ts(value: Any) -> dt.datetime:
     if not isinstance(value, str) or not _TS.match(value):
         raise Rejected(f"bad timestamp {value!r}")
-    head, _, _ = value.partition(".")
     if "." in value:  # truncate to the microsecond
         m = re.match(r"^(.*?\.)(\d+)(Z|[+-]\d{2}:\d{2})$", value)
         value = m.group(1) + m.group(2)[:6].ljust(6, "0") + m.group(3)

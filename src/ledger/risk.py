@@ -1,8 +1,8 @@
 """The risk views read for people: `ledger anomalies`, the flagged usage spikes, newest first.
 
 The numbers come from the `anomalies` read model (projections/anomalies.sql: one row per customer x UTC day x meter
-whose units are flagged against the customer's own 28-day baseline); this module only selects, labels and prints
-them, adding the customer's segment and owner from the SCD2 dimension `dim_customer` (the version in effect now).
+whose units are flagged against the customer's own 28-day baseline); this module only selects and labels them,
+adding the customer's segment and owner from the SCD2 dimension `dim_customer` (the version in effect now).
 """
 
 from __future__ import annotations
@@ -39,9 +39,12 @@ class Anomaly:
                 f"{self.units:,}", _plain(self.baseline_units), f"{self.score:.2f}")
 
     def as_dict(self) -> dict:
+        """The row for JSON: numbers as numbers (an integral median as an integer)."""
+        median = self.baseline_units
         return {"day": self.day.isoformat(), "customer_id": self.customer_id, "segment": self.segment,
                 "owner": self.owner, "meter": self.meter, "units": self.units,
-                "baseline_units": self.baseline_units, "score": self.score}
+                "baseline_units": int(median) if median == median.to_integral_value() else float(median),
+                "score": float(self.score)}
 
 
 @dataclass(frozen=True)
@@ -85,14 +88,12 @@ def thresholds(conn: psycopg.Connection) -> Thresholds | None:
 
 
 def parse_day(text: str) -> dt.date:
-    """A UTC day written YYYY-MM-DD (what `--since` takes)."""
-    try:
-        return dt.date.fromisoformat(text) if len(text) == 10 else _bad_day(text)
-    except ValueError:
-        return _bad_day(text)
-
-
-def _bad_day(text: str) -> dt.date:
+    """A UTC day written YYYY-MM-DD (what `--since` takes); ValueError otherwise."""
+    if len(text) == 10:
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            pass
     raise ValueError(f"not a day {text!r}: expected YYYY-MM-DD")
 
 

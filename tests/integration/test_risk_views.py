@@ -14,7 +14,6 @@ import random
 import statistics
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -105,7 +104,8 @@ def engine_runs_risk_views() -> bool:
 
 def thresholds(env: dict | None) -> dict:
     env = env or {}
-    return {"score": float(env.get("LEDGER_ANOMALY_SCORE") or 6), "min_units": int(env.get("LEDGER_ANOMALY_MIN_UNITS") or 100)}
+    return {"score": float(env.get("LEDGER_ANOMALY_SCORE") or 6),
+            "min_units": int(env.get("LEDGER_ANOMALY_MIN_UNITS") or 100)}
 
 
 @pytest.fixture
@@ -160,14 +160,14 @@ def anomalies_command(db_url, tmp_path):
     return run
 
 
-def export_text(ledger, conn, name: str) -> str:
-    """`ledger export NAME --format csv` (in process while the export is not registered yet)."""
+def export_text(ledger, conn, name: str, fmt: str = "csv") -> str:
+    """`ledger export NAME --format FMT` (in process while the export is not registered yet)."""
     if name in projector.EXPORTS:
-        return ledger("export", name, "--format", "csv", check_exit=0).stdout
+        return ledger("export", name, "--format", fmt, check_exit=0).stdout
     projector.register_export(name, *EXPORT_SPECS[name])
     try:
         out = io.StringIO()
-        projector.export(conn, name, "csv", out)
+        projector.export(conn, name, fmt, out)
         return out.getvalue()
     finally:
         projector.EXPORTS.pop(name)
@@ -247,7 +247,8 @@ def test_injected_spikes_are_flagged_and_noise_is_not(feed, project, conn, rebui
     feed("usage", u.daily("pr_noise", "api_calls", JAN1, noise(1, 60)) + u.daily("pr_spike", "api_calls", JAN1, spiky))
     project()
 
-    assert flagged(conn) == {("cus_spike", date(2026, 2, 10), "api_calls"), ("cus_spike", date(2026, 2, 20), "api_calls")}
+    assert flagged(conn) == {("cus_spike", date(2026, 2, 10), "api_calls"),
+                             ("cus_spike", date(2026, 2, 20), "api_calls")}
     series = {JAN1 + timedelta(days=i): v for i, v in enumerate(spiky)}
     for day in (date(2026, 2, 10), date(2026, 2, 20)):
         assert anomaly(conn, "cus_spike", day) == expected_score(series, JAN1, day)
@@ -321,8 +322,8 @@ def test_usage_counts_for_the_customer_resolved_now_with_every_link(feed, projec
     u = Usage("rl")
     feed("identities", [link("product", "pr_m", "cus_old")])
     series = [200] * 20 + [0] * 11
-    feed("usage", u.daily("pr_m", "api_calls", JAN1, series) + [u("pr_m", "api_calls", 3000, "2026-01-25T08:00:00Z"),
-                                                                   u("pr_m", "api_calls", 2800, "2026-01-25T20:00:00Z")])
+    feed("usage", u.daily("pr_m", "api_calls", JAN1, series) + [
+        u("pr_m", "api_calls", 3000, "2026-01-25T08:00:00Z"), u("pr_m", "api_calls", 2800, "2026-01-25T20:00:00Z")])
     project()
     assert flagged(conn) == {("cus_old", date(2026, 1, 25), "api_calls")}
 
@@ -375,6 +376,9 @@ def test_adoption_on_a_hand_checked_fixture(feed, project, conn, ledger, rebuild
     project()
 
     assert export_text(ledger, conn, "adoption") == ADOPTION
+    as_json = json.loads(export_text(ledger, conn, "adoption", "json"))
+    assert as_json[1] == {"customer_id": "cus_a", "month": "2026-02", "active_days": 0, "meters_used": 0,
+                          "usage_units": 0, "units_mom_pct": -100.0, "first_usage_at": None, "last_usage_at": None}
     assert_adoption_matches_on_time_units(conn)
     rebuild_equals_incremental()
 
@@ -404,7 +408,7 @@ def test_ledger_anomalies_lists_newest_first_with_segment_and_owner(feed, projec
     result = anomalies_command()
     assert result.exit_code == 0, result.output
     out = result.stdout.splitlines()
-    assert out[0].startswith("usage spikes against each customer's own 28-day baseline (flagged: score >= 6, units >= 100)")
+    assert out[0] == "usage spikes against each customer's own 28-day baseline (flagged: score >= 6, units >= 100)"
     assert out[1].split() == ["day", "customer_id", "segment", "owner", "meter", "units", "baseline_units", "score"]
     body = [row.split() for row in out[3:-1]]
     assert [r[:2] for r in body] == [["2026-02-05", "cus_1"], ["2026-01-31", "cus_2"], ["2026-01-21", "cus_1"]]
@@ -414,6 +418,8 @@ def test_ledger_anomalies_lists_newest_first_with_segment_and_owner(feed, projec
 
     since = json.loads(anomalies_command("--since", "2026-01-31", "--json").stdout)
     assert [(r["day"], r["customer_id"]) for r in since] == [("2026-02-05", "cus_1"), ("2026-01-31", "cus_2")]
+    assert since[0] == {"day": "2026-02-05", "customer_id": "cus_1", "segment": "smb", "owner": "ben",
+                        "meter": "api_calls", "units": 3000, "baseline_units": 200, "score": 2800.0}
     bad = anomalies_command("--since", "31/01/2026")
     assert bad.exit_code == 2 and "YYYY-MM-DD" in bad.stderr
 
@@ -445,8 +451,10 @@ def test_rebuild_equals_incremental_over_a_busy_history(feed, project, conn, led
     def batch(start: date, days: int, n: int) -> list[dict]:
         records = []
         for _ in range(n):
-            at = datetime(start.year, start.month, start.day, tzinfo=UTC) + timedelta(seconds=rng.randrange(days * 86400))
-            quantity = 0 if rng.random() < 0.05 else (rng.randrange(2000, 4000) if rng.random() < 0.01 else rng.randrange(1, 80))
+            at = datetime(start.year, start.month, start.day, tzinfo=UTC) + timedelta(
+                seconds=rng.randrange(days * 86400))
+            spike = rng.random() < 0.01
+            quantity = 0 if rng.random() < 0.05 else (rng.randrange(2000, 4000) if spike else rng.randrange(1, 80))
             records.append(u(f"pr_{rng.randrange(9)}", rng.choice(("api_calls", "fraud_checks")), quantity, at))
         return records
 

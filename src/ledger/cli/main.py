@@ -255,3 +255,4 @@ def server_status() -> None:
 
 
 from ledger.cli import read_commands  # noqa: E402,F401  (registers project/export/trace/verify/demo)
+from ledger.cli import risk_commands  # noqa: E402,F401  (registers anomalies)

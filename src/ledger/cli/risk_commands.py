@@ -13,7 +13,8 @@ from ledger.errors import LedgerError
 
 @app.command()
 def anomalies(
-    since: Optional[str] = typer.Option(None, "--since", metavar="DAY", help="only days on or after DAY (YYYY-MM-DD, UTC)"),
+    since: Optional[str] = typer.Option(None, "--since", metavar="DAY",
+                                        help="only days on or after DAY (YYYY-MM-DD, UTC)"),
     as_json: bool = typer.Option(False, "--json", help="print the rows as JSON"),
 ) -> None:
     """Usage spikes against each customer's own baseline (projections brought up to date first)."""

@@ -1,10 +1,15 @@
 """Builds the read models: a full build into a schema (rebuild, check) and the incremental step (project).
 
-Both run the same SQL files of `projections/`; the incremental step restricts them to a scope (temporary tables
-of the source ids, invoices, customers and customer-months that the new facts can change), deletes the scoped
-rows and re-inserts them. Only usage facts take a different, additive route: the new facts are resolved one by
-one and added to `usage_on_time` / `usage_late`; a source id that got a new identity link has all its facts
-resolved again.
+Both run the same SQL files of `projections/`. The incremental step:
+
+1. resolves the new usage facts one by one (and every fact of a source id that got a new identity link, whose
+   rows it replaces) and adds them to `usage_on_time` / `usage_late`;
+2. when the batch is only usage facts, all on time in open months (the common case), adds their units to the
+   rows they reach (`@add_on_time` sections) and stops;
+3. otherwise restricts the customer-month read models to a scope (temporary tables of the customer-months,
+   source ids, invoices and customers the new facts can change), deletes the scoped rows and re-inserts them
+   with the rebuild's SQL; a new price recomputes them whole.
+A period close changes no existing row (facts before it keep their status) but the posting of later late facts.
 """
 
 from __future__ import annotations
@@ -37,7 +42,6 @@ FACT_RELATIONS = (
     "usage_facts", "identity_link_facts", "attribute_facts", "price_facts", "invoice_facts",
     "invoice_line_facts", "credit_facts", "period_close_facts",
 )
-MAX_POSITION = 9223372036854775807
 
 
 def _run(conn: psycopg.Connection, target: Target, name: str, section: str, scopes=FULL) -> None:
@@ -60,7 +64,7 @@ def _analyze(conn: psycopg.Connection, target: Target, *tables: str) -> None:
 def build(conn: psycopg.Connection, schema: str, head: int) -> None:
     """Creates SCHEMA and fills every read model from position 0 through HEAD (inside the caller's transaction)."""
     target = Target(schema, head)
-    conn.execute("SET LOCAL work_mem = '512MB'")
+    conn.execute("SET LOCAL work_mem = '256MB'")  # per hash table and parallel process
     conn.execute("SET LOCAL jit = off")
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     _drop_stage(conn)
@@ -73,8 +77,9 @@ def build(conn: psycopg.Connection, schema: str, head: int) -> None:
         _run(conn, target, name, "index")
     _analyze(conn, target, "period_close", "link_range")
 
-    # The one pass over usage_facts. Its group key holds expressions the planner cannot estimate (it guesses
-    # one group per fact) and would sort 10M rows; a hash aggregate is right for a few groups per source id.
+    # The one pass over usage_facts. Without extended statistics on usage_facts the planner takes the month
+    # expression for one group per fact and sorts every fact; a hash aggregate is right (a few groups per
+    # source id). With them (see usage_group_stage.sql) it also runs in parallel.
     _run(conn, target, "usage_group_stage", "create")
     closes = conn.execute(sql.SQL("SELECT month_start, close_position FROM {}.period_close").format(
         sql.Identifier(schema))).fetchall()
@@ -89,11 +94,14 @@ def build(conn: psycopg.Connection, schema: str, head: int) -> None:
     _run(conn, target, "usage_late", "fill")
     _analyze(conn, target, "usage_on_time", "usage_late")
 
+    joined_later = {"invoice_resolved", "dim_customer", "customer_month_attrs", "plan_month_fee",
+                    "plan_month_meter", "customer_month_meter"}
     for name in ("invoice_resolved", "invoice_meter", "dim_customer", "customer_month_attrs",
                  "plan_month_fee", "plan_month_meter", "late_adjustments", "customer_month_meter",
                  "customer_month", "exceptions"):
         _run(conn, target, name, "fill")
-        _analyze(conn, target, name)
+        if name in joined_later:
+            _analyze(conn, target, name)
     for name in TABLES:
         _run(conn, target, name, "index")
     conn.execute(sql.SQL("INSERT INTO {}.checkpoint VALUES (%s)").format(sql.Identifier(schema)), (head,))
