@@ -24,7 +24,8 @@ def test_every_projection_file_states_grain_key_and_facts_first(name):
 def test_every_section_renders_full_and_scoped(name):
     target = Target("ledger_proj", head=42, checkpoint=7)
     for section, text in sections(name).items():
-        cutoff = {"cutoff": CutoffCase([(dt.datetime(2026, 1, 1), 10)])}
+        cutoff = {"cutoff": CutoffCase([(dt.datetime(2026, 1, 1), 10)]), "anomaly_score": 6.0,
+                  "anomaly_min_units": 100}
         for scopes in (FULL, SCOPED):
             rendered = target.render(text, {**scopes, **cutoff})
             assert "{" not in rendered and "}" not in rendered, (name, section)
@@ -82,4 +83,8 @@ def test_only_the_contract_relations_are_read_from_public():
                 assert rel in contract or rel in {"fact", "late", "on_time", "attributed", "link", "version",
                                                   "part", "cmm", "cm", "credit", "running", "state", "change",
                                                   "delta", "added", "gone", "metered", "expected", "d", "x",
-                                                  "updated", "inv", "cr", "la"}, (name, rel)
+                                                  "updated", "inv", "cr", "la",
+                                                      # CTE names of the risk views
+                                                      "piece", "split_fact", "old_units", "new_units", "by_day",
+                                                      "by_meter", "series", "framed", "candidate", "centred",
+                                                      "scored", "rethreshold", "pair", "scoped", "unnest"}, (name, rel)

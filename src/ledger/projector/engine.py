@@ -28,7 +28,34 @@ TABLES = (
     "invoice_resolved", "invoice_meter",
     "dim_customer", "customer_month_attrs", "plan_month_fee", "plan_month_meter",
     "late_adjustments", "customer_month_meter", "customer_month", "exceptions",
+    "usage_daily", "adoption", "anomalies",
 )
+# Risk and Sales views (adoption, anomalies) over a day-grain pre-aggregate, maintained on every run.
+RISK_STEPS_BUILD = (("usage_daily", "fill"), ("adoption", "fill"), ("adoption", "apply"),
+                    ("anomalies", "fill"), ("anomalies", "apply"))
+RISK_STEPS_INCREMENT = (("usage_daily", "merge"), ("adoption", "merge"), ("adoption", "apply"),
+                        ("anomalies", "merge"), ("anomalies", "apply"))
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The anomaly rule's settings (LEDGER_ANOMALY_SCORE, LEDGER_ANOMALY_MIN_UNITS), passed down from Settings."""
+
+    score: float = 6.0
+    min_units: int = 100
+
+
+def _risk_options(conn: psycopg.Connection, schema: str, thresholds: Thresholds) -> dict:
+    closes = conn.execute(sql.SQL("SELECT month_start, close_position FROM {}.period_close").format(
+        sql.Identifier(schema))).fetchall()
+    return {**FULL, "cutoff": CutoffCase(closes), "anomaly_score": float(thresholds.score),
+            "anomaly_min_units": int(thresholds.min_units)}
+
+
+def _run_risk(conn: psycopg.Connection, target: "Target", steps, thresholds: Thresholds) -> None:
+    options = _risk_options(conn, target.schema, thresholds)
+    for name, section in steps:
+        _run(conn, target, name, section, options)
 STAGE_TABLES = ("usage_group_stage", "usage_fact_stage", "usage_fact_resolved", "on_time_delta")
 SCOPE_TABLES = {
     "scope_cm": "customer_id text, month text",
@@ -61,7 +88,7 @@ def _analyze(conn: psycopg.Connection, target: Target, *tables: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ full build
-def build(conn: psycopg.Connection, schema: str, head: int) -> None:
+def build(conn: psycopg.Connection, schema: str, head: int, thresholds: Thresholds = Thresholds()) -> None:
     """Creates SCHEMA and fills every read model from position 0 through HEAD (inside the caller's transaction)."""
     target = Target(schema, head)
     conn.execute("SET LOCAL work_mem = '256MB'")  # per hash table and parallel process
@@ -102,6 +129,7 @@ def build(conn: psycopg.Connection, schema: str, head: int) -> None:
         _run(conn, target, name, "fill")
         if name in joined_later:
             _analyze(conn, target, name)
+    _run_risk(conn, target, RISK_STEPS_BUILD, thresholds)
     for name in TABLES:
         _run(conn, target, name, "index")
     conn.execute(sql.SQL("INSERT INTO {}.checkpoint VALUES (%s)").format(sql.Identifier(schema)), (head,))
@@ -144,7 +172,8 @@ def count_built_facts(conn: psycopg.Connection, schema: str, head: int) -> int:
     return int(row[0])
 
 
-def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head: int, new: NewFacts) -> None:
+def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head: int, new: NewFacts,
+                    thresholds: Thresholds = Thresholds()) -> None:
     """Applies the facts in (CHECKPOINT, HEAD] to the read models of SCHEMA (inside the caller's transaction)."""
     t = Target(schema, head, checkpoint)
     q = sql.Identifier(schema).as_string(conn)
@@ -162,6 +191,9 @@ def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head
         conn.execute(
             f"INSERT INTO {STAGE}.relink_source SELECT DISTINCT source, source_customer_id "
             "FROM identity_link_facts WHERE position > %(cp)s AND position <= %(head)s", window)
+
+    if new.total:
+        _run_risk(conn, t, RISK_STEPS_INCREMENT, thresholds)
 
     if new["usage_facts"] or new["identity_link_facts"]:
         _resolve_usage(conn, t)

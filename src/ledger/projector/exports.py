@@ -137,3 +137,15 @@ def export(conn: psycopg.Connection, name: str, fmt: str, out: TextIO) -> int:
                     rows += 1
                 out.write("\n]\n" if rows else "]\n")
     return rows
+
+register_export(
+    "adoption", "adoption",
+    ("customer_id", "month", "active_days", "meters_used", "usage_units", "units_mom_pct",
+     "first_usage_at", "last_usage_at"),
+    ("customer_id", "month"),
+)
+register_export(
+    "anomalies", "anomalies",
+    ("customer_id", "day", "meter", "units", "baseline_units", "score"),
+    ("customer_id", "day", "meter"),
+)

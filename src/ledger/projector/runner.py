@@ -16,6 +16,8 @@ from typing import Iterator
 import psycopg
 from psycopg import sql
 
+from ledger.settings import Settings
+
 from . import engine
 
 LIVE_SCHEMA = "ledger_proj"
@@ -70,10 +72,15 @@ def _drop_schema(conn: psycopg.Connection, schema: str) -> None:
     conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-def _rebuild_locked(conn: psycopg.Connection, started: float) -> ProjectReport:
+def _thresholds(settings: Settings | None) -> engine.Thresholds:
+    settings = settings or Settings.from_env()
+    return engine.Thresholds(settings.anomaly_score, settings.anomaly_min_units)
+
+
+def _rebuild_locked(conn: psycopg.Connection, started: float, settings: Settings | None) -> ProjectReport:
     head = _head_position(conn)
     _drop_schema(conn, NEXT_SCHEMA)  # a leftover of an earlier, killed rebuild
-    engine.build(conn, NEXT_SCHEMA, head)
+    engine.build(conn, NEXT_SCHEMA, head, _thresholds(settings))
     _drop_schema(conn, LIVE_SCHEMA)
     conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
         sql.Identifier(NEXT_SCHEMA), sql.Identifier(LIVE_SCHEMA)))
@@ -81,27 +88,27 @@ def _rebuild_locked(conn: psycopg.Connection, started: float) -> ProjectReport:
     return ProjectReport(0, head, applied, time.perf_counter() - started, "rebuild")
 
 
-def project(conn: psycopg.Connection) -> ProjectReport:
+def project(conn: psycopg.Connection, settings: Settings | None = None) -> ProjectReport:
     """Applies every fact after the checkpoint exactly once; the first run builds the projections from 0."""
     started = time.perf_counter()
     with _locked(conn):
         if not _schema_exists(conn, LIVE_SCHEMA):
-            return _rebuild_locked(conn, started)
+            return _rebuild_locked(conn, started, settings)
         checkpoint = _checkpoint(conn, LIVE_SCHEMA)
         head = _head_position(conn)
         if head <= checkpoint:
             return ProjectReport(checkpoint, checkpoint, 0, time.perf_counter() - started, "noop")
         new = engine.count_new_facts(conn, checkpoint, head)
-        engine.apply_increment(conn, LIVE_SCHEMA, checkpoint, head, new)
+        engine.apply_increment(conn, LIVE_SCHEMA, checkpoint, head, new, _thresholds(settings))
         mode = "incremental" if new.total else "noop"
         return ProjectReport(checkpoint, head, new.total, time.perf_counter() - started, mode)
 
 
-def rebuild(conn: psycopg.Connection) -> ProjectReport:
+def rebuild(conn: psycopg.Connection, settings: Settings | None = None) -> ProjectReport:
     """Recomputes every projection from position 0 into new tables and swaps them in atomically."""
     started = time.perf_counter()
     with _locked(conn):
-        return _rebuild_locked(conn, started)
+        return _rebuild_locked(conn, started, settings)
 
 
 def table_checksum(conn: psycopg.Connection, schema: str, table: str) -> str:
@@ -113,14 +120,14 @@ def table_checksum(conn: psycopg.Connection, schema: str, table: str) -> str:
     return conn.execute(query).fetchone()[0]
 
 
-def check(conn: psycopg.Connection) -> dict[str, dict[str, object]]:
+def check(conn: psycopg.Connection, settings: Settings | None = None) -> dict[str, dict[str, object]]:
     """Rebuilds up to the live checkpoint into a scratch schema and compares every table's checksum."""
     with _locked(conn):
         if not _schema_exists(conn, LIVE_SCHEMA):
             return {}
         checkpoint = _checkpoint(conn, LIVE_SCHEMA)
         _drop_schema(conn, CHECK_SCHEMA)
-        engine.build(conn, CHECK_SCHEMA, checkpoint)
+        engine.build(conn, CHECK_SCHEMA, checkpoint, _thresholds(settings))
         result: dict[str, dict[str, object]] = {}
         for table in engine.TABLES:
             live = table_checksum(conn, LIVE_SCHEMA, table)
