@@ -1,5 +1,5 @@
 -- grain: one row per invoice x meter of its usage lines; key: (invoice_id, meter)
--- facts read: invoice_line_facts (customer and period through invoice_resolved)
+-- facts read: invoice_line_facts (through invoice_resolved's line stage; customer and period through invoice_resolved)
 -- @create
 CREATE TABLE {schema}.invoice_meter (
     invoice_id   text NOT NULL,
@@ -13,10 +13,9 @@ CREATE TABLE {schema}.invoice_meter (
 DELETE FROM {schema}.invoice_meter WHERE {inv[invoice_id]};
 -- @fill
 INSERT INTO {schema}.invoice_meter
-SELECT l.invoice_id, l.meter, i.customer_id, i.period, sum(l.quantity)::bigint, sum(l.amount_cents)::bigint
-FROM invoice_line_facts l
+SELECT l.invoice_id, l.usage_meter, i.customer_id, i.period, l.quantity, l.amount_cents
+FROM {stage}.invoice_line_stage l
 JOIN {schema}.invoice_resolved i ON i.invoice_id = l.invoice_id
-WHERE l.kind = 'usage' AND l.position <= {head} AND {inv[l.invoice_id]}
-GROUP BY l.invoice_id, l.meter, i.customer_id, i.period;
+WHERE l.usage_meter IS NOT NULL;
 -- @index
 ALTER TABLE {schema}.invoice_meter ADD PRIMARY KEY (invoice_id, meter);

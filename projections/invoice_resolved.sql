@@ -20,13 +20,21 @@ WITH gone AS (
 )
 INSERT INTO {stage}.scope_cm SELECT DISTINCT customer_id, period FROM gone WHERE customer_id IS NOT NULL;
 -- @fill
+-- The lines are read once (invoice_line_facts parses each invoice's JSON): per invoice and usage meter, for
+-- lines_cents here and for invoice_meter next.
+DROP TABLE IF EXISTS {stage}.invoice_line_stage;
+CREATE TABLE {stage}.invoice_line_stage AS
+SELECT invoice_id, CASE WHEN kind = 'usage' THEN meter END AS usage_meter,
+       sum(quantity)::bigint AS quantity, sum(amount_cents)::bigint AS amount_cents
+FROM invoice_line_facts
+WHERE position <= {head} AND {inv[invoice_id]}
+GROUP BY 1, 2;
 INSERT INTO {schema}.invoice_resolved
 SELECT i.invoice_id, i.position, i.source, i.source_customer_id, r.customer_id, i.period, i.issued_at,
        i.total_cents, coalesce(l.lines_cents, 0)
 FROM invoice_facts i
 LEFT JOIN (SELECT invoice_id, sum(amount_cents)::bigint AS lines_cents
-           FROM invoice_line_facts
-           WHERE position <= {head} AND {inv[invoice_id]}
+           FROM {stage}.invoice_line_stage
            GROUP BY invoice_id) l ON l.invoice_id = i.invoice_id
 LEFT JOIN {schema}.link_range r
        ON r.source = i.source AND r.source_customer_id = i.source_customer_id

@@ -26,8 +26,8 @@ def project(
     try:
         with database() as db, db.connection() as conn:
             if check:
-                projector.project(conn)
-                result = projector.check(conn)
+                projector.project(conn, db.settings)
+                result = projector.check(conn, db.settings)
                 if as_json:
                     emit_json(result)
                 else:
@@ -36,7 +36,7 @@ def project(
                 equal = all(r["equal"] for r in result.values())
                 get_logger().info("projections_checked", equal=equal, tables=len(result))
                 raise typer.Exit(0 if equal else 1)
-            report = projector.rebuild(conn) if rebuild else projector.project(conn)
+            report = projector.rebuild(conn, db.settings) if rebuild else projector.project(conn, db.settings)
     except LedgerError as error:
         fail(error)
     get_logger().info("projections_rebuilt" if rebuild else "projections_updated", **vars(report))
@@ -60,7 +60,7 @@ def export(
         raise typer.Exit(2)
     try:
         with database() as db, db.connection() as conn:
-            projector.project(conn)
+            projector.project(conn, db.settings)
             projector.export(conn, name, format, sys.stdout)
     except LedgerError as error:
         fail(error)

@@ -29,7 +29,7 @@ def anomalies(
         raise typer.Exit(2)
     try:
         with database() as db, db.connection() as conn:
-            projector.project(conn)
+            projector.project(conn, db.settings)
             rows = list_anomalies(conn, now=now(), since=first_day)
             limits = thresholds(conn)
     except LedgerError as error:

@@ -56,7 +56,7 @@ def _run_risk(conn: psycopg.Connection, target: "Target", steps, thresholds: Thr
     options = _risk_options(conn, target.schema, thresholds)
     for name, section in steps:
         _run(conn, target, name, section, options)
-STAGE_TABLES = ("usage_group_stage", "usage_fact_stage", "usage_fact_resolved", "on_time_delta")
+STAGE_TABLES = ("usage_group_stage", "usage_fact_stage", "usage_fact_resolved", "on_time_delta", "invoice_line_stage")
 SCOPE_TABLES = {
     "scope_cm": "customer_id text, month text",
     "scope_cm_posting": "customer_id text, month text",
