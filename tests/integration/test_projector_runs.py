@@ -56,8 +56,8 @@ def test_killed_rebuild_leaves_the_old_tables_serving(example_dsn, monkeypatch):
 
         real_build = engine.build
 
-        def dies_midway(c, schema, head):
-            real_build(c, schema, head)
+        def dies_midway(c, schema, head, *options):
+            real_build(c, schema, head, *options)
             raise KeyboardInterrupt("killed before the swap")
 
         monkeypatch.setattr(engine, "build", dies_midway)
