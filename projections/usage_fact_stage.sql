@@ -34,10 +34,15 @@ ANALYZE {stage}.usage_fact_stage;
 INSERT INTO {stage}.usage_fact_stage
 SELECT f.position, f.source, f.source_customer_id, f.meter, f.quantity, f.event_time,
        to_char(f.event_time AT TIME ZONE 'UTC', 'YYYY-MM'), coalesce(c.close_position, 9223372036854775807)
-FROM (SELECT u.* FROM usage_facts u WHERE u.position > {checkpoint} AND u.position <= {head}
-      UNION ALL
-      SELECT u.* FROM usage_facts u
-      JOIN {stage}.relink_source r ON r.source = u.source AND r.source_customer_id = u.source_customer_id
-      WHERE u.position <= {checkpoint}) f
-LEFT JOIN {schema}.period_close c ON c.month_start = date_trunc('month', f.event_time AT TIME ZONE 'UTC');
-ANALYZE {stage}.usage_fact_stage;
+FROM usage_facts f
+LEFT JOIN {schema}.period_close c ON c.month_start = date_trunc('month', f.event_time AT TIME ZONE 'UTC')
+WHERE f.position > {checkpoint} AND f.position <= {head};
+-- @fill_relinked
+-- Only when identity links are new: one pass over usage_facts (it has no index by source id).
+INSERT INTO {stage}.usage_fact_stage
+SELECT f.position, f.source, f.source_customer_id, f.meter, f.quantity, f.event_time,
+       to_char(f.event_time AT TIME ZONE 'UTC', 'YYYY-MM'), coalesce(c.close_position, 9223372036854775807)
+FROM usage_facts f
+JOIN {stage}.relink_source r ON r.source = f.source AND r.source_customer_id = f.source_customer_id
+LEFT JOIN {schema}.period_close c ON c.month_start = date_trunc('month', f.event_time AT TIME ZONE 'UTC')
+WHERE f.position <= {checkpoint};

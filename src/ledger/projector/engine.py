@@ -162,13 +162,19 @@ def count_new_facts(conn: psycopg.Connection, checkpoint: int, head: int) -> New
 
 
 def count_built_facts(conn: psycopg.Connection, schema: str, head: int) -> int:
-    """The facts a full build applied: usage facts counted from the built tables (no second pass over them)."""
+    """The facts a full build applied, counted from the built tables where they hold one row per fact.
+
+    Usage: usage_on_time's event counts + usage_late; links: link_range's versions (one per link);
+    invoices: invoice_resolved. The other relations are small and are counted directly.
+    """
     q = sql.Identifier(schema).as_string(conn)
     others = " + ".join(f"(SELECT count(*) FROM {rel} WHERE position <= %(head)s)"
-                        for rel in FACT_RELATIONS if rel not in ("usage_facts", "invoice_line_facts"))
+                        for rel in ("attribute_facts", "price_facts", "credit_facts", "period_close_facts"))
     row = conn.execute(
         f"SELECT (SELECT coalesce(sum(event_count), 0) FROM {q}.usage_on_time)"
-        f" + (SELECT count(*) FROM {q}.usage_late) + {others}", {"head": head}).fetchone()
+        f" + (SELECT count(*) FROM {q}.usage_late)"
+        f" + (SELECT count(*) FROM (SELECT DISTINCT source, source_customer_id, known_after FROM {q}.link_range) v)"
+        f" + (SELECT count(*) FROM {q}.invoice_resolved) + {others}", {"head": head}).fetchone()
     return int(row[0])
 
 
@@ -196,7 +202,7 @@ def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head
         _run_risk(conn, t, RISK_STEPS_INCREMENT, thresholds)
 
     if new["usage_facts"] or new["identity_link_facts"]:
-        _resolve_usage(conn, t)
+        _resolve_usage(conn, t, relinked=bool(new["identity_link_facts"]))
         if new.total == new["usage_facts"] and _all_on_time_in_open_months(conn, t):
             _add_on_time(conn, t)
             conn.execute(f"UPDATE {q}.checkpoint SET position = %s", (head,))
@@ -240,11 +246,14 @@ def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head
     _drop_stage(conn)
 
 
-def _resolve_usage(conn: psycopg.Connection, t: Target) -> None:
+def _resolve_usage(conn: psycopg.Connection, t: Target, relinked: bool) -> None:
     """Resolves the new usage facts, and every fact of a relinked source id, one by one (SPEC §4.1)."""
     for name in ("usage_fact_stage", "usage_fact_resolved"):
         _run(conn, t, name, "create")
     _run(conn, t, "usage_fact_stage", "fill_incremental")
+    if relinked:
+        _run(conn, t, "usage_fact_stage", "fill_relinked")
+    conn.execute(f"ANALYZE {STAGE}.usage_fact_stage")
     _run(conn, t, "usage_fact_resolved", "fill")
 
 

@@ -43,7 +43,9 @@ def _head_position(conn: psycopg.Connection) -> int:
     The one place that knows where positions come from (the fact relations' max; the store's
     `max(notification_id) FROM ledger_events` would do as well, commit order being position order).
     """
-    parts = " UNION ALL ".join(f"SELECT max(position) FROM {rel}" for rel in engine.FACT_RELATIONS)
+    # ORDER BY ... LIMIT 1, not max(): over a view of ledger_events it reads one row from the index
+    parts = " UNION ALL ".join(f"(SELECT position FROM {rel} ORDER BY position DESC LIMIT 1)"
+                               for rel in engine.FACT_RELATIONS)
     return int(conn.execute(f"SELECT coalesce(max(m), 0) FROM ({parts}) AS t(m)").fetchone()[0])
 
 
