@@ -19,6 +19,15 @@ from typing import Callable
 import psycopg
 import pytest
 
+# Import every module the commands load lazily before any test freezes the clock: a module first
+# imported under freezegun (pydantic's schema builder among them) would keep its fake datetime class.
+import ledger.audit.trace  # noqa: F401
+import ledger.cli.main  # noqa: F401
+import ledger.commands.credits  # noqa: F401
+import ledger.commands.ingest  # noqa: F401
+import ledger.commands.periods  # noqa: F401
+import ledger.ingest.contracts  # noqa: F401
+import ledger.projector  # noqa: F401
 from ledger.settings import Settings
 from ledger.store.database import Database
 from ledger.store.embedded import EmbeddedServer
