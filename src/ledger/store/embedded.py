@@ -82,8 +82,8 @@ class EmbeddedServer:
                 users.append(os.getpid())
             self._write_users(users)
             self._registered = True
+            self._ensure_database()  # under the lock: two first commands must not both create it
         atexit.register(self.release)
-        self._ensure_database()
         return self.conninfo(DATABASE)
 
     def release(self) -> None:
@@ -249,7 +249,7 @@ class EmbeddedServer:
                 if not exists:
                     try:
                         conn.execute(f'CREATE DATABASE "{DATABASE}"')
-                    except psycopg.errors.DuplicateDatabase:
+                    except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
                         pass  # another ledger process created it first
         except psycopg.OperationalError as error:
             raise DatabaseUnavailableError(str(self.socket_dir), str(error).strip().splitlines()[0]) from None

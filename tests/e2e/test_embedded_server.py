@@ -1,0 +1,55 @@
+"""The zero-configuration default: an embedded PostgreSQL under LEDGER_HOME, started on demand, stopped after."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from tests.builders import line, usage
+from tests.conftest import LEDGER_BIN, write_lines
+
+
+def env_for(home) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "LEDGER_DATABASE_URL"}
+    env["LEDGER_HOME"] = str(home)
+    return env
+
+
+def server_running(home) -> bool:
+    pidfile = home / "pgdata" / "postmaster.pid"
+    if not pidfile.exists():
+        return False
+    pid = int(pidfile.read_text().splitlines()[0])
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def test_two_commands_at_once_on_one_home_both_work_and_leave_no_server(tmp_path):
+    home = tmp_path / "home"
+    files = [write_lines(tmp_path / f"u{w}.ndjson", [line(usage(i, source=f"s{w}")) for i in range(3000)])
+             for w in range(2)]
+    procs = [subprocess.Popen([LEDGER_BIN, "ingest", "usage", str(f), "--json"], env=env_for(home),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for f in files]
+    results = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]
+    assert [r[0] for r in results] == [0, 0], results
+    assert sum(json.loads(r[1])["appended"] for r in results) == 6000
+    assert not server_running(home)  # the last command out stopped it
+    again = subprocess.run([LEDGER_BIN, "ingest", "usage", str(files[0]), "--json"], env=env_for(home),
+                           capture_output=True, text=True)
+    assert json.loads(again.stdout)["duplicates"] == 3000  # the data outlived the server
+    assert not server_running(home)
+
+
+def test_server_start_keeps_it_up_until_stop(tmp_path):
+    home = tmp_path / "home"
+    subprocess.run([LEDGER_BIN, "server", "start"], env=env_for(home), check=True, capture_output=True)
+    try:
+        subprocess.run([LEDGER_BIN, "migrate"], env=env_for(home), check=True, capture_output=True)
+        assert server_running(home)
+    finally:
+        subprocess.run([LEDGER_BIN, "server", "stop"], env=env_for(home), check=True, capture_output=True)
+    assert not server_running(home)
