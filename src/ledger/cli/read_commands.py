@@ -10,6 +10,7 @@ from ledger.cli.main import app, database, fail
 from ledger.errors import LedgerError
 from ledger.logging import get_logger
 
+RISK_EXPORTS = ("adoption", "anomalies")
 EXPORT_NAMES = "customer-month | customer-month-meter | late-adjustments | dim-customer | exceptions | adoption | anomalies"
 
 
@@ -17,6 +18,8 @@ EXPORT_NAMES = "customer-month | customer-month-meter | late-adjustments | dim-c
 def project(
     rebuild: bool = typer.Option(False, "--rebuild", help="recompute from position 0 into new tables, then swap"),
     check: bool = typer.Option(False, "--check", help="compare incremental tables with a rebuild, per table"),
+    finance_only: bool = typer.Option(False, "--finance-only",
+                                      help="leave the Risk and Sales views (adoption, anomalies) for a later run"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Bring every projection up to date, exactly once per fact."""
@@ -36,7 +39,8 @@ def project(
                 equal = all(r["equal"] for r in result.values())
                 get_logger().info("projections_checked", equal=equal, tables=len(result))
                 raise typer.Exit(0 if equal else 1)
-            report = projector.rebuild(conn, db.settings) if rebuild else projector.project(conn, db.settings)
+            report = (projector.rebuild(conn, db.settings) if rebuild
+                      else projector.project(conn, db.settings, risk=not finance_only))
     except LedgerError as error:
         fail(error)
     get_logger().info("projections_rebuilt" if rebuild else "projections_updated", **vars(report))
@@ -60,7 +64,8 @@ def export(
         raise typer.Exit(2)
     try:
         with database() as db, db.connection() as conn:
-            projector.project(conn, db.settings)
+            # Finance's exports never wait on the Risk and Sales views, which keep their own checkpoint
+            projector.project(conn, db.settings, risk=name in RISK_EXPORTS)
             projector.export(conn, name, format, sys.stdout)
     except LedgerError as error:
         fail(error)

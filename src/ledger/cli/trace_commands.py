@@ -27,7 +27,7 @@ def trace_invoice_command(
 
     try:
         with database() as db, db.connection() as conn:
-            projector.project(conn, db.settings)
+            projector.project(conn, db.settings, risk=False)
             trace = trace_invoice(conn, invoice_id)
             if as_json and not events:
                 sys.stdout.write(orjson.dumps(trace, default=str, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -143,7 +143,7 @@ def trace_customer_command(
 
     try:
         with database() as db, db.connection() as conn:
-            projector.project(conn, db.settings)
+            projector.project(conn, db.settings, risk=False)
             trace = trace_customer_month(conn, customer_id, month)
     except LedgerError as error:
         fail(error)

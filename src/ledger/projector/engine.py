@@ -133,6 +133,8 @@ def build(conn: psycopg.Connection, schema: str, head: int, thresholds: Threshol
     for name in TABLES:
         _run(conn, target, name, "index")
     conn.execute(sql.SQL("INSERT INTO {}.checkpoint VALUES (%s)").format(sql.Identifier(schema)), (head,))
+    conn.execute(sql.SQL("CREATE TABLE {}.risk_checkpoint AS SELECT %s::bigint AS position").format(
+        sql.Identifier(schema)), (head,))
     _drop_stage(conn)
 
 
@@ -198,9 +200,6 @@ def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head
             f"INSERT INTO {STAGE}.relink_source SELECT DISTINCT source, source_customer_id "
             "FROM identity_link_facts WHERE position > %(cp)s AND position <= %(head)s", window)
 
-    if new.total:
-        _run_risk(conn, t, RISK_STEPS_INCREMENT, thresholds)
-
     if new["usage_facts"] or new["identity_link_facts"]:
         _resolve_usage(conn, t, relinked=bool(new["identity_link_facts"]))
         if new.total == new["usage_facts"] and _all_on_time_in_open_months(conn, t):
@@ -244,6 +243,19 @@ def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head
     _apply_marts(conn, t, marts)
     conn.execute(f"UPDATE {q}.checkpoint SET position = %s", (head,))
     _drop_stage(conn)
+
+
+def apply_risk_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head: int,
+                         thresholds: Thresholds = Thresholds()) -> None:
+    """Folds the facts in (CHECKPOINT, HEAD] into the Risk and Sales views (usage_daily, adoption, anomalies).
+
+    They keep their own checkpoint: Finance's read models (exports, traces) never wait on them. Runs after the
+    Finance step of the same transaction, so period_close and link_range are current through HEAD.
+    """
+    conn.execute("SET LOCAL work_mem = '256MB'")
+    conn.execute("SET LOCAL jit = off")
+    _run_risk(conn, Target(schema, head, checkpoint), RISK_STEPS_INCREMENT, thresholds)
+    conn.execute(sql.SQL("UPDATE {}.risk_checkpoint SET position = %s").format(sql.Identifier(schema)), (head,))
 
 
 def _resolve_usage(conn: psycopg.Connection, t: Target, relinked: bool) -> None:

@@ -90,20 +90,39 @@ def _rebuild_locked(conn: psycopg.Connection, started: float, settings: Settings
     return ProjectReport(0, head, applied, time.perf_counter() - started, "rebuild")
 
 
-def project(conn: psycopg.Connection, settings: Settings | None = None) -> ProjectReport:
-    """Applies every fact after the checkpoint exactly once; the first run builds the projections from 0."""
+def _risk_checkpoint(conn: psycopg.Connection, schema: str) -> int:
+    row = conn.execute(sql.SQL("SELECT position FROM {}.risk_checkpoint").format(sql.Identifier(schema))).fetchone()
+    return int(row[0])
+
+
+def _catch_up_risk(conn: psycopg.Connection, head: int, settings: Settings | None) -> None:
+    """Brings the Risk and Sales views (their own checkpoint) up to HEAD."""
+    risk_checkpoint = _risk_checkpoint(conn, LIVE_SCHEMA)
+    if head > risk_checkpoint:
+        engine.apply_risk_increment(conn, LIVE_SCHEMA, risk_checkpoint, head, _thresholds(settings))
+
+
+def project(conn: psycopg.Connection, settings: Settings | None = None, *, risk: bool = True) -> ProjectReport:
+    """Applies every fact after the checkpoint exactly once; the first run builds the projections from 0.
+
+    `risk=False` brings only Finance's read models up to date (what exports and traces of them need); the
+    Risk and Sales views (adoption, anomalies) catch up, from their own checkpoint, on the next run with risk.
+    """
     started = time.perf_counter()
     with _locked(conn):
         if not _schema_exists(conn, LIVE_SCHEMA):
             return _rebuild_locked(conn, started, settings)
         checkpoint = _checkpoint(conn, LIVE_SCHEMA)
         head = _head_position(conn)
-        if head <= checkpoint:
-            return ProjectReport(checkpoint, checkpoint, 0, time.perf_counter() - started, "noop")
-        new = engine.count_new_facts(conn, checkpoint, head)
-        engine.apply_increment(conn, LIVE_SCHEMA, checkpoint, head, new, _thresholds(settings))
-        mode = "incremental" if new.total else "noop"
-        return ProjectReport(checkpoint, head, new.total, time.perf_counter() - started, mode)
+        report = ProjectReport(checkpoint, checkpoint, 0, 0.0, "noop")
+        if head > checkpoint:
+            new = engine.count_new_facts(conn, checkpoint, head)
+            engine.apply_increment(conn, LIVE_SCHEMA, checkpoint, head, new, _thresholds(settings))
+            report = ProjectReport(checkpoint, head, new.total, 0.0, "incremental" if new.total else "noop")
+        if risk:
+            _catch_up_risk(conn, max(head, checkpoint), settings)
+        return ProjectReport(report.from_position, report.to_position, report.facts_applied,
+                             time.perf_counter() - started, report.mode)
 
 
 def rebuild(conn: psycopg.Connection, settings: Settings | None = None) -> ProjectReport:
@@ -128,6 +147,7 @@ def check(conn: psycopg.Connection, settings: Settings | None = None) -> dict[st
         if not _schema_exists(conn, LIVE_SCHEMA):
             return {}
         checkpoint = _checkpoint(conn, LIVE_SCHEMA)
+        _catch_up_risk(conn, checkpoint, settings)  # compare every table at one position
         _drop_schema(conn, CHECK_SCHEMA)
         engine.build(conn, CHECK_SCHEMA, checkpoint, _thresholds(settings))
         result: dict[str, dict[str, object]] = {}
