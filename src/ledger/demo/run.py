@@ -264,22 +264,12 @@ def _exceptions(conn: psycopg.Connection, ui: DemoUI) -> None:
 
 
 def _trace(conn: psycopg.Connection, ui: DemoUI, result: DemoResult) -> None:
-    """`ledger.audit.trace`, where this build has it; the section is skipped, not failed, where it has not."""
+    from ledger.audit.trace import render_invoice, trace_invoice
+
     invoice_id = result.scenario.highlights.get("trace_invoice")
-    try:
-        from ledger.audit import trace
-    except ImportError:
-        trace = None
-    trace_invoice = getattr(trace, "trace_invoice", None)
-    if not callable(trace_invoice):
-        ui.say(f"\n== Tracing an invoice: not available in this build (try `ledger trace invoice {invoice_id}`)")
-        return
     reason = result.scenario.highlights.get("trace_reason", "")
     ui.say(f"\n== One invoice traced back to its facts: {invoice_id}{f' ({reason})' if reason else ''}")
-    traced = trace_invoice(conn, invoice_id)
-    render = getattr(trace, "render", None)
-    ui.say(render(traced) if callable(render) else orjson.dumps(traced, option=orjson.OPT_INDENT_2,
-                                                                default=str).decode())
+    ui.say(render_invoice(trace_invoice(conn, invoice_id)))
 
 
 def _explore(ui: DemoUI, db: Database, result: DemoResult) -> None:
