@@ -69,10 +69,6 @@ def open_input(path: str) -> InputSource:
     return source
 
 
-def is_gzip_name(path: str) -> bool:
-    return path.endswith(".gz")
-
-
 def infer_format(path: str, explicit: str | None) -> str:
     """The input format: as given, else from the extension (`.csv`, `.cloudevents.json[l]`), else NDJSON."""
     if explicit:

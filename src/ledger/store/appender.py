@@ -18,7 +18,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-import orjson
 import psycopg
 
 from ledger.domain.facts import CREDIT, USAGE, FactKind, differing_fields
@@ -253,6 +252,3 @@ def write_quarantine(cur: psycopg.Cursor, kind: str, source_file: str, rejection
         )
     return len(rows)
 
-
-def canonical_json(payload: dict[str, Any]) -> bytes:
-    return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
