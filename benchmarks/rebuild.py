@@ -41,7 +41,7 @@ def must(home: Path, *args: str) -> tuple[float, dict | None]:
 
 
 def main() -> None:
-    from ledger.demo.generate import usage_only, usage_only_reference
+    from ledger.demo.bulk import usage_only, usage_only_reference
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=10_000_000)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from ledger.commands.ingest import parser_for
-from ledger.demo.generate import ScenarioParams, micros, scenario, stamp, stamp_us, usage_only, usage_only_reference
+from ledger.demo.bulk import usage_only, usage_only_reference
+from ledger.demo.generate import ScenarioParams, micros, scenario, stamp, stamp_us
 from ledger.domain.time import month_of, parse_timestamp
 from ledger.ingest.records import RecordContext
 from ledger.ingest.usage import validate_usage
