@@ -19,7 +19,7 @@ the steps that feed them to the ledger in order (ingest, close, credit, each dat
 - period closes in order (and one refused because the month had not ended).
 
 Nothing is held per event: files are written line by line; what is kept is per customer-month.
-`usage_only` and `usage_only_reference` are the fast path for benchmarks.
+The fast path for benchmarks (`usage_only`, `usage_only_reference`) is in `ledger.demo.bulk`.
 """
 
 from __future__ import annotations
