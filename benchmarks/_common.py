@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -30,6 +31,17 @@ def run_ledger(home: Path, *args: str) -> tuple[float, subprocess.CompletedProce
     started = time.perf_counter()
     result = subprocess.run([LEDGER, *args], env=ledger_env(home), capture_output=True, text=True)
     return time.perf_counter() - started, result
+
+
+def must(home: Path, *args: str) -> tuple[float, dict | None]:
+    """Run a `ledger` command that must succeed (exit 0, or 3 for a partly quarantined ingest); its JSON if any."""
+    seconds, result = run_ledger(home, *args)
+    if result.returncode not in (0, 3):
+        raise SystemExit(f"ledger {' '.join(args)} failed: {result.stderr[-2000:]}")
+    try:
+        return seconds, json.loads(result.stdout)
+    except ValueError:
+        return seconds, None
 
 
 def peak_child_rss_mb() -> float:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cleanup, fresh_home, run_ledger  # noqa: E402
+from _common import cleanup, fresh_home, must  # noqa: E402
 
 MONTHS = ["2026-01", "2026-02", "2026-03", "2026-04", "2026-05", "2026-06"]
 
@@ -28,16 +28,6 @@ def relabel(source: Path, target: Path, prefix: str) -> None:
     with open(source) as inp, open(target, "w") as out:
         for line in inp:
             out.write(line.replace('"event_id":"u', f'"event_id":"{prefix}', 1))
-
-
-def must(home: Path, *args: str) -> tuple[float, dict | None]:
-    seconds, result = run_ledger(home, *args)
-    if result.returncode not in (0, 3):
-        raise SystemExit(f"ledger {' '.join(args)} failed: {result.stderr[-2000:]}")
-    try:
-        return seconds, json.loads(result.stdout)
-    except ValueError:
-        return seconds, None
 
 
 def main() -> None:

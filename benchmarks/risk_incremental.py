@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cleanup, fresh_home, run_ledger  # noqa: E402
+from _common import cleanup, fresh_home, must  # noqa: E402
 
 UTC = timezone.utc
 RISK_VIEWS = ("usage_daily", "adoption", "anomalies")
@@ -68,16 +68,6 @@ def link(source: str, scid: str, customer: str, effective_from: str) -> str:
 def write(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(lines))
     return path
-
-
-def must(home: Path, *args: str) -> tuple[float, dict | None]:
-    seconds, result = run_ledger(home, *args)
-    if result.returncode not in (0, 3):
-        raise SystemExit(f"ledger {' '.join(args)} failed: {result.stderr[-2000:]}")
-    try:
-        return seconds, json.loads(result.stdout)
-    except ValueError:
-        return seconds, None
 
 
 # ------------------------------------------------------------------------------------------------ the risk views
