@@ -5,9 +5,9 @@ ids each, ingested month by month through `ledger ingest` with January to March 
 and 2% of each month's facts arriving late (after its close); then `ledger project` builds every read model. Two
 increments of 100k facts follow (the last five days of April, 3% of them late or delayed into earlier days): the
 first usage only, the second with 21 new identity links (10 effective at noon inside a day with usage, 10 at a
-midnight, one new source id). Each is timed with `ledger project`; while the projector's engine does not run the
-risk views itself, their sections are run after it the way it would run them, and timed apart. Finally the
-incremental risk tables are compared with a rebuild from position 0. Prints JSON.
+midnight, one new source id). Each is timed twice: `ledger project --finance-only` (Finance's read models), then
+`ledger project` (the risk views catching up from their own checkpoint). Finally `ledger project --check`
+compares the incremental risk tables with a rebuild from position 0. Prints JSON.
 
     python benchmarks/risk_incremental.py [--events 2000000] [--customers 1000] [--increment 100000]
 """
@@ -71,83 +71,6 @@ def write(path: Path, lines: list[str]) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ the risk views
-class RiskViews:
-    """Runs the risk views' sections as the engine does (only while the engine does not run them itself)."""
-
-    BUILD = (("usage_daily", "fill"), ("adoption", "fill"), ("adoption", "apply"), ("anomalies", "fill"),
-             ("anomalies", "apply"))
-    INCREMENT = (("usage_daily", "merge"), ("adoption", "merge"), ("adoption", "apply"), ("anomalies", "merge"),
-                 ("anomalies", "apply"))
-
-    def __init__(self, conn):
-        self.conn, self.timings = conn, {}
-
-    def run(self, target, name: str, section: str) -> None:
-        from psycopg import sql
-
-        from ledger.projector import templates
-
-        text = templates.sections(name).get(section)
-        if not text:
-            return
-        scopes = templates.FULL
-        if name in RISK_VIEWS:
-            closes = self.conn.execute(sql.SQL("SELECT month_start, close_position FROM {}.period_close").format(
-                sql.Identifier(target.schema))).fetchall()
-            scopes = {**scopes, "cutoff": templates.CutoffCase(closes), "anomaly_score": 6.0, "anomaly_min_units": 100}
-        started = time.perf_counter()
-        self.conn.execute(target.render(text, scopes))
-        key = f"{name}.{section}"
-        self.timings[key] = round(self.timings.get(key, 0) + time.perf_counter() - started, 3)
-
-    def build(self, schema: str, head: int, with_base: bool = False) -> float:
-        from ledger.projector.templates import Target
-
-        started = time.perf_counter()
-        target = Target(schema, head)
-        with self.conn.transaction():
-            self.conn.execute("SET LOCAL work_mem = '512MB'")
-            self.conn.execute("SET LOCAL jit = off")
-            if with_base:
-                self.conn.execute(f"CREATE SCHEMA {schema}")
-                for name in ("period_close", "link_range"):
-                    for section in ("create", "fill", "index"):
-                        self.run(target, name, section)
-            for name in RISK_VIEWS:
-                self.run(target, name, "create")
-            for name, section in self.BUILD:
-                self.run(target, name, section)
-            for name in RISK_VIEWS:
-                self.run(target, name, "index")
-            self.conn.execute(f"CREATE TABLE {schema}.risk_checkpoint AS SELECT {int(head)}::bigint AS position")
-        return time.perf_counter() - started
-
-    def increment(self, schema: str) -> float:
-        from ledger.projector.templates import Target
-
-        started = time.perf_counter()
-        with self.conn.transaction():
-            self.conn.execute("SET LOCAL work_mem = '256MB'")
-            self.conn.execute("SET LOCAL jit = off")
-            head = self.conn.execute(f"SELECT position FROM {schema}.checkpoint").fetchone()[0]
-            checkpoint = self.conn.execute(f"SELECT position FROM {schema}.risk_checkpoint").fetchone()[0]
-            for name, section in self.INCREMENT:
-                self.run(Target(schema, head, checkpoint), name, section)
-            self.conn.execute(f"UPDATE {schema}.risk_checkpoint SET position = %s", (head,))
-        return time.perf_counter() - started
-
-
-def equal_to_rebuild(conn, live: str = "ledger_proj", scratch: str = "ledger_proj_risk_bench") -> dict[str, bool]:
-    from ledger.projector.runner import table_checksum
-
-    head = conn.execute(f"SELECT position FROM {live}.checkpoint").fetchone()[0]
-    conn.execute(f"DROP SCHEMA IF EXISTS {scratch} CASCADE")
-    RiskViews(conn).build(scratch, head, with_base=True)
-    result = {t: table_checksum(conn, live, t) == table_checksum(conn, scratch, t) for t in RISK_VIEWS}
-    conn.execute(f"DROP SCHEMA {scratch} CASCADE")
-    return result
-
-
 # ------------------------------------------------------------------------------------------------ the run
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -159,12 +82,10 @@ def main() -> None:
 
     import psycopg
 
-    from ledger.projector import engine
     from ledger.store.embedded import DATABASE, EmbeddedServer
 
-    wired = all(name in engine.TABLES for name in RISK_VIEWS)
     home = fresh_home("ledger-bench-risk-")
-    out: dict = {"benchmark": "risk_incremental", "engine_runs_risk_views": wired}
+    out: dict = {"benchmark": "risk_incremental"}
     try:
         data = home / "data"
         data.mkdir()
@@ -199,14 +120,10 @@ def main() -> None:
         out["ingest_s"] = round(time.perf_counter() - started, 1)
 
         conn = psycopg.connect(EmbeddedServer(home).conninfo(DATABASE), autocommit=True)
-        views = RiskViews(conn)
         seconds, report = must(home, "project", "--json")
         out["usage_facts"] = conn.execute("SELECT count(*) FROM usage_facts").fetchone()[0]
         out["customers"], out["source_ids"] = args.customers, len(ids)
         out["first_project_s"] = round(report["seconds"], 2)
-        if not wired:
-            out["risk_build_s"] = round(views.build("ledger_proj", report["to_position"]), 2)
-            out["risk_build_sections_s"], views.timings = views.timings, {}
 
         increments = []
         for i, with_links in enumerate((False, True)):
@@ -220,19 +137,19 @@ def main() -> None:
             new += gen.lines(args.increment // 100, MONTH_STARTS[2], 31)      # late: March is closed
             new += gen.lines(args.increment - len(new), MONTH_STARTS[3], 25)  # delayed: April is open
             must(home, "ingest", "usage", str(write(data / f"more_{i}.ndjson", new)))
-            wall, report = must(home, "project", "--json")
-            step = {"relinks": 21 if with_links else 0, "facts_applied": report["facts_applied"],
-                    "ledger_project_s": round(report["seconds"], 3)}
-            if not wired:
-                step["risk_views_s"] = round(views.increment("ledger_proj"), 3)
-                step["risk_sections_s"], views.timings = views.timings, {}
-            increments.append(step)
+            # Finance's read models first, then the risk views catching up from their own checkpoint
+            _, finance = must(home, "project", "--finance-only", "--json")
+            _, risk = must(home, "project", "--json")
+            increments.append({"relinks": 21 if with_links else 0, "facts_applied": finance["facts_applied"],
+                               "finance_project_s": round(finance["seconds"], 3),
+                               "risk_views_s": round(risk["seconds"], 3)})
         out["increments"] = increments
         out["usage_daily_rows"] = conn.execute("SELECT count(*) FROM ledger_proj.usage_daily").fetchone()[0]
         out["adoption_rows"] = conn.execute("SELECT count(*) FROM ledger_proj.adoption").fetchone()[0]
         out["anomalies_flagged"] = conn.execute("SELECT count(*) FROM ledger_proj.anomalies").fetchone()[0]
-        out["incremental_equals_rebuild"] = equal_to_rebuild(conn)
         conn.close()
+        _, checked = must(home, "project", "--check", "--json")
+        out["incremental_equals_rebuild"] = {t: checked[t]["equal"] for t in RISK_VIEWS}
         print(json.dumps(out, indent=2))
     finally:
         cleanup(home)

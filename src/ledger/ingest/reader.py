@@ -76,6 +76,6 @@ def infer_format(path: str, explicit: str | None) -> str:
     name = path[:-3] if path.endswith(".gz") else path
     if name.endswith(".csv"):
         return "csv"
-    if ".cloudevents." in os.path.basename(name) or name.endswith(".ce.ndjson") or "cloudevents" in os.path.basename(name):
+    if "cloudevents" in os.path.basename(name) or name.endswith(".ce.ndjson"):
         return "cloudevents"
     return "ndjson"
