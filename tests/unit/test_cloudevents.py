@@ -9,7 +9,8 @@ import pytest
 
 from ledger.ingest.cloudevents import parse_cloudevents
 from ledger.ingest.records import RecordContext
-from ledger.store.appender import Candidate, Rejection
+from ledger.store.appender import Rejection
+from ledger.store.usage import UsageRow
 
 CTX = RecordContext("ce.ndjson", datetime(2026, 11, 23, tzinfo=timezone.utc))
 
@@ -21,14 +22,14 @@ def event(**overrides):
     return {k: v for k, v in base.items() if v is not ...}
 
 
-def parse(obj) -> Candidate | Rejection:
+def parse(obj) -> UsageRow | Rejection:
     (result,) = list(parse_cloudevents(CTX, [(1, json.dumps(obj).encode())]))
     return result
 
 
 def payload(obj):
     result = parse(obj)
-    assert isinstance(result, Candidate), result
+    assert isinstance(result, UsageRow), result
     return result.fact_payload()
 
 
@@ -88,7 +89,7 @@ def test_time_must_be_rfc3339():
 
 def test_dataschema_must_be_an_absolute_uri():
     reject(event(dataschema="relative/path"), "dataschema", "absolute URI")
-    assert isinstance(parse(event(dataschema="https://example.com/schema.json")), Candidate)
+    assert isinstance(parse(event(dataschema="https://example.com/schema.json")), UsageRow)
 
 
 @pytest.mark.parametrize("name", ["Trace", "trace-id", "trace_id", "averyveryverylongextensionname"])
@@ -114,7 +115,7 @@ def test_data_base64_must_be_base64():
 
 
 def test_null_attributes_are_absent():
-    assert isinstance(parse(event(dataschema=None)), Candidate)
+    assert isinstance(parse(event(dataschema=None)), UsageRow)
 
 
 def test_subject_and_time_are_required_by_the_ledger():

@@ -17,6 +17,7 @@ from ledger.domain.time import month_of, parse_timestamp
 from ledger.ingest.records import RecordContext
 from ledger.ingest.usage import validate_usage
 from ledger.store.appender import Candidate, Rejection
+from ledger.store.usage import UsageRow
 
 SMALL = ScenarioParams(customers=40, months=3, events_per_customer_month=15, seed=11)
 
@@ -55,7 +56,7 @@ def test_every_file_parses_as_its_generator_says(generated):
         results = parse(generated.directory / step["file"], step["kind"], step["format"])
         rejected = [r for r in results if isinstance(r, Rejection)]
         assert len(rejected) == stats.malformed, (step["file"], [r.reason for r in rejected])
-        accepted = [r for r in results if isinstance(r, Candidate)]
+        accepted = [r for r in results if isinstance(r, (Candidate, UsageRow))]
         assert len(accepted) == stats.events + stats.duplicates + stats.conflicts, step["file"]
 
 
@@ -87,7 +88,7 @@ def test_usage_comes_as_ndjson_csv_and_cloudevents_from_several_sources(generate
     sources = set()
     for step in ingests(generated, "usage"):
         for r in parse(generated.directory / step["file"], "usage", step["format"]):
-            if isinstance(r, Candidate):
+            if isinstance(r, (Candidate, UsageRow)):
                 sources.add(r.fact_payload()["source"])
     assert {"billing", "product", "gateway"} <= sources
 
@@ -116,7 +117,7 @@ def test_late_usage_is_ingested_after_its_months_close(generated):
         month = step["file"].split("_late_")[1].split(".")[0]
         assert order[id(step)] > closes[month]
         times = {r.fact_payload()["event_time"][:7] for r in parse(generated.directory / step["file"], "usage", "ndjson")
-                 if isinstance(r, Candidate)}
+                 if isinstance(r, (Candidate, UsageRow))}
         assert month in times
 
 
@@ -135,7 +136,7 @@ def test_a_later_link_moves_a_source_id_to_another_customer(generated):
     links: dict[tuple, list] = {}
     for step in ingests(generated, "identities"):
         for r in parse(generated.directory / step["file"], "identities", step["format"]):
-            if isinstance(r, Candidate):
+            if isinstance(r, (Candidate, UsageRow)):
                 p = r.fact_payload()
                 links.setdefault((p["source"], p["source_customer_id"]), []).append(
                     (p["effective_from"], p["customer_id"]))
@@ -227,7 +228,7 @@ def test_usage_only_reference_links_every_source_id_of_usage_only(tmp_path):
             for t in (tmp_path / "u.ndjson").read_text().splitlines()}
     assert used <= linked
     for kind, fmt in (("prices", "ndjson"), ("attributes", "csv"), ("invoices", "ndjson")):
-        assert all(isinstance(r, Candidate) for r in parse(paths[kind], kind, fmt)), kind
+        assert all(isinstance(r, (Candidate, UsageRow)) for r in parse(paths[kind], kind, fmt)), kind
     assert sum(1 for _ in paths["invoices"].open()) == 60
 
 

@@ -9,13 +9,14 @@ import pytest
 
 from ledger.ingest.records import RecordContext
 from ledger.ingest.usage import parse_csv, parse_ndjson
-from ledger.store.appender import Candidate, Rejection
+from ledger.store.appender import Rejection
+from ledger.store.usage import UsageRow
 from tests.builders import usage
 
 CTX = RecordContext("test.ndjson", datetime(2026, 11, 23, tzinfo=timezone.utc))
 
 
-def parse_one(raw: str | bytes) -> Candidate | Rejection:
+def parse_one(raw: str | bytes) -> UsageRow | Rejection:
     data = raw if isinstance(raw, bytes) else raw.encode()
     (result,) = list(parse_ndjson(CTX, [(7, data)]))
     return result
@@ -60,7 +61,7 @@ def test_negative_quantity():
 
 def test_too_large_quantity():
     rejected(json.dumps(usage(quantity=2**53)), "quantity", "2^53")
-    assert isinstance(parse_one(json.dumps(usage(quantity=2**53 - 1))), Candidate)
+    assert isinstance(parse_one(json.dumps(usage(quantity=2**53 - 1))), UsageRow)
 
 
 def test_timestamp_without_offset():
@@ -79,7 +80,7 @@ def test_not_a_timestamp():
 
 def test_finer_than_microseconds_is_truncated():
     result = parse_one(json.dumps(usage(event_time="2026-01-05T10:00:00.1234567+01:00")))
-    assert isinstance(result, Candidate)
+    assert isinstance(result, UsageRow)
     assert result.fact_payload()["event_time"] == "2026-01-05T09:00:00.123456+00:00"
 
 
@@ -94,7 +95,7 @@ def test_unknown_field():
 
 def test_unknown_fields_inside_properties_are_kept():
     result = parse_one(json.dumps(usage(properties={"colour": "red", "nested": {"a": 1}})))
-    assert isinstance(result, Candidate)
+    assert isinstance(result, UsageRow)
     assert result.fact_payload()["properties"] == {"colour": "red", "nested": {"a": 1}}
 
 
@@ -113,7 +114,7 @@ def test_empty_id():
 
 def test_over_long_id():
     rejected(json.dumps(usage(event_id="x" * 129)), "event_id", "129 characters", "128")
-    assert isinstance(parse_one(json.dumps(usage(event_id="x" * 128))), Candidate)
+    assert isinstance(parse_one(json.dumps(usage(event_id="x" * 128))), UsageRow)
 
 
 def test_invalid_utf8_keeps_the_raw_bytes():
@@ -132,7 +133,7 @@ def test_csv_rows_validate_like_ndjson():
              b'e5,product,"pr_1,api_calls,1,2026-01-05T10:00:00Z',
              b"e6,product,pr_1,api_calls,1"]
     results = list(parse_csv(CTX, enumerate(lines, start=1)))
-    assert isinstance(results[0], Candidate) and results[0].fact_payload()["quantity"] == 5
+    assert isinstance(results[0], UsageRow) and results[0].fact_payload()["quantity"] == 5
     reasons = [(r.line, r.field, r.reason) for r in results[1:]]
     assert reasons[0][:2] == (3, "quantity") and "whole number" in reasons[0][2]
     assert reasons[1][:2] == (4, "quantity") and "integer" in reasons[1][2]
@@ -141,15 +142,14 @@ def test_csv_rows_validate_like_ndjson():
     assert reasons[4][0] == 7 and "malformed CSV" in reasons[4][2]
 
 
-def test_fast_uuid5_equals_the_standard_library():
-    import uuid
+def test_a_row_decodes_to_the_canonical_payload_and_its_key():
+    from ledger.store.usage import row_key
 
-    from ledger.domain.facts import NAMESPACE, USAGE
-    from ledger.ingest.records import fast_uuid5
-
-    for name in ["usage\x1fproduct\x1fe-1", "ünïcode\x1fx"]:
-        assert fast_uuid5(name) == uuid.uuid5(NAMESPACE, name).bytes
-    assert parse_one(json.dumps(usage())).fact_id == USAGE.fact_id({"source": "product", "event_id": "evt-000001"}).bytes
+    result = parse_one(json.dumps(usage(properties={"b": 1, "a": [2]})))
+    assert row_key(result.row) == ("product", "evt-000001")
+    assert result.line == 7 and result.month == "2026-01"
+    assert result.fact_payload() == {**usage(), "event_time": "2026-01-15T10:00:00.000000+00:00",
+                                     "properties": {"a": [2], "b": 1}}
 
 
 def test_the_common_case_path_agrees_with_the_detailed_checks():

@@ -6,18 +6,21 @@ import gc
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from collections import deque
+from itertools import islice
 from typing import Callable, Iterable, Iterator
 
-from ledger.domain.facts import KINDS, USAGE
+from ledger.domain.facts import KINDS
 from ledger.errors import InputFileError
 from ledger.ingest.cloudevents import parse_cloudevents
-from ledger.ingest.facts import CONTRACTS, parse_facts
+from ledger.ingest.facts import parse_facts
 from ledger.ingest.pipeline import parse_in_workers, worker_count
-from ledger.ingest.reader import infer_format, open_input
-from ledger.ingest.records import RecordContext
-from ledger.ingest.usage import Parsed, parse_csv, parse_ndjson
+from ledger.ingest.reader import InputSource, block_lines, infer_format, open_input
+from ledger.ingest.records import RecordContext, raw_text
+from ledger.ingest.usage import parse_csv, parse_ndjson
 from ledger.store.appender import Candidate, Rejection, append_batch
 from ledger.store.database import Database
+from ledger.store.usage import SeenKeys, UsageChunk, append_usage, pack_usage
 
 INGEST_KINDS = ("usage", "identities", "attributes", "prices", "invoices", "credits")
 FORMATS = {
@@ -63,51 +66,53 @@ Progress = Callable[[int, int | None], None]  # (records read so far, bytes cons
 
 PARALLEL_MIN_BYTES = 8 << 20  # below this, worker processes cost more than they save
 CHUNK = 5_000
+USAGE_PARSERS = {"ndjson": parse_ndjson, "csv": parse_csv, "cloudevents": parse_cloudevents}
 
 
-def parser_for(kind: str, fmt: str, ctx: RecordContext) -> Callable[[Iterable[tuple[int, bytes]]], Iterator[Parsed]]:
+def parser_for(kind: str, fmt: str, ctx: RecordContext) -> Callable[[Iterable[tuple[int, bytes]]], Iterator]:
+    """The record parser of a kind and format: numbered lines in, rows or candidates and rejections out."""
     if kind == "usage":
-        return {"ndjson": lambda ls: parse_ndjson(ctx, ls), "csv": lambda ls: parse_csv(ctx, ls),
-                "cloudevents": lambda ls: parse_cloudevents(ctx, ls)}[fmt]
-    return lambda ls: parse_facts(kind, fmt, ctx, ls)
+        return lambda lines: USAGE_PARSERS[fmt](ctx, lines)
+    return lambda lines: parse_facts(kind, fmt, ctx, lines)
 
 
-def parsed_records(kind: str, fmt: str, ctx: RecordContext, source) -> Iterator[Parsed]:
-    """Every record of the input, parsed, in file order; usage NDJSON and CloudEvents in worker processes.
+def usage_chunks(fmt: str, ctx: RecordContext, source: InputSource) -> Iterator[UsageChunk]:
+    """Every usage record of the input, parsed and packed in chunks, in file order.
 
+    NDJSON and CloudEvents are read in blocks of whole lines that worker processes parse while this
+    process appends; the blocks stay here until appended (a conflict's raw text is read back from them).
     CSV keeps one process: its header must be read before any row can be parsed.
     """
-    parse = parser_for(kind, fmt, ctx)
-    parallel = kind == "usage" and fmt != "csv" and (source.size is None or source.size >= PARALLEL_MIN_BYTES)
-    if not parallel:
-        yield from parse(source.lines())
+    parse = USAGE_PARSERS[fmt]
+    if fmt == "csv" or (source.size is not None and source.size < PARALLEL_MIN_BYTES):
+        yield from _chunks_in_process(parse, ctx, source)
         return
-    for packed in parse_in_workers(lambda lines: pack(parse(lines)), source.lines(), chunk_size=CHUNK,
-                                   workers=worker_count()):
-        yield from unpack(packed)
+    fed: deque[tuple[int, bytes]] = deque()
+
+    def blocks() -> Iterator[tuple[int, bytes]]:
+        for block in source.blocks():
+            fed.append(block)
+            yield block
+
+    for chunk in parse_in_workers(lambda items: pack_usage(parse(ctx, block_lines(*items[0]))), blocks(),
+                                  chunk_size=1, workers=worker_count()):
+        chunk.block = fed.popleft()
+        yield chunk
 
 
-def pack(items: Iterable[Parsed]) -> tuple:
-    """A chunk's results as a few flat lists: pickled between processes far faster than objects."""
-    ids, states, lines, raws, fields, months, rejections = bytearray(), [], [], [], [], [], []
-    for item in items:
-        if type(item) is Candidate:
-            ids += item.fact_id
-            states.append(item.state)
-            lines.append(item.line)
-            raws.append(item.raw)
-            fields.append(item.usage_fields)
-            months.append(item.usage_month)
-        else:
-            rejections.append(item)
-    return bytes(ids), states, lines, raws, fields, months, rejections
+def _chunks_in_process(parse, ctx: RecordContext, source: InputSource) -> Iterator[UsageChunk]:
+    held: dict[int, bytes] = {}
 
+    def kept(lines: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
+        for number, line in lines:
+            held[number] = line
+            yield number, line
 
-def unpack(packed: tuple) -> Iterator[Parsed]:
-    ids, states, lines, raws, fields, months, rejections = packed
-    for i, state in enumerate(states):
-        yield Candidate(ids[16 * i:16 * i + 16], None, state, lines[i], raws[i], fields[i], months[i])
-    yield from rejections
+    records = parse(ctx, kept(source.lines()))
+    while items := list(islice(records, CHUNK)):
+        last = items[-1].line
+        raw = {n: raw_text(held.pop(n)) for n in [n for n in held if n <= last]}
+        yield pack_usage(items, raw)
 
 
 def ingest_file(db: Database, kind: str, path: str, fmt: str | None = None, *, now: datetime | None = None,
@@ -121,13 +126,16 @@ def ingest_file(db: Database, kind: str, path: str, fmt: str | None = None, *, n
     started = time.perf_counter()
     ctx = RecordContext(source.name, now or datetime.now(timezone.utc), db.settings.currency)
     try:
-        if kind == "credits":
+        if kind == "usage":
+            _ingest_usage(db, ctx, usage_chunks(fmt, ctx, source), report, source, progress,
+                          batch_size or db.settings.batch_size)
+        elif kind == "credits":
             from ledger.commands.credits import ingest_credit_history
 
             with db.connection() as conn:
                 ingest_credit_history(conn, ctx, source.lines(), report)
         else:
-            _ingest_batches(db, kind, ctx, parsed_records(kind, fmt, ctx, source), report, source,
+            _ingest_batches(db, kind, ctx, parse_facts(kind, fmt, ctx, source.lines()), report, source,
                             progress, batch_size or db.settings.batch_size)
     finally:
         source.close()
@@ -135,7 +143,47 @@ def ingest_file(db: Database, kind: str, path: str, fmt: str | None = None, *, n
     return report
 
 
-def _ingest_batches(db: Database, kind: str, ctx: RecordContext, parsed: Iterator[Parsed], report: IngestReport,
+def _ingest_usage(db: Database, ctx: RecordContext, chunks: Iterator[UsageChunk], report: IngestReport,
+                  source: InputSource, progress: Progress | None, batch_size: int) -> None:
+    """Append usage in batches of about `batch_size` records: whole chunks, one transaction each."""
+    seen = SeenKeys.for_input(source.size)
+    look_up_all = False
+    gc.freeze()  # millions of short-lived objects: keep the cyclic collector off the hot path
+    with db.connection() as conn:
+        batch: list[UsageChunk] = []
+        records = 0
+
+        def flush() -> None:
+            nonlocal look_up_all
+            outcome = append_usage(conn, batch, seen, source_file=ctx.source_file,
+                                   recorded_at_json=ctx.recorded_at_json, look_up_all=look_up_all)
+            # a file that overlaps stored facts is looked up key by key until a batch finds none stored
+            look_up_all = outcome.looked_up_all and outcome.repeats_stored > 0
+            report.appended += outcome.appended
+            report.duplicates += outcome.duplicates
+            report.conflicts += outcome.conflicts
+            report.quarantined += outcome.quarantined
+            if outcome.appended:
+                if report.first_position is None:
+                    report.first_position = outcome.first_position
+                report.last_position = outcome.last_position
+            batch.clear()
+            if progress:
+                progress(report.read, source.position())
+
+        for chunk in chunks:
+            report.read += chunk.read
+            batch.append(chunk)
+            records += chunk.read
+            if records >= batch_size:
+                flush()
+                records = 0
+        if batch or report.read == 0:
+            flush()
+
+
+def _ingest_batches(db: Database, kind: str, ctx: RecordContext, parsed: Iterator[Candidate | Rejection],
+                    report: IngestReport,
                     source, progress: Progress | None, batch_size: int) -> None:
     fact_kind = KINDS[kind]
     gc.freeze()  # millions of short-lived records: keep the cyclic collector off the hot path

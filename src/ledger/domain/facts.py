@@ -41,8 +41,12 @@ INVOICE = FactKind("invoices", "ledger.InvoiceIssued", ("invoice_id",))
 CREDIT = FactKind("credits", "ledger.CreditIssued", ("credit_id",))
 PERIOD_CLOSE = FactKind("closes", "ledger.PeriodClosed", ("month",))
 
+# Usage facts are rows of usage_facts; each appended batch of them is recorded by one event of this kind
+# (its positions, count, rows digest and file), which the hash chain covers.
+USAGE_BATCH = FactKind("usage_batch", "ledger.UsageBatchRecorded", ("first_position",))
+
 KINDS: dict[str, FactKind] = {k.name: k for k in (USAGE, IDENTITY, ATTRIBUTES, PRICE, INVOICE, CREDIT, PERIOD_CLOSE)}
-BY_TOPIC: dict[str, FactKind] = {k.topic: k for k in KINDS.values()}
+BY_TOPIC: dict[str, FactKind] = {k.topic: k for k in (*KINDS.values(), USAGE_BATCH)}
 
 # Keys of a stored state that record where and when a fact arrived, not what it says:
 # they are left out when two facts with one key are compared.

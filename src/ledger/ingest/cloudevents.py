@@ -18,7 +18,7 @@ import orjson
 
 from ledger.domain.time import TimestampError, parse_timestamp
 from ledger.ingest.records import RecordContext, RecordError, decode_line, raw_text, rejection
-from ledger.ingest.usage import Parsed, _is_utf8, _type_name, usage_candidate, validate_usage
+from ledger.ingest.usage import Parsed, _is_utf8, _type_name, usage_row, validate_usage
 
 CONTEXT_ATTRIBUTES = ("specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time")
 EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
@@ -130,4 +130,4 @@ def parse_cloudevents(ctx: RecordContext, lines: Iterable[tuple[int, bytes]]) ->
         except RecordError as error:
             yield rejection(number, raw_text(line), error, raw_bytes=None if _is_utf8(line) else line)
             continue
-        yield usage_candidate(ctx, payload, row, number, text)
+        yield usage_row(payload, row, number)

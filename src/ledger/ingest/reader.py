@@ -10,8 +10,9 @@ import gzip
 import io
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from ledger.errors import InputFileError
 
@@ -33,6 +34,15 @@ class InputSource:
             number += 1
             yield number, line.rstrip(b"\r\n")
 
+    def blocks(self, size: int = READ_BUFFER) -> Iterator[tuple[int, bytes]]:
+        """The input in blocks of whole lines, each with the number of its first line (for parallel parsing)."""
+        number = 1
+        while block := self.stream.read(size):
+            if not block.endswith(b"\n"):
+                block += self.stream.readline()
+            yield number, block
+            number += block.count(b"\n") + (not block.endswith(b"\n"))
+
     def position(self) -> int | None:
         raw = getattr(self, "_raw", None)
         try:
@@ -42,6 +52,15 @@ class InputSource:
 
     def close(self) -> None:
         self.stream.close()
+
+
+def block_lines(first: int, block: bytes) -> Iterator[tuple[int, bytes]]:
+    """The numbered lines of a block from `InputSource.blocks`, as `InputSource.lines` yields them."""
+    lines = block.split(b"\n")
+    if block.endswith(b"\n"):
+        lines.pop()
+    for number, line in enumerate(lines, first):
+        yield number, line.rstrip(b"\r\n")
 
 
 def open_input(path: str) -> InputSource:
@@ -73,7 +92,7 @@ def infer_format(path: str, explicit: str | None) -> str:
     """The input format: as given, else from the extension (`.csv`, `.cloudevents.json[l]`), else NDJSON."""
     if explicit:
         return explicit
-    name = path[:-3] if path.endswith(".gz") else path
+    name = path.removesuffix(".gz")
     if name.endswith(".csv"):
         return "csv"
     if "cloudevents" in os.path.basename(name) or name.endswith(".ce.ndjson"):

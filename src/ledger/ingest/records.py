@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import uuid
+
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from ledger.domain.facts import NAMESPACE, FactKind
+from ledger.domain.facts import FactKind
 from ledger.store.appender import Candidate, Rejection
 from ledger.store.events import encode_recorded_at, encode_state
 
@@ -33,10 +32,6 @@ class RecordContext:
 
     def __post_init__(self) -> None:
         self.recorded_at_json = encode_recorded_at(self.recorded_at)
-
-        # the end of every usage state of this ingest, up to the line number (the hot path splices it)
-        self.usage_state_tail = (b',"timestamp":' + self.recorded_at_json + b',"recorded_from":'
-                                 + orjson.dumps(self.source_file) + b',"recorded_line":')
 
     def candidate(self, kind: FactKind, payload: dict[str, Any], line: int | None, raw: str,
                   provenance: dict[str, Any] | None = None) -> Candidate:
@@ -61,14 +56,3 @@ def decode_line(line: bytes) -> str:
 
 def raw_text(line: bytes) -> str:
     return line.decode("utf-8", "backslashreplace")
-
-
-_NAMESPACE_BYTES = NAMESPACE.bytes
-
-
-def fast_uuid5(name: str) -> bytes:
-    """The 16 bytes of uuid.uuid5(NAMESPACE, name), without the standard library's per-call overhead."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    return bytes(digest)

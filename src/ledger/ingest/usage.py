@@ -14,20 +14,18 @@ from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 
-from ledger.domain.facts import KEY_SEPARATOR, USAGE
 from ledger.domain.time import TimestampError, parse_timestamp
-from ledger.ingest.records import RecordContext, RecordError, decode_line, fast_uuid5, raw_text, rejection
-from ledger.store.copybin import INT8_FIELD, timestamptz_field
-from ledger.store.appender import Candidate, Rejection
+from ledger.ingest.records import RecordContext, RecordError, decode_line, raw_text, rejection
+from ledger.store.appender import Rejection
+from ledger.store.usage import UsageRow, encode_row
 
 REQUIRED = ("event_id", "source", "source_customer_id", "meter", "quantity", "event_time")
 ALLOWED = frozenset((*REQUIRED, "properties"))
 METER = re.compile(r"^[a-z0-9_]{1,64}$")
 MAX_ID = 128
 MAX_QUANTITY = 2**53
-USAGE_PREFIX = USAGE.name + KEY_SEPARATOR
 
-Parsed = Candidate | Rejection
+Parsed = UsageRow | Rejection
 dumps, SORT_KEYS = orjson.dumps, orjson.OPT_SORT_KEYS
 LENGTH = struct.Struct(">i").pack
 fromisoformat = datetime.fromisoformat
@@ -146,15 +144,13 @@ def _validate_naming_the_problem(record: Any) -> tuple[dict, tuple]:
     return payload, (event_id, source, customer, meter, quantity, moment)
 
 
-def usage_candidate(ctx: RecordContext, payload: dict, row: tuple, line: int, raw: str) -> Candidate:
-    """The hot path's candidate: state spliced from canonical JSON, typed row pre-encoded for COPY."""
+def usage_row(payload: dict, row: tuple, line: int) -> UsageRow:
+    """The hot path's output: the record's typed row encoded for COPY, its key's hash and its month."""
     event_id, source, customer, meter, quantity, moment = row
-    fact_id = fast_uuid5(USAGE_PREFIX + source + KEY_SEPARATOR + event_id)
-    state = dumps(payload, option=SORT_KEYS)[:-1] + ctx.usage_state_tail + str(line).encode() + b"}"
-    e, s, c, m = event_id.encode(), source.encode(), customer.encode(), meter.encode()
-    fields = b"".join((LENGTH(len(e)), e, LENGTH(len(s)), s, LENGTH(len(c)), c, LENGTH(len(m)), m,
-                       INT8_FIELD(8, quantity), timestamptz_field(moment)))
-    return Candidate(fact_id, None, state, line, raw, fields, payload["event_time"][:7])
+    properties = payload.get("properties")
+    encoded = encode_row(event_id, source, customer, meter, quantity, moment, line,
+                         None if properties is None else dumps(properties, option=SORT_KEYS))
+    return UsageRow(line, hash((source, event_id)), payload["event_time"][:7], encoded)
 
 
 def parse_ndjson(ctx: RecordContext, lines: Iterable[tuple[int, bytes]],
@@ -173,7 +169,7 @@ def parse_ndjson(ctx: RecordContext, lines: Iterable[tuple[int, bytes]],
         except RecordError as error:
             yield rejection(number, raw_text(line), error, raw_bytes=None if _is_utf8(line) else line)
             continue
-        yield usage_candidate(ctx, payload, row, number, text)
+        yield usage_row(payload, row, number)
 
 
 def _is_utf8(line: bytes) -> bool:
@@ -264,4 +260,4 @@ def parse_csv(ctx: RecordContext, lines: Iterable[tuple[int, bytes]]) -> Iterato
         if error is not None:
             yield rejection(number, text, error, raw_bytes=None if _is_utf8(line) else line)
             continue
-        yield usage_candidate(ctx, payload, row, number, text)
+        yield usage_row(payload, row, number)

@@ -16,6 +16,7 @@ PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 _INT8 = struct.Struct(">iq")  # length 8 + value
 _LEN = struct.Struct(">i")
 INT8_FIELD = _INT8.pack
+LENGTH = _LEN.pack
 NULL = _LEN.pack(-1)
 _MICROSECOND = timedelta(microseconds=1)
 

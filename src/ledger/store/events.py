@@ -14,7 +14,7 @@ from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder, Mapper, StoredEvent, UUIDAsHex
 from eventsourcing.utils import register_topic
 
-from ledger.domain.facts import KINDS, PROVENANCE_FIELDS
+from ledger.domain.facts import BY_TOPIC, PROVENANCE_FIELDS
 
 EVENTS_TABLE = "ledger_events"
 
@@ -34,7 +34,7 @@ def _event_class(topic: str) -> type[StoredFact]:
     return cls
 
 
-EVENT_CLASSES: dict[str, type[StoredFact]] = {kind.topic: _event_class(kind.topic) for kind in KINDS.values()}
+EVENT_CLASSES: dict[str, type[StoredFact]] = {topic: _event_class(topic) for topic in BY_TOPIC}
 
 
 def make_mapper() -> Mapper:

@@ -1,0 +1,406 @@
+"""Usage facts: typed rows in `usage_facts`, appended in batches that the events table records.
+
+A usage fact is one row of `usage_facts`, its position drawn from the events' sequence and its
+(source, event_id) unique: the database, not Python, is the authority on duplicates. Each batch
+is appended in one transaction that
+1. takes eventsourcing's EXCLUSIVE lock on the events table (commit order = position order),
+2. sets aside the records this run has (maybe) seen before: a Bloom filter over the keys of the run
+   says "new" for nearly every record at once, and the few it cannot clear are looked up exactly
+   (in the batch itself and in the store) and end as duplicates, conflicts, or new after all,
+3. COPYs the rest straight into `usage_facts` under a savepoint: a record stored by an earlier run
+   is a unique violation there, after which the batch is looked up key by key and copied again,
+4. records the batch as a `ledger.UsageBatchRecorded` event at the position after its facts, with
+   the sha256 of the rows as copied, so the hash chain covers every usage row (`ledger verify`),
+5. writes the rejected records and conflicts to the quarantine.
+A crash anywhere before commit leaves nothing of the batch; a re-run appends exactly what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+import orjson
+import psycopg
+
+from ledger.domain.facts import USAGE, USAGE_BATCH
+from ledger.errors import LedgerError
+from ledger.store import copybin
+from ledger.store.appender import (
+    Candidate,
+    Rejection,
+    _chain_head,
+    _copy_events,
+    _reserve_positions,
+    lock_events,
+    write_quarantine,
+)
+from ledger.store.events import encode_state
+
+COLUMNS = ("event_id", "source", "source_customer_id", "meter", "quantity", "event_time", "line", "properties")
+COLUMN_LIST = ", ".join(COLUMNS)
+COMPARED = ("source_customer_id", "meter", "quantity", "event_time", "properties")  # the key aside
+SEQUENCE = "ledger_events_notification_id_seq"
+ROW_HEAD = copybin.row_count(len(COLUMNS))
+_INT4 = b"\x00\x00\x00\x04"
+
+
+class UsageRow(NamedTuple):
+    """A valid usage record, encoded as its binary COPY row (every column but the position)."""
+
+    line: int
+    key_hash: int  # hash((source, event_id)): screens for records seen before in this run
+    month: str
+    row: bytes
+
+    def fact_payload(self) -> dict:
+        """The record's canonical payload (SPEC §3.1), decoded from its row."""
+        v = decode_row(self.row)
+        payload = {"event_id": v.event_id, "source": v.source, "source_customer_id": v.source_customer_id,
+                   "meter": v.meter, "quantity": v.quantity,
+                   "event_time": v.event_time.isoformat(timespec="microseconds")}
+        if v.properties is not None:
+            payload["properties"] = orjson.loads(v.properties)
+        return payload
+
+
+def encode_row(event_id: str, source: str, customer: str, meter: str, quantity: int, moment: datetime,
+               line: int, properties: bytes | None) -> bytes:
+    e, s, c, m = event_id.encode(), source.encode(), customer.encode(), meter.encode()
+    length = copybin.LENGTH
+    return b"".join((
+        ROW_HEAD, length(len(e)), e, length(len(s)), s, length(len(c)), c, length(len(m)), m,
+        copybin.INT8_FIELD(8, quantity), copybin.timestamptz_field(moment), _INT4, line.to_bytes(4, "big"),
+        copybin.NULL if properties is None else length(len(properties)) + properties,
+    ))
+
+
+class StoredUsage(NamedTuple):
+    """A usage row's values, as compared between two records with one key."""
+
+    event_id: str
+    source: str
+    source_customer_id: str
+    meter: str
+    quantity: int
+    event_time: datetime
+    line: int
+    properties: str | None
+
+
+def decode_row(row: bytes) -> StoredUsage:
+    """The values of a binary COPY row built by `encode_row` (slow path only: conflicts, lookups)."""
+    values, at = [], 2
+    for _ in COLUMNS:
+        n = int.from_bytes(row[at:at + 4], "big", signed=True)
+        at += 4
+        values.append(None if n < 0 else row[at:at + n])
+        at += max(n, 0)
+    e, s, c, m, q, t, line, p = values
+    return StoredUsage(e.decode(), s.decode(), c.decode(), m.decode(), int.from_bytes(q, "big", signed=True),
+                       copybin.PG_EPOCH + timedelta(microseconds=int.from_bytes(t, "big", signed=True)),
+                       int.from_bytes(line, "big"), None if p is None else p.decode())
+
+
+def row_key(row: bytes) -> tuple[str, str]:
+    """(source, event_id) of an encoded row."""
+    n = int.from_bytes(row[2:6], "big")
+    at = 6 + n
+    m = int.from_bytes(row[at:at + 4], "big")
+    return row[at + 4:at + 4 + m].decode(), row[6:6 + n].decode()
+
+
+def differing(a: StoredUsage, b: StoredUsage) -> list[str]:
+    return [name for name in COMPARED if getattr(a, name) != getattr(b, name)]
+
+
+# ------------------------------------------------------------------------------------------------ chunks
+@dataclass
+class UsageChunk:
+    """Consecutive records of the input, parsed: their rows packed for COPY, and the rejected ones.
+
+    Built in a worker process and pickled back as a few flat objects (bytes and arrays pickle at memory speed).
+    """
+
+    blob: bytes = b""
+    ends: array = field(default_factory=lambda: array("I"))  # end offset of each row in blob
+    hashes: array = field(default_factory=lambda: array("q"))
+    months: set[str] = field(default_factory=set)
+    rejections: list[Rejection] = field(default_factory=list)
+    read: int = 0
+    raw_lines: dict[int, str] | None = None  # in-process chunks keep their text; worker chunks get `block`
+    block: tuple[int, bytes] | None = None  # (first line number, the input block) kept by the reading process
+
+    @property
+    def count(self) -> int:
+        return len(self.ends)
+
+    def row(self, i: int) -> bytes:
+        return self.blob[self.ends[i - 1] if i else 0:self.ends[i]]
+
+    def raw(self, line: int) -> str:
+        if self.raw_lines is not None and line in self.raw_lines:
+            return self.raw_lines[line]
+        if self.block is not None:
+            first, block = self.block
+            return block.split(b"\n")[line - first].rstrip(b"\r\n").decode("utf-8", "backslashreplace")
+        return ""
+
+
+def pack_usage(items: Iterable[UsageRow | Rejection], keep_raw: dict[int, str] | None = None) -> UsageChunk:
+    """Pack parsed records into a chunk."""
+    blob, ends, hashes, months, rejections, read = bytearray(), array("I"), array("q"), set(), [], 0
+    add_end, add_hash, add_month = ends.append, hashes.append, months.add
+    for item in items:
+        read += 1
+        if type(item) is UsageRow:
+            blob += item.row
+            add_end(len(blob))
+            add_hash(item.key_hash)
+            add_month(item.month)
+        else:
+            rejections.append(item)
+    return UsageChunk(bytes(blob), ends, hashes, months, rejections, read, keep_raw)
+
+
+# ------------------------------------------------------------------------------------------------ screening
+class SeenKeys:
+    """A Bloom filter over the keys a run has met: 'new' is certain, 'maybe seen' is looked up exactly.
+
+    Two probes from one 64-bit hash, 16 bits per expected record: about 1.4% of new records are
+    looked up for nothing; memory is fixed (2 MB per million expected records) whatever the input.
+    """
+
+    def __init__(self, expected_records: int):
+        size = 1 << max(23, (max(expected_records, 1) * 16 - 1).bit_length())
+        self.bits = bytearray(size >> 3)
+        self.mask = size - 1
+
+    @classmethod
+    def for_input(cls, size_bytes: int | None) -> SeenKeys:
+        return cls(size_bytes // 100 if size_bytes else 16_000_000)
+
+    def screen(self, hashes: Sequence[int]) -> list[int]:
+        """Indexes of the hashes that may have been met before (earlier, or earlier in `hashes`); marks the rest."""
+        bits, mask, maybe = self.bits, self.mask, []
+        for i, h in enumerate(hashes):
+            a = h & mask
+            b = (h >> 32) & mask
+            if bits[a >> 3] >> (a & 7) & 1 and bits[b >> 3] >> (b & 7) & 1:
+                maybe.append(i)
+            else:
+                bits[a >> 3] |= 1 << (a & 7)
+                bits[b >> 3] |= 1 << (b & 7)
+        return maybe
+
+
+# ------------------------------------------------------------------------------------------------ append
+@dataclass
+class UsageOutcome:
+    appended: int = 0
+    first_position: int | None = None
+    last_position: int | None = None
+    duplicates: int = 0
+    conflicts: int = 0
+    quarantined: int = 0
+    looked_up_all: bool = False  # every key of the batch was looked up in the store
+    repeats_stored: int = 0  # records the store held before this batch (an earlier run's facts)
+
+
+class SequenceDrawnError(LedgerError):
+    """Positions were drawn from the events' sequence outside the events lock: the store's order is in doubt."""
+
+
+class _Batch:
+    """The chunks of one batch, addressed by a batch-wide row index."""
+
+    def __init__(self, chunks: Sequence[UsageChunk]):
+        self.chunks = chunks
+        self.starts, total = [], 0
+        for c in chunks:
+            self.starts.append(total)
+            total += c.count
+        self.size = total
+        self.hashes = array("q")
+        for c in chunks:
+            self.hashes += c.hashes
+
+    def locate(self, g: int) -> tuple[UsageChunk, int]:
+        ci = bisect_right(self.starts, g) - 1
+        while self.chunks[ci].count == 0 or g - self.starts[ci] >= self.chunks[ci].count:
+            ci += 1  # empty chunks share their start with the next
+        return self.chunks[ci], g - self.starts[ci]
+
+    def row(self, g: int) -> bytes:
+        chunk, i = self.locate(g)
+        return chunk.row(i)
+
+    def rows_without(self, dropped: set[int]) -> bytes:
+        if not dropped:
+            return b"".join(c.blob for c in self.chunks)
+        parts = []
+        for c, start in zip(self.chunks, self.starts):
+            if any(start <= g < start + c.count for g in dropped):
+                parts.extend(c.row(i) for i in range(c.count) if start + i not in dropped)
+            else:
+                parts.append(c.blob)
+        return b"".join(parts)
+
+
+class _Resolution(NamedTuple):
+    dropped: set[int]
+    duplicates: list[tuple[int, int | None, int | None]]  # (row, stored position, or batch row it repeats)
+    conflicts: list[tuple[int, int | None, int | None, list[str]]]
+
+
+def _stored(cur: psycopg.Cursor, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, StoredUsage]]:
+    if not keys:
+        return {}
+    rows = cur.execute(
+        f"SELECT position, {COLUMN_LIST} FROM usage_facts"
+        " WHERE (source, event_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+        ([k[0] for k in keys], [k[1] for k in keys]),
+    ).fetchall()
+    return {(r[2], r[1]): (r[0], StoredUsage(*r[1:])) for r in rows}
+
+
+def _resolve(cur: psycopg.Cursor, batch: _Batch, suspects: Sequence[int]) -> _Resolution:
+    """Which suspect rows repeat a stored fact or an earlier row of the batch: duplicates or conflicts."""
+    resolution = _Resolution(set(), [], [])
+    if not suspects:
+        return resolution
+    keys = {g: row_key(batch.row(g)) for g in suspects}
+    stored = _stored(cur, list(set(keys.values())))
+    first_by_hash = dict(zip(reversed(batch.hashes), range(batch.size - 1, -1, -1)))
+    first_by_key: dict[tuple[str, str], int] = {}
+    for g in suspects:
+        key = keys[g]
+        if key in stored:
+            position, earlier = stored[key]
+            ref: tuple[int | None, int | None] = (position, None)
+        else:
+            f = _first_in_batch(batch, first_by_hash, first_by_key, key, g)
+            if f == g:
+                continue  # new after all
+            earlier, ref = decode_row(batch.row(f)), (None, f)
+        fields = differing(earlier, decode_row(batch.row(g)))
+        resolution.dropped.add(g)
+        if fields:
+            resolution.conflicts.append((g, *ref, fields))
+        else:
+            resolution.duplicates.append((g, *ref))
+    return resolution
+
+
+def _first_in_batch(batch: _Batch, first_by_hash: dict[int, int], first_by_key: dict, key, g: int) -> int:
+    """The first row of the batch with this key (g itself when none is earlier)."""
+    if key in first_by_key:
+        return first_by_key[key]
+    f = first_by_hash.get(batch.hashes[g], g)
+    if f < g and row_key(batch.row(f)) != key:  # two keys with one 64-bit hash: look the slow way
+        f = next(i for i in range(g + 1) if batch.hashes[i] == batch.hashes[g] and row_key(batch.row(i)) == key)
+    first_by_key[key] = f
+    return f
+
+
+def _next_position(cur: psycopg.Cursor) -> int:
+    last, called = cur.execute(f"SELECT last_value, is_called FROM {SEQUENCE}").fetchone()
+    return last + 1 if called else last
+
+
+def append_usage(conn: psycopg.Connection, chunks: Sequence[UsageChunk], seen: SeenKeys, *, source_file: str,
+                 recorded_at_json: bytes, look_up_all: bool = False) -> UsageOutcome:
+    """Append the batch's new usage facts in one transaction; count duplicates; quarantine conflicts and rejections."""
+    batch = _Batch(chunks)
+    outcome = UsageOutcome(looked_up_all=look_up_all)
+    suspects = list(range(batch.size)) if look_up_all else seen.screen(batch.hashes)
+    if look_up_all:
+        seen.screen(batch.hashes)
+    with conn.transaction(), conn.cursor() as cur:
+        lock_events(cur)
+        first = _next_position(cur)
+        while True:
+            resolution = _resolve(cur, batch, suspects)
+            rows = batch.rows_without(resolution.dropped)
+            count = batch.size - len(resolution.dropped)
+            try:
+                with conn.transaction():
+                    if count:
+                        with cur.copy(f"COPY usage_facts ({COLUMN_LIST}) FROM STDIN (FORMAT BINARY)") as copy:
+                            copy.write(copybin.HEADER + rows + copybin.TRAILER)
+                break
+            except psycopg.errors.UniqueViolation:
+                if outcome.looked_up_all:
+                    raise
+                # a record stored by an earlier run: look every key up, and give the positions back
+                cur.execute(f"SELECT setval('{SEQUENCE}', %s, false)", (first,))
+                suspects, outcome.looked_up_all = list(range(batch.size)), True
+        kept_before = _kept_before(batch.size, resolution.dropped)
+        if count:
+            last = first + count - 1
+            outcome.appended, outcome.first_position, outcome.last_position = count, first, last
+            _record_batch(cur, batch, resolution.dropped, rows, first, last, source_file, recorded_at_json)
+            months = sorted(set().union(*(c.months for c in chunks)))
+            cur.execute("INSERT INTO usage_months (month) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
+                        (months,))
+        outcome.repeats_stored = sum(1 for d in resolution.duplicates if d[1] is not None) + sum(
+            1 for c in resolution.conflicts if c[1] is not None)
+        outcome.duplicates = len(resolution.duplicates)
+        outcome.conflicts = len(resolution.conflicts)
+        conflicts = []
+        for g, position, f, fields in resolution.conflicts:
+            earlier = position if position is not None else first + kept_before(f)
+            chunk, _ = batch.locate(g)
+            line = decode_row(batch.row(g)).line
+            conflicts.append(Rejection(line, chunk.raw(line), f"conflicts with fact at position {earlier} "
+                                                              f"(differs in: {', '.join(fields)})", field=fields[0]))
+        rejections = [r for c in chunks for r in c.rejections]
+        outcome.quarantined = write_quarantine(cur, USAGE.name, source_file, [*rejections, *conflicts])
+    return outcome
+
+
+def _kept_before(size: int, dropped: set[int]):
+    """row index → its index among the rows copied (its position = first + that index)."""
+    ordered = sorted(dropped)
+    return lambda g: g - bisect_right(ordered, g)
+
+
+def _record_batch(cur: psycopg.Cursor, batch: _Batch, dropped: set[int], rows: bytes, first: int, last: int,
+                  source_file: str, recorded_at_json: bytes) -> None:
+    """The batch's event, at the position after its facts, extending the hash chain."""
+    drawn = cur.execute(f"SELECT currval('{SEQUENCE}')").fetchone()[0]
+    if drawn != last:
+        raise SequenceDrawnError(f"usage facts took positions up to {drawn}, expected {first}–{last}: "
+                                 "something draws positions without the events lock")
+    lines = [decode_row(batch.row(g)).line for g in (_first_kept(batch.size, dropped), _last_kept(batch.size, dropped))]
+    payload = {"first_position": first, "last_position": last, "count": last - first + 1,
+               "rows_sha256": hashlib.sha256(rows).hexdigest(), "first_line": lines[0], "last_line": lines[1]}
+    state = encode_state(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS), {"recorded_from": source_file},
+                         recorded_at_json)
+    position = _reserve_positions(cur, 1)
+    event = Candidate(USAGE_BATCH.fact_id(payload).bytes, payload, state, None, "")
+    _copy_events(cur, USAGE_BATCH, [event], position, _chain_head(cur))
+
+
+def _first_kept(size: int, dropped: set[int]) -> int:
+    return next(g for g in range(size) if g not in dropped)
+
+
+def _last_kept(size: int, dropped: set[int]) -> int:
+    return next(g for g in range(size - 1, -1, -1) if g not in dropped)
+
+
+def stored_rows_digest(conn: psycopg.Connection, first: int, last: int) -> str:
+    """sha256 of the stored rows of positions first..last, encoded as they were copied (`ledger verify`)."""
+    data = bytearray()
+    with conn.cursor() as cur, cur.copy(
+            f"COPY (SELECT {COLUMN_LIST} FROM usage_facts WHERE position BETWEEN {int(first)} AND {int(last)}"
+            " ORDER BY position) TO STDOUT (FORMAT BINARY)") as copy:
+        for block in copy:
+            data += block
+    return hashlib.sha256(memoryview(data)[len(copybin.HEADER):len(data) - len(copybin.TRAILER)]).hexdigest()
