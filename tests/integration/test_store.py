@@ -7,7 +7,7 @@ import threading
 import psycopg
 import pytest
 
-from ledger.domain.facts import USAGE
+from ledger.domain.facts import USAGE_BATCH
 from ledger.store.events import to_event
 from tests.builders import line, usage
 from tests.conftest import write_lines
@@ -23,7 +23,7 @@ def test_a_duplicate_appends_nothing(ledger, conn, tmp_path):
     before = count(conn, "ledger_events")
     again = ledger("ingest", "usage", str(path), "--json", check_exit=0)
     assert '"duplicates": 2' in again.stdout and '"appended": 0' in again.stdout
-    assert count(conn, "ledger_events") == before == 2
+    assert count(conn, "ledger_events") == before == 1  # one batch event for the two facts
     assert count(conn, "usage_facts") == 2
 
 
@@ -37,7 +37,7 @@ def test_the_same_instant_with_another_offset_is_a_duplicate(ledger, conn, tmp_p
 
 def test_a_conflict_appends_nothing_and_is_quarantined_naming_the_field(ledger, conn, tmp_path):
     ledger("ingest", "usage", str(write_lines(tmp_path / "a.ndjson", [line(usage(1, quantity=5))])), check_exit=0)
-    position = conn.execute("SELECT max(notification_id) FROM ledger_events").fetchone()[0]
+    position = conn.execute("SELECT position FROM usage_facts").fetchone()[0]
     result = ledger("ingest", "usage", str(write_lines(tmp_path / "b.ndjson", [line(usage(1, quantity=7))])),
                     "--json", check_exit=3)
     assert '"conflicts": 1' in result.stdout and '"appended": 0' in result.stdout
@@ -77,21 +77,26 @@ def test_facts_cannot_be_rewritten_by_any_role(ledger, conn, tmp_path, statement
 
 
 def test_stored_rows_read_back_as_eventsourcing_events(ledger, conn, tmp_path):
-    ledger("ingest", "usage", str(write_lines(tmp_path / "a.ndjson", [line(usage(1, quantity=9))])), check_exit=0)
-    originator_id, version, topic, state = conn.execute(
-        "SELECT originator_id, originator_version, topic, state FROM ledger_events").fetchone()
+    path = write_lines(tmp_path / "a.ndjson", [line(usage(1, quantity=9)), line(usage(2, quantity=4))])
+    ledger("ingest", "usage", str(path), check_exit=0)
+    assert conn.execute("SELECT position, quantity, line FROM usage_facts ORDER BY 1").fetchall() == [(1, 9, 1), (2, 4, 2)]
+    originator_id, version, topic, state, position = conn.execute(
+        "SELECT originator_id, originator_version, topic, state, notification_id FROM ledger_events").fetchone()
     event = to_event(originator_id, version, topic, state)
-    assert type(event).__name__ == "UsageRecorded" and event.quantity == 9
-    assert event.originator_id == USAGE.fact_id({"source": "product", "event_id": "evt-000001"})
+    assert type(event).__name__ == "UsageBatchRecorded" and position == 3  # after its facts
+    assert (event.first_position, event.last_position, event.count) == (1, 2, 2)
+    assert (event.first_line, event.last_line, event.recorded_from) == (1, 2, str(path))
+    assert event.originator_id == USAGE_BATCH.fact_id({"first_position": 1})
     assert event.timestamp.tzinfo is not None  # when it was recorded
-    from eventsourcing.persistence import ApplicationRecorder  # noqa: F401  (the library's reader)
+    from ledger.store.usage import stored_rows_digest
+    assert stored_rows_digest(conn, 1, 2) == event.rows_sha256
     from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
     info = psycopg.conninfo.conninfo_to_dict(conn.info.dsn)
     datastore = PostgresDatastore(dbname=info["dbname"], host=info.get("host", ""), port=info.get("port", "5432"),
                                   user=info.get("user", "postgres"), password="")
     recorder = PostgresApplicationRecorder(datastore, events_table_name="ledger_events")
     notifications = recorder.select_notifications(start=1, limit=10)
-    assert [n.topic for n in notifications] == ["ledger.UsageRecorded"]
+    assert [(n.id, n.topic) for n in notifications] == [(3, "ledger.UsageBatchRecorded")]
     datastore.close()
 
 
@@ -107,13 +112,13 @@ def test_positions_follow_commit_order_under_concurrent_appends(db, tmp_path):
     stop = threading.Event()
 
     def tail():
-        """A reader that follows the log by position, as a projector does: it must never skip one."""
+        """A reader that follows usage facts by position, as a projector does: it must never skip one."""
         with db.connection() as c:
             last = 0
             while True:
                 done = stop.is_set()
                 rows = [r[0] for r in c.execute(
-                    "SELECT notification_id FROM ledger_events WHERE notification_id > %s ORDER BY 1", (last,))]
+                    "SELECT position FROM usage_facts WHERE position > %s ORDER BY 1", (last,))]
                 seen.extend(rows)
                 last = rows[-1] if rows else last
                 if done:
@@ -130,10 +135,12 @@ def test_positions_follow_commit_order_under_concurrent_appends(db, tmp_path):
     stop.set()
     watcher.join()
     with db.connection() as c:
-        rows = c.execute("SELECT notification_id, chain_hash FROM ledger_events ORDER BY 1").fetchall()
+        rows = [r[0] for r in c.execute("SELECT position FROM usage_facts ORDER BY 1")]
+        batches = [r[0] for r in c.execute("SELECT notification_id FROM ledger_events ORDER BY 1")]
         commit_order = c.execute(
-            "SELECT notification_id FROM ledger_events ORDER BY xmin::text::bigint, notification_id").fetchall()
-    assert len(rows) == 1200
-    assert seen == [r[0] for r in rows]  # the tailing reader saw every position, in order, none skipped
+            "SELECT position FROM usage_facts ORDER BY xmin::text::bigint, position").fetchall()
+    assert len(rows) == 1200 and len(batches) == 24
+    assert sorted(rows + batches) == list(range(1, 1225))  # one dense order over facts and their batches
+    assert seen == rows  # the tailing reader saw every position, in order, none skipped
     # transactions committed in position order: ordering by transaction id gives the same sequence
-    assert [r[0] for r in commit_order] == [r[0] for r in rows]
+    assert [r[0] for r in commit_order] == rows

@@ -26,7 +26,7 @@ needs_projector = pytest.mark.skipif(not _has_projector_check(),
 
 @pytest.fixture
 def store(ledger, tmp_path):
-    """Five usage facts (positions 1–5) and one identity link (position 6)."""
+    """Five usage facts (positions 1–5), their batch event (6) and one identity link (7)."""
     ledger("ingest", "usage", str(write_lines(tmp_path / "u.ndjson", [line(usage(i, quantity=i)) for i in range(1, 6)])),
            check_exit=0)
     links = tmp_path / "links.ndjson"
@@ -55,10 +55,10 @@ def positions(conn) -> list[int]:
 
 def test_a_clean_store_verifies(store):
     result = store("verify", "--skip-projections", check_exit=0)
-    assert "chain: ok" in result.stdout and "usage mirror: ok (5 usage facts)" in result.stdout
+    assert "chain: ok" in result.stdout and "usage batches: ok (5 usage facts in 1 batches)" in result.stdout
     report = json.loads(store("verify", "--skip-projections", "--json", check_exit=0).stdout)
-    assert report["ok"] is True and report["facts"] == 6
-    assert report["chain"] == "ok" and report["usage_mirror"] == "ok" and report["projections"] == "skipped"
+    assert report["ok"] is True and report["facts"] == 6 and report["head"]["position"] == 7
+    assert report["chain"] == "ok" and report["usage_batches"] == "ok" and report["projections"] == "skipped"
 
 
 def test_an_empty_store_verifies(ledger):
@@ -79,37 +79,44 @@ def test_an_edited_projection_row_is_found(store, conn):
     edited = conn.execute("UPDATE ledger_proj.customer_month_meter SET on_time_units = on_time_units + 1").rowcount
     assert edited == 1  # cus_1 × 2026-01 × api_calls: read models are not facts, nothing protects them
     result = store("verify", check_exit=1)
-    assert "chain: ok" in result.stdout and "usage mirror: ok" in result.stdout
+    assert "chain: ok" in result.stdout and "usage batches: ok" in result.stdout
     assert "projections: customer_month_meter differs" in result.stdout
 
 
 def test_an_edited_state_is_found_at_its_position(store, conn):
-    target = positions(conn)[2]
-    tamper(conn, edit_state("'\"quantity\":3'", "'\"quantity\":30'"), target)
+    target = positions(conn)[1]  # the identity link
+    tamper(conn, edit_state("'pr_1'", "'pr_9'"), target)
     result = store("verify", "--skip-projections", check_exit=1)
     assert f"chain: first mismatch at position {target}:" in result.stdout
     assert f"first mismatch at position {target}: " in result.stdout.splitlines()[-1]
-    # the mirror still says 3 while the event now says 30: found at the same position
-    assert f"usage mirror: first mismatch at position {target}: usage_facts.quantity is 3" in result.stdout
+    assert "usage batches: ok" in result.stdout
+
+
+def test_an_edited_batch_event_is_found_by_the_chain(store, conn):
+    batch = positions(conn)[0]
+    tamper(conn, edit_state("'\"count\":5'", "'\"count\":4'"), batch)
+    result = store("verify", "--skip-projections", check_exit=1)
+    assert f"chain: first mismatch at position {batch}:" in result.stdout
+    assert "usage batches: first mismatch at position 1: the batch recorded at position 6" in result.stdout
 
 
 @pytest.mark.parametrize("column, value", [("topic", "ledger.PriceSet"), ("notification_id", 1000)])
 def test_an_edited_topic_or_position_breaks_the_chain(store, conn, column, value):
-    target = positions(conn)[-1]  # the identity link: no usage mirror row involved
+    target = positions(conn)[-1]  # the identity link
     tamper(conn, f"UPDATE ledger_events SET {column} = %s WHERE notification_id = %s", value, target)
     report = json.loads(store("verify", "--skip-projections", "--json", check_exit=1).stdout)
     assert report["chain"]["position"] == (value if column == "notification_id" else target)
     assert report["ok"] is False
 
 
-def test_a_deleted_fact_breaks_the_chain_at_the_next_one(store, conn):
-    first, second, third = positions(conn)[:3]
-    tamper(conn, "DELETE FROM ledger_events WHERE notification_id = %s", second)
-    tamper(conn, "DELETE FROM usage_facts WHERE position = %s", second)
+def test_a_deleted_batch_event_breaks_the_chain_and_leaves_its_rows_unrecorded(store, conn):
+    batch, link = positions(conn)
+    tamper(conn, "DELETE FROM ledger_events WHERE notification_id = %s", batch)
     result = store("verify", "--skip-projections", check_exit=1)
-    assert f"chain: first mismatch at position {third}:" in result.stdout
-    assert f"positions {second}–{second} are absent" in result.stdout
-    assert "usage mirror: ok" in result.stdout  # both deleted together: only the chain tells
+    assert f"chain: first mismatch at position {link}:" in result.stdout
+    assert "(it is the first event of the chain)" in result.stdout
+    assert "usage batches: first mismatch at position 1: the usage_facts row at position 1 belongs to no recorded " \
+           "batch" in result.stdout
 
 
 def test_an_inserted_fact_breaks_the_chain(store, conn):
@@ -121,37 +128,37 @@ def test_an_inserted_fact_breaks_the_chain(store, conn):
     assert report["chain"]["position"] == last + 1 and report["chain"]["broken_links"] == 1
 
 
-def test_a_tampered_usage_quantity_is_found(store, conn):
-    target = positions(conn)[1]
-    tamper(conn, "UPDATE usage_facts SET quantity = quantity + 100 WHERE position = %s", target)
+def test_a_tampered_usage_quantity_is_found(store, conn, tmp_path):
+    tamper(conn, "UPDATE usage_facts SET quantity = quantity + 100 WHERE position = 2")
     result = store("verify", "--skip-projections", check_exit=1)
     assert "chain: ok" in result.stdout
-    assert f"usage mirror: first mismatch at position {target}: usage_facts.quantity is 102, the event says 2" \
-        in result.stdout
+    reason = (f"the usage rows of the batch recorded at position 6 (positions 1–5, {tmp_path / 'u.ndjson'} from "
+              "line 1) no longer hash to its rows_sha256: a row was edited")
+    assert f"usage batches: first mismatch at position 1: {reason}" in result.stdout
     report = json.loads(store("verify", "--skip-projections", "--json", check_exit=1).stdout)
-    assert report["usage_mirror"] == {"position": target, "fields": ["quantity"],
-                                      "reason": "usage_facts.quantity is 102, the event says 2"}
-    assert report["first_mismatch"]["position"] == target
+    assert report["usage_batches"] == {"position": 1, "batch": 6, "reason": reason}
+    assert report["first_mismatch"]["position"] == 1
 
 
 @pytest.mark.parametrize("statement, reason", [
-    ("UPDATE usage_facts SET event_time = event_time + interval '1 microsecond' WHERE position = %s",
-     "usage_facts.event_time"),
-    ("UPDATE usage_facts SET source_customer_id = 'pr_2' WHERE position = %s", "usage_facts.source_customer_id"),
-    ("DELETE FROM usage_facts WHERE position = %s", "the usage event has no usage_facts row"),
+    ("UPDATE usage_facts SET event_time = event_time + interval '1 microsecond' WHERE position = 4", "a row was edited"),
+    ("UPDATE usage_facts SET source_customer_id = 'pr_2' WHERE position = 4", "a row was edited"),
+    ("UPDATE usage_facts SET line = 9 WHERE position = 4", "a row was edited"),
+    ("UPDATE usage_facts SET properties = '{}' WHERE position = 4", "a row was edited"),
+    ("DELETE FROM usage_facts WHERE position = 4", "5 usage facts, 4 are stored: position 4 is missing"),
 ])
-def test_every_mirror_column_and_row_is_checked(store, conn, statement, reason):
-    target = positions(conn)[3]
-    tamper(conn, statement, target)
+def test_every_usage_column_and_row_is_checked(store, conn, statement, reason):
+    tamper(conn, statement)
     result = store("verify", "--skip-projections", check_exit=1)
-    assert f"usage mirror: first mismatch at position {target}: {reason}" in result.stdout
+    assert "usage batches: first mismatch at position " in result.stdout and reason in result.stdout
 
 
-def test_a_mirror_row_without_its_event_is_found(store, conn):
-    tamper(conn, "INSERT INTO usage_facts SELECT position + 100, event_id || 'x', source, source_customer_id, meter,"
-                 " quantity, event_time FROM usage_facts WHERE position = %s", positions(conn)[0])
+def test_a_usage_row_outside_every_batch_is_found(store, conn):
+    tamper(conn, "INSERT INTO usage_facts (position, event_id, source, source_customer_id, meter, quantity, event_time,"
+                 " line) SELECT position + 100, event_id || 'x', source, source_customer_id, meter, quantity,"
+                 " event_time, line FROM usage_facts WHERE position = 1")
     result = store("verify", "--skip-projections", check_exit=1)
-    assert "usage_facts row has no usage event at its position" in result.stdout
+    assert "the usage_facts row at position 101 belongs to no recorded batch" in result.stdout
 
 
 def test_a_rewrite_that_recomputes_the_whole_chain_is_caught_only_by_an_anchor(store, conn):
@@ -159,9 +166,8 @@ def test_a_rewrite_that_recomputes_the_whole_chain_is_caught_only_by_an_anchor(s
     from ledger.store.appender import GENESIS, chain_hash
 
     head = json.loads(store("verify", "--skip-projections", "--json", check_exit=0).stdout)["head"]
-    target = positions(conn)[0]
-    tamper(conn, edit_state("'\"quantity\":1'", "'\"quantity\":9'"), target)
-    tamper(conn, "UPDATE usage_facts SET quantity = 9 WHERE position = %s", target)
+    target = positions(conn)[1]
+    tamper(conn, edit_state("'pr_1'", "'pr_9'"), target)
     previous = GENESIS
     for position, topic, state in conn.execute(
             "SELECT notification_id, topic, state FROM ledger_events ORDER BY 1").fetchall():
@@ -185,13 +191,12 @@ def test_an_anchor_past_the_end_finds_a_truncated_tail(store, conn):
 
 def test_verify_reads_in_batches_with_the_same_result(store, conn):
     """Small batches cross fetch boundaries: the chain carries over and the same first mismatch is found."""
-    target = positions(conn)[4]
-    tamper(conn, edit_state("'pr_1'", "'pr_9'"), target)
+    target = positions(conn)[0]
+    tamper(conn, edit_state("'\"first_line\":1'", "'\"first_line\":2'"), target)
     for batch_size in (1, 2, 5, 1000):
         report = verify_store(conn, projections=False, batch_size=batch_size)
-        assert report.chain.mismatch.position == target and report.chain.facts == 6 and report.chain.breaks == 1
-        assert report.usage_mirror.position == target and report.usage_mirror.details["fields"] == [
-            "source_customer_id"]
+        assert report.chain.mismatch.position == target and report.chain.events == 2 and report.chain.breaks == 1
+        assert report.usage.mismatch is None and report.facts == 6
 
 
 def test_an_anchor_is_position_and_sha256():

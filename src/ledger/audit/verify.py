@@ -7,8 +7,11 @@ Three checks, each independent of the others:
    streamed through a server-side cursor, finds the first row whose stored link differs: an edited state, topic
    or position breaks the chain at that row; a deleted or inserted row breaks it at the next one. A rewrite that
    recomputes every later link is caught only against a head recorded elsewhere: `anchor`.
-2. **usage mirror** — every `usage_facts` row equals its event's payload, and every usage event has its row;
-   one set-based query over the join on position.
+2. **usage batches** — usage facts are rows of `usage_facts`, each appended batch recorded by a
+   `ledger.UsageBatchRecorded` event (in the chain) with its positions, count and the sha256 of its rows as
+   copied. Each batch's stored rows are read back in the same binary encoding and hashed; every row must lie
+   in a recorded batch. An edited, deleted or inserted usage row is found, named by its batch's positions
+   (a deleted or stray row by its own position).
 3. **projections** — `ledger.projector.check`: every projection table, incremental against a rebuild from 0.
 
 Checks 1 and 2 read one REPEATABLE READ snapshot, so appends running meanwhile cannot cause a false alarm.
@@ -24,11 +27,11 @@ from typing import Any, Callable, Iterator
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from ledger.domain.facts import USAGE
+from ledger.domain.facts import USAGE_BATCH
 from ledger.store.appender import GENESIS, chain_hash
+from ledger.store.usage import stored_rows_digest
 
 CHAIN_BATCH = 20_000
-USAGE_FIELDS = ("event_id", "source", "source_customer_id", "meter", "quantity", "event_time")
 
 Progress = Callable[[int, int | None], None]  # (facts read so far, None)
 
@@ -37,7 +40,7 @@ Progress = Callable[[int, int | None], None]  # (facts read so far, None)
 class Mismatch:
     """The first position at which a check found stored and recomputed to differ, and what differs."""
 
-    check: str  # "chain" | "usage_mirror"
+    check: str  # "chain" | "usage_batches"
     position: int | None
     reason: str
     details: dict[str, Any] = field(default_factory=dict)
@@ -67,12 +70,19 @@ class Anchor:
 
 @dataclass(frozen=True)
 class ChainResult:
-    facts: int
-    usage_facts: int
+    events: int  # rows of ledger_events: facts other than usage, and usage batches
+    batches: int
     head_position: int | None
     head_hash: bytes
     mismatch: Mismatch | None
     breaks: int = 0  # links that differ, each counted once
+
+
+@dataclass(frozen=True)
+class UsageResult:
+    facts: int  # usage rows stored
+    batches: int
+    mismatch: Mismatch | None
 
 
 @dataclass
@@ -80,7 +90,7 @@ class VerifyReport:
     """What `ledger verify` found; `ok` when every check that ran agreed with the store."""
 
     chain: ChainResult
-    usage_mirror: Mismatch | None
+    usage: UsageResult
     projections: dict[str, dict[str, Any]] | None  # None: not checked
     projection_error: str | None = None  # the projector failed on these facts: not ok either
     seconds: float = 0.0
@@ -91,21 +101,25 @@ class VerifyReport:
 
     @property
     def first_mismatch(self) -> Mismatch | None:
-        found = [m for m in (self.chain.mismatch, self.usage_mirror) if m is not None]
+        found = [m for m in (self.chain.mismatch, self.usage.mismatch) if m is not None]
         return min(found, key=lambda m: (m.position is None, m.position or 0)) if found else None
 
     @property
     def ok(self) -> bool:
         return self.first_mismatch is None and not self.projection_differences and self.projection_error is None
 
+    @property
+    def facts(self) -> int:
+        return self.chain.events - self.chain.batches + self.usage.facts
+
     def as_dict(self) -> dict[str, Any]:
         first = self.first_mismatch
         return {
-            "facts": self.chain.facts,
+            "facts": self.facts,
             "head": {"position": self.chain.head_position, "chain_hash": self.chain.head_hash.hex()},
             "chain": "ok" if self.chain.mismatch is None else {**self.chain.mismatch.as_dict(),
                                                                 "broken_links": self.chain.breaks},
-            "usage_mirror": "ok" if self.usage_mirror is None else self.usage_mirror.as_dict(),
+            "usage_batches": "ok" if self.usage.mismatch is None else self.usage.mismatch.as_dict(),
             "projections": ({"error": self.projection_error} if self.projection_error is not None
                             else "skipped" if self.projections is None else self.projections),
             "first_mismatch": None if first is None else {"check": first.check, **first.as_dict()},
@@ -120,14 +134,14 @@ def verify_store(conn: psycopg.Connection, *, projections: bool = True, anchor: 
     started = time.perf_counter()
     with _snapshot(conn):
         chain = verify_chain(conn, anchor=anchor, batch_size=batch_size, progress=progress)
-        mirror = verify_usage_mirror(conn)
+        usage = verify_usage_batches(conn)
     checked, error = None, None
     if projections:
         try:
             checked = check_projections(conn)
         except psycopg.Error as failure:  # facts the projector cannot read are a finding, not a crash
             error = (str(failure).strip().splitlines() or [type(failure).__name__])[0]
-    return VerifyReport(chain, mirror, checked, error, time.perf_counter() - started)
+    return VerifyReport(chain, usage, checked, error, time.perf_counter() - started)
 
 
 @contextmanager
@@ -149,9 +163,9 @@ def verify_chain(conn: psycopg.Connection, *, anchor: Anchor | None = None, batc
     breaks one link, a deletion the link after it) and the first is reported.
     """
     previous, previous_position = GENESIS, None
-    facts = usage = breaks = 0
+    events = batches = breaks = 0
     first: Mismatch | None = None
-    usage_topic = USAGE.topic
+    batch_topic = USAGE_BATCH.topic
     with _snapshot(conn), conn.cursor(name="ledger_verify_chain", binary=True) as cur:
         cur.itersize = batch_size
         cur.execute("SELECT notification_id, topic, state, chain_hash FROM ledger_events ORDER BY notification_id")
@@ -169,14 +183,14 @@ def verify_chain(conn: psycopg.Connection, *, anchor: Anchor | None = None, batc
                     first = first or found
                     anchor = None
                 previous, previous_position = link, position
-                facts += 1
-                usage += topic == usage_topic
+                events += 1
+                batches += topic == batch_topic
             if progress is not None:
-                progress(facts, None)
+                progress(events, None)
     if anchor is not None and first is None:  # the log ends before the anchored position
         first = Mismatch("chain", anchor.position, f"the log ends at position {previous_position} but position "
                                                    f"{anchor.position} was anchored: facts were removed from its end")
-    return ChainResult(facts, usage, previous_position, previous, first, breaks)
+    return ChainResult(events, batches, previous_position, previous, first, breaks)
 
 
 def _link_reason(previous_position: int | None, position: int, stored: bytes | None, link: bytes | None) -> str:
@@ -186,10 +200,9 @@ def _link_reason(previous_position: int | None, position: int, stored: bytes | N
         return "it has no chain_hash"
     reason = ("stored chain_hash differs from the recomputed link: its state, topic or position was changed, "
               "or a fact before it was deleted or inserted")
-    expected = 1 if previous_position is None else previous_position + 1
-    if position != expected:
-        reason += (f" (positions {expected}–{position - 1} are absent; a gap alone is no evidence, "
-                   "a rolled-back append leaves one)")
+    # gaps between events are normal (usage facts take positions of their own; a rolled-back append leaves one)
+    reason += (" (it is the first event of the chain)" if previous_position is None
+               else f" (the event before it in the chain is at position {previous_position})")
     return reason
 
 
@@ -208,60 +221,60 @@ def _anchor_break(anchor: Anchor, position: int, link: bytes) -> Mismatch | None
     return None
 
 
-# -- 2. the typed usage mirror ------------------------------------------------------------------------
-# Each state is decoded once (a LATERAL record, not one ledger_state() call per field: 5x faster). The
-# payload's event_time is canonical text (UTC, microseconds, "+00:00") and its quantity an integer, so
-# comparing them with the row's values written the same way is exact and cannot fail on a tampered value.
-_MIRROR_DIFFERENCES = """
-WITH usage_events AS (
-    SELECT e.notification_id AS position, s.*
-    FROM ledger_events e,
-         LATERAL jsonb_to_record(ledger_state(e.state))
-             AS s(event_id text, source text, source_customer_id text, meter text, quantity text, event_time text)
-    WHERE e.topic = %(topic)s
-), usage_rows AS (
-    SELECT position, event_id, source, source_customer_id, meter, quantity::text AS quantity,
-           to_char(event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"') AS event_time
-    FROM usage_facts
-)
-SELECT coalesce(e.position, u.position) AS position, e.position IS NOT NULL, u.position IS NOT NULL,
-       e.event_id, e.source, e.source_customer_id, e.meter, e.quantity, e.event_time,
-       u.event_id, u.source, u.source_customer_id, u.meter, u.quantity, u.event_time
-FROM usage_events e
-FULL JOIN usage_rows u ON u.position = e.position
-WHERE e.position IS NULL OR u.position IS NULL
-   OR (e.event_id, e.source, e.source_customer_id, e.meter, e.quantity, e.event_time)
-      IS DISTINCT FROM (u.event_id, u.source, u.source_customer_id, u.meter, u.quantity, u.event_time)
-ORDER BY 1
-LIMIT 1
+# -- 2. usage batches ---------------------------------------------------------------------------------
+_BATCHES = """
+SELECT e.notification_id, (s ->> 'first_position')::bigint, (s ->> 'last_position')::bigint,
+       (s ->> 'count')::bigint, s ->> 'rows_sha256', s ->> 'recorded_from', (s ->> 'first_line')::bigint,
+       (SELECT count(*) FROM usage_facts u
+        WHERE u.position BETWEEN (s ->> 'first_position')::bigint AND (s ->> 'last_position')::bigint)
+FROM ledger_events e, LATERAL ledger_state(e.state) s
+WHERE e.topic = %(topic)s
+ORDER BY e.notification_id
+"""
+_FIRST_MISSING = """
+SELECT min(p) FROM generate_series(%(first)s::bigint, %(last)s::bigint) p
+WHERE NOT EXISTS (SELECT 1 FROM usage_facts WHERE position = p)
+"""
+_FIRST_STRAY = """
+SELECT min(u.position) FROM usage_facts u
+WHERE NOT EXISTS (SELECT 1 FROM ledger_events e, LATERAL ledger_state(e.state) s
+                  WHERE e.topic = %(topic)s
+                    AND u.position BETWEEN (s ->> 'first_position')::bigint AND (s ->> 'last_position')::bigint)
 """
 
 
-def verify_usage_mirror(conn: psycopg.Connection) -> Mismatch | None:
-    """Every usage_facts row equals its event's payload and every usage event has one; else the first that does not."""
+def verify_usage_batches(conn: psycopg.Connection) -> UsageResult:
+    """Every usage row lies in a recorded batch whose rows still hash to the recorded sha256; else the first that does not."""
+    found: list[Mismatch] = []
+    topic = {"topic": USAGE_BATCH.topic}
+    batches, stored = [], 0
     try:
         with _snapshot(conn), conn.transaction():
-            row = conn.execute(_MIRROR_DIFFERENCES, {"topic": USAGE.topic}).fetchone()
+            batches = conn.execute(_BATCHES, topic).fetchall()
+            stored = conn.execute("SELECT count(*) FROM usage_facts").fetchone()[0]
+            for batch_at, first, last, count, digest, source, first_line, held in batches:
+                where = (f"the batch recorded at position {batch_at} (positions {first}–{last}, {source} "
+                         f"from line {first_line})")
+                if held != count or last - first + 1 != count:
+                    missing = conn.execute(_FIRST_MISSING, {"first": first, "last": last}).fetchone()[0]
+                    found.append(Mismatch("usage_batches", missing if missing is not None else first,
+                                          f"{where} records {count} usage facts, {held} are stored"
+                                          + (f": position {missing} is missing" if missing is not None else ""),
+                                          {"batch": batch_at}))
+                elif stored_rows_digest(conn, first, last) != digest:
+                    found.append(Mismatch("usage_batches", first,
+                                          f"the usage rows of {where} no longer hash to its rows_sha256: "
+                                          "a row was edited", {"batch": batch_at}))
+                if found:
+                    break
+            if not found and stored != sum(b[7] for b in batches):
+                stray = conn.execute(_FIRST_STRAY, topic).fetchone()[0]
+                found.append(Mismatch("usage_batches", stray,
+                                      f"the usage_facts row at position {stray} belongs to no recorded batch"))
     except psycopg.errors.DataException as error:
-        return Mismatch("usage_mirror", None, f"a usage event's state no longer decodes as JSON: "
-                                              f"{str(error).strip().splitlines()[0]}")
-    if row is None:
-        return None
-    position, has_event, has_row = row[:3]
-    if not has_row:
-        return Mismatch("usage_mirror", position, "the usage event has no usage_facts row")
-    if not has_event:
-        return Mismatch("usage_mirror", position, "the usage_facts row has no usage event at its position")
-    event, mirror = row[3:9], row[9:15]
-    differing = [name for name, a, b in zip(USAGE_FIELDS, event, mirror) if a != b]
-    shown = "; ".join(f"usage_facts.{name} is {_shown(name, b)}, the event says {_shown(name, a)}"
-                      for name, a, b in zip(USAGE_FIELDS, event, mirror) if a != b)
-    return Mismatch("usage_mirror", position, shown or "the row differs from its event",
-                    {"fields": differing})
-
-
-def _shown(name: str, value: str | None) -> str:
-    return value if name == "quantity" and value is not None else repr(value)
+        found.append(Mismatch("usage_batches", None, f"a usage batch's state no longer decodes as JSON: "
+                                                     f"{str(error).strip().splitlines()[0]}"))
+    return UsageResult(stored, len(batches), found[0] if found else None)
 
 
 # -- 3. projections -----------------------------------------------------------------------------------
@@ -276,7 +289,7 @@ def check_projections(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
 def describe(report: VerifyReport) -> list[str]:
     """The report for people: one line per check, then the verdict."""
     chain = report.chain
-    lines = [f"verified {chain.facts:,} facts in {report.seconds:.2f}s"]
+    lines = [f"verified {report.facts:,} facts in {report.seconds:.2f}s"]
     if chain.mismatch is None:
         head = "empty log" if chain.head_position is None else \
             f"head at position {chain.head_position}: {chain.head_hash.hex()}"
@@ -284,11 +297,11 @@ def describe(report: VerifyReport) -> list[str]:
     else:
         lines.append(f"chain: first mismatch at position {chain.mismatch.position}: {chain.mismatch.reason}"
                      f" ({chain.breaks} broken link{'s' if chain.breaks != 1 else ''} in all)")
-    if report.usage_mirror is None:
-        lines.append(f"usage mirror: ok ({chain.usage_facts:,} usage facts)")
+    usage = report.usage
+    if usage.mismatch is None:
+        lines.append(f"usage batches: ok ({usage.facts:,} usage facts in {usage.batches:,} batches)")
     else:
-        lines.append(f"usage mirror: first mismatch at position {report.usage_mirror.position}: "
-                     f"{report.usage_mirror.reason}")
+        lines.append(f"usage batches: first mismatch at position {usage.mismatch.position}: {usage.mismatch.reason}")
     if report.projection_error is not None:
         lines.append(f"projections: could not be rebuilt from these facts: {report.projection_error}")
     elif report.projections is None:

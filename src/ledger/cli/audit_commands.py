@@ -38,7 +38,7 @@ def verify(
     except LedgerError as error:
         fail(error)
     first = report.first_mismatch
-    get_logger().info("store_verified" if report.ok else "store_verification_failed", facts=report.chain.facts,
+    get_logger().info("store_verified" if report.ok else "store_verification_failed", facts=report.facts,
                       head_position=report.chain.head_position, ok=report.ok,
                       first_mismatch=None if first is None else first.position, seconds=round(report.seconds, 3))
     if as_json:

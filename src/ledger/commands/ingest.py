@@ -76,7 +76,7 @@ def parser_for(kind: str, fmt: str, ctx: RecordContext) -> Callable[[Iterable[tu
     return lambda lines: parse_facts(kind, fmt, ctx, lines)
 
 
-def usage_chunks(fmt: str, ctx: RecordContext, source: InputSource) -> Iterator[UsageChunk]:
+def usage_chunks(fmt: str, ctx: RecordContext, source: InputSource, chunk_size: int = CHUNK) -> Iterator[UsageChunk]:
     """Every usage record of the input, parsed and packed in chunks, in file order.
 
     NDJSON and CloudEvents are read in blocks of whole lines that worker processes parse while this
@@ -85,7 +85,7 @@ def usage_chunks(fmt: str, ctx: RecordContext, source: InputSource) -> Iterator[
     """
     parse = USAGE_PARSERS[fmt]
     if fmt == "csv" or (source.size is not None and source.size < PARALLEL_MIN_BYTES):
-        yield from _chunks_in_process(parse, ctx, source)
+        yield from _chunks_in_process(parse, ctx, source, chunk_size)
         return
     fed: deque[tuple[int, bytes]] = deque()
 
@@ -100,7 +100,7 @@ def usage_chunks(fmt: str, ctx: RecordContext, source: InputSource) -> Iterator[
         yield chunk
 
 
-def _chunks_in_process(parse, ctx: RecordContext, source: InputSource) -> Iterator[UsageChunk]:
+def _chunks_in_process(parse, ctx: RecordContext, source: InputSource, chunk_size: int) -> Iterator[UsageChunk]:
     held: dict[int, bytes] = {}
 
     def kept(lines: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
@@ -109,7 +109,7 @@ def _chunks_in_process(parse, ctx: RecordContext, source: InputSource) -> Iterat
             yield number, line
 
     records = parse(ctx, kept(source.lines()))
-    while items := list(islice(records, CHUNK)):
+    while items := list(islice(records, chunk_size)):
         last = items[-1].line
         raw = {n: raw_text(held.pop(n)) for n in [n for n in held if n <= last]}
         yield pack_usage(items, raw)
@@ -127,8 +127,9 @@ def ingest_file(db: Database, kind: str, path: str, fmt: str | None = None, *, n
     ctx = RecordContext(source.name, now or datetime.now(timezone.utc), db.settings.currency)
     try:
         if kind == "usage":
-            _ingest_usage(db, ctx, usage_chunks(fmt, ctx, source), report, source, progress,
-                          batch_size or db.settings.batch_size)
+            batch_size = batch_size or db.settings.batch_size
+            _ingest_usage(db, ctx, usage_chunks(fmt, ctx, source, min(CHUNK, batch_size)), report, source,
+                          progress, batch_size)
         elif kind == "credits":
             from ledger.commands.credits import ingest_credit_history
 
