@@ -71,6 +71,8 @@ def test_events_list_the_contributing_facts_and_reproduce_the_digest(ledger):
             assert len(events) == item["usage"]["fact_count"]
             assert sum(e["units"] for e in events) == item["usage"]["units"]
             assert [e["position"] for e in events] == sorted(e["position"] for e in events)
+            # each fact names the file and line it was read from
+            assert all(e["recorded_from"].endswith(".ndjson") and e["recorded_line"] >= 1 for e in events)
     text = ledger("trace", "invoice", "in_202601_0001", "--events", check_exit=0).stdout
     assert "DOES NOT MATCH" not in text and text.count("matches") >= 2
 

@@ -221,8 +221,14 @@ def contributing_facts(conn: psycopg.Connection, customer_id: str, month: str, m
                                 9223372036854775807) AS c
             )
             SELECT u.position, u.event_id, u.source, u.source_customer_id, u.event_time, u.quantity AS units,
-                   hashint8extended(u.position, u.quantity) AS h
-            FROM usage_facts u, cutoff
+                   hashint8extended(u.position, u.quantity) AS h, b.recorded_from, u.line AS recorded_line
+            FROM usage_facts u
+            CROSS JOIN cutoff
+            -- the batch event that recorded the fact: the first at a later position
+            CROSS JOIN LATERAL (SELECT ledger_state(e.state) ->> 'recorded_from' AS recorded_from
+                                FROM ledger_events e
+                                WHERE e.topic = 'ledger.UsageBatchRecorded' AND e.notification_id > u.position
+                                ORDER BY e.notification_id LIMIT 1) b
             JOIN unnest(%(sources)s::text[], %(ids)s::text[]) AS s(source, source_customer_id) ON true
             WHERE u.position BETWEEN %(first)s AND %(last)s
               AND u.source = s.source AND u.source_customer_id = s.source_customer_id
