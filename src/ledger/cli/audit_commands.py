@@ -17,12 +17,12 @@ from ledger.logging import get_logger
 def verify(
     as_json: bool = typer.Option(False, "--json", help="print a machine report"),
     skip_projections: bool = typer.Option(False, "--skip-projections",
-                                          help="check the chain and the usage mirror only (no rebuild)"),
+                                          help="check the chain and the usage batches only (no rebuild)"),
     anchor: Optional[str] = typer.Option(None, "--anchor", metavar="POSITION:HASH",
                                          help="a head printed by an earlier verify, kept elsewhere: catches a "
                                               "rewrite that recomputed the whole chain"),
 ) -> None:
-    """Recompute the hash chain, the usage mirror and every projection; exit 1 at the first mismatch."""
+    """Recompute the hash chain, the usage batches' digests and every projection; exit 1 at the first mismatch."""
     from ledger.audit.verify import Anchor, describe, verify_store
     from ledger.cli.output import IngestProgress, emit_json
 

@@ -284,7 +284,7 @@ def _explore(ui: DemoUI, db: Database, result: DemoResult) -> None:
         ("ledger export dim-customer", "attribute history (SCD2), incl. a back-dated change"),
         (f"ledger trace invoice {invoice}", "an invoice back to the usage facts behind each line"),
         ("ledger quarantine list", "every rejected record, with file, line and reason"),
-        ("ledger verify", "recompute the hash chain, the usage mirror and every projection"),
+        ("ledger verify", "recompute the hash chain, the usage batches' digests and every projection"),
     ):
         ui.say(f"  {command:<44} {why}")
     if merge:

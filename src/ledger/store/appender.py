@@ -1,11 +1,12 @@
 """Appending facts: dedup by deterministic id, conflicts to the quarantine, hash chain, one global order.
 
-Every append, bulk or command, goes through `append_batch`, in one transaction that
+Every append of facts other than usage, bulk or command, goes through `append_batch` (usage facts have their
+own path, `ledger.store.usage`, on the same lock, sequence and chain), in one transaction that
 1. takes eventsourcing's EXCLUSIVE lock on the events table (so commit order = position order),
 2. finds which candidates' keys already stand (duplicates and conflicts are never appended),
 3. checks expected stream versions (optimistic concurrency: a credit against an invoice),
 4. reserves a contiguous block of positions and extends the hash chain over them,
-5. copies the new rows (binary COPY) into the events table and the typed usage mirror,
+5. copies the new rows (binary COPY) into the events table,
 6. writes rejected records to the quarantine.
 A crash anywhere before commit leaves nothing of the batch; a re-run appends exactly what is missing.
 """
@@ -20,7 +21,7 @@ from typing import Any, Iterable, Sequence
 
 import psycopg
 
-from ledger.domain.facts import CREDIT, USAGE, FactKind, differing_fields
+from ledger.domain.facts import CREDIT, FactKind, differing_fields
 from ledger.store import copybin
 from ledger.store.events import payload_of_state
 
@@ -32,12 +33,10 @@ class Candidate:
     """A validated record about to be appended (picklable: parsers may run in worker processes)."""
 
     fact_id: bytes  # the 16 bytes of the fact's uuid5 (bytes pickle far faster than UUID objects)
-    payload: dict[str, Any] | None  # None on the usage hot path: recovered from `state` when needed
+    payload: dict[str, Any] | None  # None: recovered from `state` when needed
     state: bytes
     line: int | None
     raw: str
-    usage_fields: bytes | None = None  # binary COPY fields of the typed usage row, after its position
-    usage_month: str | None = None
     stream_id: bytes | None = None
     version: int = 1
 
@@ -177,8 +176,6 @@ def append_batch(
             first = _reserve_positions(cur, len(fresh))
             positions = {id(c): first + i for i, c in enumerate(fresh)}
             _copy_events(cur, kind, fresh, first, _chain_head(cur))
-            if kind is USAGE:
-                _copy_usage(cur, fresh, first)
             outcome.appended = [(c, positions[id(c)]) for c in fresh]
         # a duplicate or conflict inside the batch names the position its first fact has just received
         outcome.duplicates = [(c, e if isinstance(e, int) else positions[id(e)]) for c, e in outcome.duplicates]
@@ -222,20 +219,6 @@ def _copy_events(cur: psycopg.Cursor, kind: FactKind, fresh: Sequence[Candidate]
     with cur.copy("COPY ledger_events (originator_id, originator_version, topic, state, notification_id,"
                   " chain_hash) FROM STDIN (FORMAT BINARY)") as copy:
         copy.write(b"".join(parts))
-
-
-def _copy_usage(cur: psycopg.Cursor, fresh: Sequence[Candidate], first: int) -> None:
-    """Binary COPY of the typed usage rows, and the months they fall in."""
-    row_head = copybin.row_count(7)
-    parts = [copybin.HEADER]
-    parts.extend(row_head + b"\x00\x00\x00\x08" + (first + i).to_bytes(8, "big") + c.usage_fields
-                 for i, c in enumerate(fresh))
-    parts.append(copybin.TRAILER)
-    with cur.copy("COPY usage_facts (position, event_id, source, source_customer_id, meter, quantity, event_time)"
-                  " FROM STDIN (FORMAT BINARY)") as copy:
-        copy.write(b"".join(parts))
-    months = sorted({c.usage_month for c in fresh})
-    cur.execute("INSERT INTO usage_months (month) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING", (months,))
 
 
 def write_quarantine(cur: psycopg.Cursor, kind: str, source_file: str, rejections: Iterable[Rejection]) -> int:

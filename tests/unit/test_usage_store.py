@@ -1,0 +1,32 @@
+"""The usage append path's in-memory parts: batch addressing, leaving rows out, and screening keys."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger.store.usage import SeenKeys, UsageRow, _Batch, pack_usage
+
+chunk_rows = st.lists(st.binary(min_size=1, max_size=5), max_size=6)
+
+
+@given(st.lists(chunk_rows, min_size=1, max_size=4), st.data())
+def test_a_batch_addresses_every_row_and_leaves_out_exactly_the_dropped_ones(chunks, data):
+    packed = [pack_usage([UsageRow(i, i, "2026-01", row) for i, row in enumerate(rows)]) for rows in chunks]
+    every = [row for rows in chunks for row in rows]
+    batch = _Batch(packed)
+    assert batch.size == len(every) and [batch.row(g) for g in range(batch.size)] == every
+    dropped = data.draw(st.sets(st.integers(0, max(batch.size - 1, 0)))) if every else set()
+    assert batch.rows_without(dropped) == b"".join(r for g, r in enumerate(every) if g not in dropped)
+
+
+@given(st.lists(st.integers(-2**63, 2**63 - 1), max_size=300))
+def test_screening_never_clears_a_key_met_before(hashes):
+    seen = SeenKeys(1000)
+    maybe = set(seen.screen(hashes))
+    firsts = {}
+    for i, h in enumerate(hashes):
+        firsts.setdefault(h, i)
+        if firsts[h] != i:
+            assert i in maybe  # a repeat is always a suspect; a first may be one too (a false positive)
+    assert set(seen.screen(hashes)) == set(range(len(hashes)))  # a second pass suspects everything
