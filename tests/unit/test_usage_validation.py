@@ -183,3 +183,36 @@ def test_the_common_case_path_agrees_with_the_detailed_checks():
             assert fast == slow
 
     agree()
+
+
+def test_the_one_pass_row_agrees_with_the_detailed_path():
+    """`_well_formed_row` (the hot path) yields the very row the detailed checks would, or defers to them."""
+    from hypothesis import given, settings, strategies as st
+
+    from ledger.ingest.records import RecordError
+    from ledger.ingest.usage import _validate_naming_the_problem, _well_formed_row, usage_row
+
+    times = st.sampled_from(["2026-01-05T10:00:00.123456Z", "2026-01-05T10:00:00Z", "2026-13-05T10:00:00.000000Z",
+                             "2026-01-05T10:00:00.123456+05:30", "2026-02-30T10:00:00.000000Z", "x" * 27])
+    values = st.one_of(st.integers(-5, 2**54), st.floats(allow_nan=False), st.text(max_size=3), st.none())
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.fixed_dictionaries({"event_id": st.one_of(st.text(min_size=1, max_size=130), values),
+                                  "source": st.sampled_from(["product", "", 5, "ünï"]),
+                                  "source_customer_id": st.just("pr_1"),
+                                  "meter": st.sampled_from(["api_calls", "API", "a" * 65]),
+                                  "quantity": values, "event_time": times},
+                                 optional={"properties": st.one_of(st.none(), st.just({"b": 1, "a": [2]}),
+                                                                   st.just([1])),
+                                           "extra": st.just(1)}))
+    def agree(record):
+        fast = _well_formed_row(json.dumps(record).encode(), 12)
+        try:
+            payload, row = _validate_naming_the_problem(record)
+        except RecordError:
+            assert fast is None
+            return
+        if fast is not None:
+            assert fast == usage_row(payload, row, 12)
+
+    agree()
