@@ -5,19 +5,22 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.store.usage import SeenKeys, UsageRow, _Batch, pack_usage
+from ledger.store.usage import ROW_HEAD, SeenKeys, UsageRow, _Batch, pack_usage
 
-chunk_rows = st.lists(st.binary(min_size=1, max_size=5), max_size=6)
+chunk_rows = st.lists(st.binary(min_size=1, max_size=5).map(lambda tail: ROW_HEAD + tail), max_size=6)
 
 
-@given(st.lists(chunk_rows, min_size=1, max_size=4), st.data())
-def test_a_batch_addresses_every_row_and_leaves_out_exactly_the_dropped_ones(chunks, data):
+@given(st.lists(chunk_rows, min_size=1, max_size=4), st.data(), st.integers(1, 2**40))
+def test_a_batch_numbers_the_rows_it_keeps_and_leaves_out_exactly_the_dropped_ones(chunks, data, first):
     packed = [pack_usage([UsageRow(i, i, "2026-01", row) for i, row in enumerate(rows)]) for rows in chunks]
     every = [row for rows in chunks for row in rows]
     batch = _Batch(packed)
     assert batch.size == len(every) and [batch.row(g) for g in range(batch.size)] == every
     dropped = data.draw(st.sets(st.integers(0, max(batch.size - 1, 0)))) if every else set()
-    assert batch.rows_without(dropped) == b"".join(r for g, r in enumerate(every) if g not in dropped)
+    kept = [row for g, row in enumerate(every) if g not in dropped]
+    numbered = [row[:6] + (first + i).to_bytes(8, "big") + row[14:] for i, row in enumerate(kept)]
+    assert batch.copy_body(dropped, first) == b"".join(numbered)
+    assert [batch.row(g) for g in range(batch.size)] == every  # the chunks themselves are left as they were
 
 
 @given(st.lists(st.integers(-2**63, 2**63 - 1), max_size=300))

@@ -55,7 +55,8 @@ def parse_in_workers(parse: Callable[[list[Line]], list[T]], lines: Iterable[Lin
             yield parse(chunk)
         return
     context = mp.get_context("fork")
-    inbox, outbox = context.Queue(maxsize=2 * workers), context.Queue(maxsize=2 * workers)
+    depth = int(os.environ.get("LEDGER_INGEST_QUEUE", "8"))
+    inbox, outbox = context.Queue(maxsize=depth * workers), context.Queue(maxsize=depth * workers)
     processes = [context.Process(target=_work, args=(parse, inbox, outbox), daemon=True) for _ in range(workers)]
     for process in processes:
         process.start()
@@ -98,5 +99,5 @@ def parse_in_workers(parse: Callable[[list[Line]], list[T]], lines: Iterable[Lin
 
 
 def worker_count() -> int:
-    """Leave one core to PostgreSQL and the appender."""
-    return max(1, (os.cpu_count() or 2) - 1)
+    """Leave one core to PostgreSQL and the appender (LEDGER_INGEST_WORKERS overrides)."""
+    return int(os.environ.get("LEDGER_INGEST_WORKERS") or max(1, (os.cpu_count() or 2) - 1))
