@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,6 +28,7 @@ def test_a_batch_numbers_the_rows_it_keeps_and_leaves_out_exactly_the_dropped_on
 @given(st.lists(st.integers(-2**63, 2**63 - 1), max_size=300))
 def test_screening_never_clears_a_key_met_before(hashes):
     seen = SeenKeys(1000)
+    hashes = array("q", hashes)
     maybe = set(seen.screen(hashes))
     firsts = {}
     for i, h in enumerate(hashes):
@@ -33,3 +36,14 @@ def test_screening_never_clears_a_key_met_before(hashes):
         if firsts[h] != i:
             assert i in maybe  # a repeat is always a suspect; a first may be one too (a false positive)
     assert set(seen.screen(hashes)) == set(range(len(hashes)))  # a second pass suspects everything
+
+
+@given(st.lists(st.lists(st.integers(-2**63, 2**63 - 1), max_size=50), max_size=6))
+def test_screening_in_batches_suspects_every_repeat_across_them(batches):
+    seen, met = SeenKeys(10), set()
+    for hashes in batches:
+        maybe = set(seen.screen(array("q", hashes)))
+        for i, h in enumerate(hashes):
+            if h in met:
+                assert i in maybe
+            met.add(h)

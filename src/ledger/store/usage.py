@@ -18,7 +18,6 @@ A crash anywhere before commit leaves nothing of the batch; a re-run appends exa
 from __future__ import annotations
 
 import hashlib
-import struct
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+import numpy as np
 import orjson
 import psycopg
 
@@ -53,7 +53,6 @@ SEQUENCE = "ledger_events_notification_id_seq"
 ROW_HEAD = copybin.row_count(len(COLUMNS)) + b"\x00\x00\x00\x08" + bytes(8)
 POSITION_AT = 6  # offset of the position's 8 bytes in a row
 _INT4 = b"\x00\x00\x00\x04"
-_POSITION = struct.Struct(">q")
 
 
 class UsageRow(NamedTuple):
@@ -181,29 +180,33 @@ class SeenKeys:
 
     Two probes from one 64-bit hash, 16 bits per expected record: about 1.4% of new records are
     looked up for nothing; memory is fixed (2 MB per million expected records) whatever the input.
+    Screening is vectorised (numpy): a few tens of nanoseconds per record.
     """
 
     def __init__(self, expected_records: int):
         size = 1 << max(23, (max(expected_records, 1) * 16 - 1).bit_length())
-        self.bits = bytearray(size >> 3)
-        self.mask = size - 1
+        self.words = np.zeros(size >> 6, dtype=np.uint64)
+        self.mask = np.uint64(size - 1)
 
     @classmethod
     def for_input(cls, size_bytes: int | None) -> SeenKeys:
         return cls(size_bytes // 100 if size_bytes else 16_000_000)
 
-    def screen(self, hashes: Sequence[int]) -> list[int]:
-        """Indexes of the hashes that may have been met before (earlier, or earlier in `hashes`); marks the rest."""
-        bits, mask, maybe = self.bits, self.mask, []
-        for i, h in enumerate(hashes):
-            a = h & mask
-            b = (h >> 32) & mask
-            if bits[a >> 3] >> (a & 7) & 1 and bits[b >> 3] >> (b & 7) & 1:
-                maybe.append(i)
-            else:
-                bits[a >> 3] |= 1 << (a & 7)
-                bits[b >> 3] |= 1 << (b & 7)
-        return maybe
+    def screen(self, hashes: array) -> list[int]:
+        """Indexes of the hashes that may have been met before (earlier, or earlier in `hashes`); marks them all."""
+        if not len(hashes):
+            return []
+        h = np.frombuffer(hashes, dtype=np.uint64)
+        a, b = h & self.mask, (h >> np.uint64(32)) & self.mask
+        word_a, bit_a = a >> np.uint64(6), np.uint64(1) << (a & np.uint64(63))
+        word_b, bit_b = b >> np.uint64(6), np.uint64(1) << (b & np.uint64(63))
+        maybe = ((self.words[word_a] & bit_a) != 0) & ((self.words[word_b] & bit_b) != 0)
+        _, firsts = np.unique(h, return_index=True)  # a repeat inside `hashes` is a suspect too
+        repeated = np.ones(len(h), dtype=bool)
+        repeated[firsts] = False
+        np.bitwise_or.at(self.words, word_a, bit_a)
+        np.bitwise_or.at(self.words, word_b, bit_b)
+        return np.flatnonzero(maybe | repeated).tolist()
 
 
 # ------------------------------------------------------------------------------------------------ append
@@ -249,26 +252,27 @@ class _Batch:
 
     def copy_body(self, dropped: set[int], first: int) -> bytes:
         """The rows to copy, positions first, first+1, ... written in, leaving out the dropped rows."""
-        parts, position, pack_into = [], first, _POSITION.pack_into
+        parts, position = [], first
+        offsets = np.arange(POSITION_AT, POSITION_AT + 8)
         for c, start in zip(self.chunks, self.starts):
-            buf, row_start = bytearray(c.blob), 0
-            if any(start <= g < start + c.count for g in dropped):
-                kept_from = 0
-                for i, end in enumerate(c.ends):
-                    if start + i in dropped:
-                        parts.append(buf[kept_from:row_start])
-                        kept_from = end
-                    else:
-                        pack_into(buf, row_start + POSITION_AT, position)
-                        position += 1
-                    row_start = end
-                parts.append(buf[kept_from:])
-            else:
-                for end in c.ends:
-                    pack_into(buf, row_start + POSITION_AT, position)
-                    position += 1
-                    row_start = end
-                parts.append(buf)
+            if not c.count:
+                continue
+            buf = np.frombuffer(c.blob, dtype=np.uint8).copy()
+            ends = np.frombuffer(c.ends, dtype=np.uint32).astype(np.int64)
+            starts = np.concatenate(([0], ends[:-1]))
+            gone = sorted(g - start for g in dropped if start <= g < start + c.count)
+            keep = np.ones(c.count, dtype=bool)
+            keep[gone] = False
+            kept = int(keep.sum())
+            numbers = np.arange(position, position + kept, dtype=">i8").view(np.uint8).reshape(kept, 8)
+            buf[starts[keep][:, None] + offsets] = numbers
+            position += kept
+            data = buf.tobytes()
+            kept_from = 0
+            for i in gone:
+                parts.append(data[kept_from:starts[i]])
+                kept_from = int(ends[i])
+            parts.append(data[kept_from:])
         return b"".join(parts)
 
 
@@ -296,7 +300,9 @@ def _resolve(cur: psycopg.Cursor, batch: _Batch, suspects: Sequence[int]) -> _Re
         return resolution
     keys = {g: row_key(batch.row(g)) for g in suspects}
     stored = _stored(cur, list(set(keys.values())))
-    first_by_hash = dict(zip(reversed(batch.hashes), range(batch.size - 1, -1, -1)))
+    _, firsts, which = np.unique(np.frombuffer(batch.hashes, dtype=np.int64), return_index=True,
+                                 return_inverse=True)
+    first_by_hash = firsts[which]  # row → the first row of the batch with its hash
     first_by_key: dict[tuple[str, str], int] = {}
     for g in suspects:
         key = keys[g]
@@ -317,11 +323,11 @@ def _resolve(cur: psycopg.Cursor, batch: _Batch, suspects: Sequence[int]) -> _Re
     return resolution
 
 
-def _first_in_batch(batch: _Batch, first_by_hash: dict[int, int], first_by_key: dict, key, g: int) -> int:
+def _first_in_batch(batch: _Batch, first_by_hash: np.ndarray, first_by_key: dict, key, g: int) -> int:
     """The first row of the batch with this key (g itself when none is earlier)."""
     if key in first_by_key:
         return first_by_key[key]
-    f = first_by_hash.get(batch.hashes[g], g)
+    f = int(first_by_hash[g])
     if f < g and row_key(batch.row(f)) != key:  # two keys with one 64-bit hash: look the slow way
         f = next(i for i in range(g + 1) if batch.hashes[i] == batch.hashes[g] and row_key(batch.row(i)) == key)
     first_by_key[key] = f
