@@ -27,6 +27,7 @@ class InputSource:
     name: str
     stream: BinaryIO
     size: int | None  # bytes on disk, for progress; None for stdin
+    compressed: bool = False
 
     def lines(self) -> Iterator[tuple[int, bytes]]:
         number = 0
@@ -83,7 +84,7 @@ def open_input(path: str) -> InputSource:
     stream: BinaryIO = raw
     if head == GZIP_MAGIC:
         stream = io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), READ_BUFFER)  # type: ignore[arg-type]
-    source = InputSource(name, stream, size)
+    source = InputSource(name, stream, size, compressed=head == GZIP_MAGIC)
     source._raw = raw  # type: ignore[attr-defined]
     return source
 
