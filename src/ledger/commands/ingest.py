@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import queue
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -20,7 +22,7 @@ from ledger.ingest.records import RecordContext, raw_text
 from ledger.ingest.usage import parse_csv, parse_ndjson
 from ledger.store.appender import Candidate, Rejection, append_batch
 from ledger.store.database import Database
-from ledger.store.usage import SeenKeys, UsageChunk, append_usage, pack_usage
+from ledger.store.usage import ScreenedBatch, SeenKeys, UsageChunk, append_usage, pack_usage, screen_batch
 
 INGEST_KINDS = ("usage", "identities", "attributes", "prices", "invoices", "credits")
 FORMATS = {
@@ -146,42 +148,81 @@ def ingest_file(db: Database, kind: str, path: str, fmt: str | None = None, *, n
 
 def _ingest_usage(db: Database, ctx: RecordContext, chunks: Iterator[UsageChunk], report: IngestReport,
                   source: InputSource, progress: Progress | None, batch_size: int) -> None:
-    """Append usage in batches of about `batch_size` records: whole chunks, one transaction each."""
+    """Append usage in batches of about `batch_size` records (whole chunks), one transaction each.
+
+    The batches are screened here, in input order, and appended by a thread of their own, so the next batch
+    is read and screened while PostgreSQL copies this one.
+    """
     # gzip'd NDJSON is about ten times smaller than its records
     seen = SeenKeys.for_input(source.size * 10 if source.size and source.compressed else source.size)
-    look_up_all = False
     gc.freeze()  # millions of short-lived objects: keep the cyclic collector off the hot path
-    with db.connection() as conn:
+    with db.connection() as conn, _UsageAppender(conn, ctx, report, source, progress) as appender:
         batch: list[UsageChunk] = []
         records = 0
-
-        def flush() -> None:
-            nonlocal look_up_all
-            outcome = append_usage(conn, batch, seen, source_file=ctx.source_file,
-                                   recorded_at_json=ctx.recorded_at_json, look_up_all=look_up_all)
-            # a file that overlaps stored facts is looked up key by key until a batch finds none stored
-            look_up_all = outcome.looked_up_all and outcome.repeats_stored > 0
-            report.appended += outcome.appended
-            report.duplicates += outcome.duplicates
-            report.conflicts += outcome.conflicts
-            report.quarantined += outcome.quarantined
-            if outcome.appended:
-                if report.first_position is None:
-                    report.first_position = outcome.first_position
-                report.last_position = outcome.last_position
-            batch.clear()
-            if progress:
-                progress(report.read, source.position())
-
         for chunk in chunks:
             report.read += chunk.read
             batch.append(chunk)
             records += chunk.read
             if records >= batch_size:
-                flush()
-                records = 0
+                appender.submit(screen_batch(batch, seen))
+                batch, records = [], 0
         if batch or report.read == 0:
-            flush()
+            appender.submit(screen_batch(batch, seen))
+
+
+class _UsageAppender:
+    """Appends screened batches, in order, in a thread of its own; its first error is raised in the caller."""
+
+    def __init__(self, conn, ctx: RecordContext, report: IngestReport, source: InputSource,
+                 progress: Progress | None):
+        self.conn, self.ctx, self.report, self.source, self.progress = conn, ctx, report, source, progress
+        self.pending: queue.Queue[ScreenedBatch | None] = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.look_up_all = False
+        self.thread = threading.Thread(target=self._run, name="ledger-usage-appender", daemon=True)
+
+    def __enter__(self) -> _UsageAppender:
+        self.thread.start()
+        return self
+
+    def submit(self, screened: ScreenedBatch) -> None:
+        self._raise_error()
+        self.pending.put(screened)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.pending.put(None)
+        self.thread.join()
+        if exc_type is None:
+            self._raise_error()
+
+    def _raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while (screened := self.pending.get()) is not None:
+            if self.error is None:
+                try:
+                    self._append(screened)
+                except BaseException as error:  # raised again in the caller's thread
+                    self.error = error
+
+    def _append(self, screened: ScreenedBatch) -> None:
+        report = self.report
+        outcome = append_usage(self.conn, screened, source_file=self.ctx.source_file,
+                               recorded_at_json=self.ctx.recorded_at_json, look_up_all=self.look_up_all)
+        # a file that overlaps stored facts is looked up key by key until a batch finds none stored
+        self.look_up_all = outcome.looked_up_all and outcome.repeats_stored > 0
+        report.appended += outcome.appended
+        report.duplicates += outcome.duplicates
+        report.conflicts += outcome.conflicts
+        report.quarantined += outcome.quarantined
+        if outcome.appended:
+            if report.first_position is None:
+                report.first_position = outcome.first_position
+            report.last_position = outcome.last_position
+        if self.progress:
+            self.progress(report.read, self.source.position())
 
 
 def _ingest_batches(db: Database, kind: str, ctx: RecordContext, parsed: Iterator[Candidate | Rejection],

@@ -339,14 +339,26 @@ def _next_position(cur: psycopg.Cursor) -> int:
     return last + 1 if called else last
 
 
-def append_usage(conn: psycopg.Connection, chunks: Sequence[UsageChunk], seen: SeenKeys, *, source_file: str,
-                 recorded_at_json: bytes, look_up_all: bool = False) -> UsageOutcome:
-    """Append the batch's new usage facts in one transaction; count duplicates; quarantine conflicts and rejections."""
+@dataclass
+class ScreenedBatch:
+    """A batch's chunks, and the rows the run's Bloom filter could not clear (screened in input order)."""
+
+    chunks: Sequence[UsageChunk]
+    batch: _Batch
+    suspects: list[int]
+
+
+def screen_batch(chunks: Sequence[UsageChunk], seen: SeenKeys) -> ScreenedBatch:
     batch = _Batch(chunks)
+    return ScreenedBatch(chunks, batch, seen.screen(batch.hashes))
+
+
+def append_usage(conn: psycopg.Connection, screened: ScreenedBatch, *, source_file: str, recorded_at_json: bytes,
+                 look_up_all: bool = False) -> UsageOutcome:
+    """Append the batch's new usage facts in one transaction; count duplicates; quarantine conflicts and rejections."""
+    chunks, batch = screened.chunks, screened.batch
     outcome = UsageOutcome(looked_up_all=look_up_all)
-    suspects = list(range(batch.size)) if look_up_all else seen.screen(batch.hashes)
-    if look_up_all:
-        seen.screen(batch.hashes)
+    suspects = list(range(batch.size)) if look_up_all else screened.suspects
     with conn.transaction(), conn.cursor() as cur:
         lock_events(cur)
         first = _next_position(cur)
