@@ -58,7 +58,7 @@ def _run_risk(conn: psycopg.Connection, target: "Target", steps, thresholds: Thr
     for name, section in steps:
         _run(conn, target, name, section, options)
 STAGE_TABLES = ("usage_group_stage", "usage_fact_stage", "usage_fact_resolved", "usage_batch_stage", "on_time_delta",
-                "invoice_line_stage")
+                "customer_month_meter_change", "invoice_line_stage")
 SCOPE_TABLES = {
     "scope_cm": "customer_id text, month text",
     "scope_cm_posting": "customer_id text, month text",
