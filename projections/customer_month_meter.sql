@@ -68,10 +68,13 @@ SELECT d.customer_id, d.month, d.meter, d.units, c.customer_id IS NOT NULL AS is
 FROM {stage}.on_time_delta d
 LEFT JOIN {schema}.customer_month_attrs a ON a.customer_id = d.customer_id AND a.month = d.month
 LEFT JOIN {schema}.plan_month_meter p ON p.plan = a.plan AND p.month = d.month AND p.meter = d.meter
-LEFT JOIN {schema}.customer_month_meter c ON c.customer_id = d.customer_id AND c.month = d.month AND c.meter = d.meter;
+LEFT JOIN {schema}.customer_month_meter c
+       ON c.customer_id = d.customer_id AND c.month = d.month AND c.meter = d.meter
+      AND c.month = ANY (ARRAY(SELECT DISTINCT month FROM {stage}.on_time_delta));  -- read: the batch's months only
 MERGE INTO {schema}.customer_month_meter c
 USING {stage}.customer_month_meter_change n
    ON c.customer_id = n.customer_id AND c.month = n.month AND c.meter = n.meter
+  AND c.month = ANY (ARRAY(SELECT DISTINCT month FROM {stage}.on_time_delta))
 WHEN MATCHED THEN
     UPDATE SET on_time_units = n.on_time_units, on_time_facts = n.on_time_facts, overage_units = n.overage_units,
                expected_cents = n.expected_cents

@@ -64,10 +64,13 @@ INSERT INTO {stage}.scope_cm
 SELECT DISTINCT customer_id, month FROM {stage}.usage_fact_resolved WHERE is_on_time;
 -- @merge_batch
 -- The fast incremental path: the batch's groups (usage_batch_stage, all on time in open months) added in place.
+-- Only the rows of the batch's months are matched (filtered as the table is read): the cost follows the open
+-- months, not the history.
 MERGE INTO {schema}.usage_on_time t
 USING {stage}.usage_batch_stage d
    ON t.customer_id = d.customer_id AND t.month = d.month AND t.meter = d.meter
   AND t.source = d.source AND t.source_customer_id = d.source_customer_id
+  AND t.month = ANY (ARRAY(SELECT DISTINCT month FROM {stage}.usage_batch_stage))
 WHEN MATCHED THEN
     UPDATE SET units = t.units + d.units, event_count = t.event_count + d.event_count,
                first_position = least(t.first_position, d.first_position),
