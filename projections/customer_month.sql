@@ -60,33 +60,26 @@ FROM expected;
 -- @index
 ALTER TABLE {schema}.customer_month ADD PRIMARY KEY (customer_id, month);
 -- @add_on_time
--- Fast path: on-time units added to open months (after customer_month_meter's @add_on_time). A new row here has
--- no invoice, credit or late posting: it would exist already.
-WITH d AS (
-    SELECT customer_id, month, sum(units)::bigint AS units FROM {stage}.on_time_delta GROUP BY customer_id, month
-), metered AS (
-    SELECT c.customer_id, c.month, sum(c.expected_cents)::bigint AS expected_cents
-    FROM {schema}.customer_month_meter c
-    JOIN d ON d.customer_id = c.customer_id AND d.month = c.month
-    GROUP BY c.customer_id, c.month
-), x AS (
-    SELECT d.customer_id, d.month, d.units, a.segment, a.owner, a.plan, a.region,
-           CASE WHEN a.plan IS NOT NULL
-                THEN coalesce(f.base_fee_cents, 0) + coalesce(m.expected_cents, 0) END AS expected_cents
-    FROM d
-    LEFT JOIN {schema}.customer_month_attrs a ON a.customer_id = d.customer_id AND a.month = d.month
-    LEFT JOIN {schema}.plan_month_fee f ON f.plan = a.plan AND f.month = d.month
-    LEFT JOIN metered m ON m.customer_id = d.customer_id AND m.month = d.month
-), updated AS (
-    UPDATE {schema}.customer_month c
-    SET usage_units = c.usage_units + x.units, expected_cents = x.expected_cents,
-        variance_cents = c.invoiced_cents - x.expected_cents
-    FROM x
-    WHERE c.customer_id = x.customer_id AND c.month = x.month
-    RETURNING c.customer_id, c.month
-)
-INSERT INTO {schema}.customer_month
-SELECT x.customer_id, x.month, x.segment, x.owner, x.plan, x.region, x.units, x.expected_cents, 0, 0, 0, 0,
-       0 - x.expected_cents
-FROM x
-WHERE NOT EXISTS (SELECT 1 FROM updated u WHERE u.customer_id = x.customer_id AND u.month = x.month);
+-- Fast path: on-time units added to open months (after customer_month_meter's @add_on_time): expected_cents moves
+-- by the change of its meters' expected cents. A new row here has no invoice, credit or late posting (it would
+-- exist already), hence no other customer_month_meter row of an open month: its meters are all in the change.
+MERGE INTO {schema}.customer_month c
+USING (
+    SELECT n.customer_id, n.month, n.units, n.metered_change, a.segment, a.owner, a.plan, a.region,
+           CASE WHEN a.plan IS NOT NULL THEN coalesce(f.base_fee_cents, 0) + n.metered_change END AS new_expected_cents
+    FROM (SELECT customer_id, month, sum(units)::bigint AS units,
+                 sum(coalesce(expected_cents, 0) - coalesce(old_expected_cents, 0))::bigint AS metered_change
+          FROM {stage}.customer_month_meter_change
+          GROUP BY customer_id, month) n
+    LEFT JOIN {schema}.customer_month_attrs a ON a.customer_id = n.customer_id AND a.month = n.month
+    LEFT JOIN {schema}.plan_month_fee f ON f.plan = a.plan AND f.month = n.month
+) x
+   ON c.customer_id = x.customer_id AND c.month = x.month
+  AND c.month = ANY (ARRAY(SELECT DISTINCT month FROM {stage}.on_time_delta))  -- read: the batch's months only
+WHEN MATCHED THEN
+    UPDATE SET usage_units = c.usage_units + x.units,
+               expected_cents = c.expected_cents + x.metered_change,
+               variance_cents = c.variance_cents - x.metered_change
+WHEN NOT MATCHED THEN
+    INSERT VALUES (x.customer_id, x.month, x.segment, x.owner, x.plan, x.region, x.units, x.new_expected_cents,
+                   0, 0, 0, 0, 0 - x.new_expected_cents);

@@ -52,29 +52,32 @@ LEFT JOIN {schema}.plan_month_meter p ON p.plan = a.plan AND p.month = c.month A
 ALTER TABLE {schema}.customer_month_meter ADD PRIMARY KEY (customer_id, month, meter);
 -- @add_on_time
 -- Fast path: on-time units added to open months; plans and prices are unchanged, so only the rows' overage moves.
-WITH d AS (
-    SELECT d.customer_id, d.month, d.meter, d.units, d.facts, p.included_units, p.unit_price_cents,
-           p.meter IS NOT NULL AS is_priced, a.plan IS NOT NULL AS has_plan
-    FROM {stage}.on_time_delta d
-    LEFT JOIN {schema}.customer_month_attrs a ON a.customer_id = d.customer_id AND a.month = d.month
-    LEFT JOIN {schema}.plan_month_meter p ON p.plan = a.plan AND p.month = d.month AND p.meter = d.meter
-), updated AS (
-    UPDATE {schema}.customer_month_meter c
-    SET on_time_units = c.on_time_units + d.units, on_time_facts = c.on_time_facts + d.facts,
-        overage_units = CASE WHEN d.is_priced THEN greatest(0, c.on_time_units + d.units - d.included_units) END,
-        expected_cents = CASE WHEN d.is_priced
-                              THEN greatest(0, c.on_time_units + d.units - d.included_units) * d.unit_price_cents
-                              WHEN d.has_plan THEN 0 END
-    FROM d
-    WHERE c.customer_id = d.customer_id AND c.month = d.month AND c.meter = d.meter
-    RETURNING c.customer_id, c.month, c.meter
-)
-INSERT INTO {schema}.customer_month_meter
-SELECT d.customer_id, d.month, d.meter, d.units, 0, d.included_units,
-       CASE WHEN d.is_priced THEN greatest(0, d.units - d.included_units) END,
-       CASE WHEN d.is_priced THEN greatest(0, d.units - d.included_units) * d.unit_price_cents
-            WHEN d.has_plan THEN 0 END,
-       0, 0, d.facts
-FROM d
-WHERE NOT EXISTS (SELECT 1 FROM updated u
-                  WHERE u.customer_id = d.customer_id AND u.month = d.month AND u.meter = d.meter);
+-- The rows it reaches, old and new values side by side, are kept for customer_month's and exceptions' fast paths
+-- ({stage}.customer_month_meter_change): neither reads this table again.
+CREATE TABLE {stage}.customer_month_meter_change AS
+SELECT d.customer_id, d.month, d.meter, d.units, c.customer_id IS NOT NULL AS is_existing,
+       coalesce(c.on_time_units, 0) + d.units AS on_time_units, coalesce(c.on_time_facts, 0) + d.facts AS on_time_facts,
+       coalesce(c.billed_units, 0) AS billed_units,
+       CASE WHEN c.customer_id IS NOT NULL THEN c.included_units ELSE p.included_units END AS included_units,
+       CASE WHEN p.meter IS NOT NULL THEN greatest(0, coalesce(c.on_time_units, 0) + d.units - p.included_units) END
+           AS overage_units,
+       CASE WHEN p.meter IS NOT NULL
+            THEN greatest(0, coalesce(c.on_time_units, 0) + d.units - p.included_units) * p.unit_price_cents
+            WHEN a.plan IS NOT NULL THEN 0 END AS expected_cents,
+       c.expected_cents AS old_expected_cents, a.plan IS NOT NULL AS has_plan
+FROM {stage}.on_time_delta d
+LEFT JOIN {schema}.customer_month_attrs a ON a.customer_id = d.customer_id AND a.month = d.month
+LEFT JOIN {schema}.plan_month_meter p ON p.plan = a.plan AND p.month = d.month AND p.meter = d.meter
+LEFT JOIN {schema}.customer_month_meter c
+       ON c.customer_id = d.customer_id AND c.month = d.month AND c.meter = d.meter
+      AND c.month = ANY (ARRAY(SELECT DISTINCT month FROM {stage}.on_time_delta));  -- read: the batch's months only
+MERGE INTO {schema}.customer_month_meter c
+USING {stage}.customer_month_meter_change n
+   ON c.customer_id = n.customer_id AND c.month = n.month AND c.meter = n.meter
+  AND c.month = ANY (ARRAY(SELECT DISTINCT month FROM {stage}.on_time_delta))
+WHEN MATCHED THEN
+    UPDATE SET on_time_units = n.on_time_units, on_time_facts = n.on_time_facts, overage_units = n.overage_units,
+               expected_cents = n.expected_cents
+WHEN NOT MATCHED THEN
+    INSERT VALUES (n.customer_id, n.month, n.meter, n.on_time_units, 0, n.included_units, n.overage_units,
+                   n.expected_cents, 0, 0, n.on_time_facts);

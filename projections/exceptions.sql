@@ -52,21 +52,20 @@ FROM {schema}.usage_late
 WHERE customer_id IS NULL AND {src[source, source_customer_id]}
 GROUP BY source, source_customer_id, month;
 -- @add_on_time
--- Fast path: the customer-month-meter kinds of the keys whose on-time units grew (after customer_month_meter).
+-- Fast path: the customer-month-meter kinds of the keys whose on-time units grew, from their new values
+-- ({stage}.customer_month_meter_change, after customer_month_meter's @add_on_time).
 DELETE FROM {schema}.exceptions e
-USING {stage}.on_time_delta d
+USING {stage}.customer_month_meter_change n
 WHERE e.kind IN ('billed_vs_metered', 'unpriced_meter')
-  AND e.customer_id = d.customer_id AND e.month = d.month AND e.meter = d.meter;
+  AND e.month = ANY (ARRAY(SELECT DISTINCT month FROM {stage}.on_time_delta))  -- read: the batch's months only
+  AND e.customer_id = n.customer_id AND e.month = n.month AND e.meter = n.meter;
 INSERT INTO {schema}.exceptions
-SELECT 'billed_vs_metered', NULL, m.customer_id, NULL, NULL, m.month, m.meter,
-       m.on_time_units, m.billed_units, m.billed_units - m.on_time_units
-FROM {schema}.customer_month_meter m
-JOIN {stage}.on_time_delta d ON d.customer_id = m.customer_id AND d.month = m.month AND d.meter = m.meter
-WHERE m.on_time_units <> m.billed_units
-  AND EXISTS (SELECT 1 FROM {schema}.invoice_resolved i WHERE i.customer_id = m.customer_id AND i.period = m.month);
+SELECT 'billed_vs_metered', NULL, n.customer_id, NULL, NULL, n.month, n.meter,
+       n.on_time_units, n.billed_units, n.billed_units - n.on_time_units
+FROM {stage}.customer_month_meter_change n
+WHERE n.on_time_units <> n.billed_units
+  AND EXISTS (SELECT 1 FROM {schema}.invoice_resolved i WHERE i.customer_id = n.customer_id AND i.period = n.month);
 INSERT INTO {schema}.exceptions
-SELECT 'unpriced_meter', NULL, m.customer_id, NULL, NULL, m.month, m.meter, 0, m.on_time_units, m.on_time_units
-FROM {schema}.customer_month_meter m
-JOIN {stage}.on_time_delta d ON d.customer_id = m.customer_id AND d.month = m.month AND d.meter = m.meter
-JOIN {schema}.customer_month_attrs a ON a.customer_id = m.customer_id AND a.month = m.month
-WHERE a.plan IS NOT NULL AND m.included_units IS NULL;
+SELECT 'unpriced_meter', NULL, n.customer_id, NULL, NULL, n.month, n.meter, 0, n.on_time_units, n.on_time_units
+FROM {stage}.customer_month_meter_change n
+WHERE n.has_plan AND n.included_units IS NULL;

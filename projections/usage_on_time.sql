@@ -62,13 +62,28 @@ WHERE NOT EXISTS (SELECT 1 FROM added a
 -- @touched
 INSERT INTO {stage}.scope_cm
 SELECT DISTINCT customer_id, month FROM {stage}.usage_fact_resolved WHERE is_on_time;
+-- @merge_batch
+-- The fast incremental path: the batch's groups (usage_batch_stage, all on time in open months) added in place.
+-- Only the rows of the batch's months are matched (filtered as the table is read): the cost follows the open
+-- months, not the history.
+MERGE INTO {schema}.usage_on_time t
+USING {stage}.usage_batch_stage d
+   ON t.customer_id = d.customer_id AND t.month = d.month AND t.meter = d.meter
+  AND t.source = d.source AND t.source_customer_id = d.source_customer_id
+  AND t.month = ANY (ARRAY(SELECT DISTINCT month FROM {stage}.usage_batch_stage))
+WHEN MATCHED THEN
+    UPDATE SET units = t.units + d.units, event_count = t.event_count + d.event_count,
+               first_position = least(t.first_position, d.first_position),
+               last_position = greatest(t.last_position, d.last_position), digest = t.digest # d.digest
+WHEN NOT MATCHED THEN
+    INSERT VALUES (d.customer_id, d.month, d.meter, d.source, d.source_customer_id, d.units, d.event_count,
+                   d.first_position, d.last_position, d.digest);
 -- @delta
--- The fast incremental path (a batch of on-time usage facts of open months only): the units it adds per
--- customer x month x meter, for the additive sections (@add_on_time) of the customer-month read models.
+-- The fast incremental path: the units the batch adds per customer x month x meter, for the additive sections
+-- (@add_on_time) of the customer-month read models; and the customer-months new to customer_month_attrs.
 CREATE TABLE {stage}.on_time_delta AS
-SELECT customer_id, month, meter, sum(quantity)::bigint AS units, count(*) AS facts
-FROM {stage}.usage_fact_resolved
-WHERE is_on_time
+SELECT customer_id, month, meter, sum(units)::bigint AS units, sum(event_count)::bigint AS facts
+FROM {stage}.usage_batch_stage
 GROUP BY customer_id, month, meter;
 ANALYZE {stage}.on_time_delta;
 INSERT INTO {stage}.scope_cm

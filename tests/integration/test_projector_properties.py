@@ -355,3 +355,26 @@ def test_on_time_usage_of_open_months_takes_the_additive_path_and_equals_rebuild
         assert calls, "the additive path was not taken"
         report = projector.check(conn)
         assert all(r["equal"] for r in report.values()), {t: r for t, r in report.items() if not r["equal"]}
+
+
+@pytest.mark.parametrize("odd_one_out", [
+    ("usage", SOURCE_IDS[2], "m1", "2026-02", OFFSETS[0], 3),   # open month, but its source id has no link
+    ("usage", SOURCE_IDS[0], "m2", "2026-01", OFFSETS[4], 6),   # a fact of the closed month: late
+    ("usage", SOURCE_IDS[1], "m1", "2026-02", OFFSETS[0], 2),   # open month, before its source id's first link
+])
+def test_a_usage_batch_with_one_fact_not_on_time_in_an_open_month_takes_the_general_path(dsn, monkeypatch, odd_one_out):
+    calls = []
+    monkeypatch.setattr(engine, "_add_on_time", lambda *a, _real=engine._add_on_time: (calls.append(1), _real(*a)))
+    ops = [("link", SOURCE_IDS[0], "c1", EFFECTIVE[0]), ("link", SOURCE_IDS[1], "c2", EFFECTIVE[3]),
+           ("attr", "c1", EFFECTIVE[0], {"plan": "pa"}), ("price", "pa", "2025-12", 100, {"m1": (3, 2)}),
+           ("usage", SOURCE_IDS[0], "m1", "2026-01", OFFSETS[1], 2), ("close",),
+           ("usage", SOURCE_IDS[0], "m1", "2026-02", OFFSETS[1], 5),   # on time in an open month ...
+           odd_one_out,                                                # ... in one batch with this fact
+           ("usage", SOURCE_IDS[0], "m1", "2026-03", OFFSETS[2], 4)]   # additive again, on its own
+    facts = Facts.from_ops(ops)
+    with psycopg.connect(dsn) as conn:
+        reset(conn)
+        run_split(conn, facts, [False] * 5 + [True, False, True, False])
+        assert len(calls) == 1, "only the last batch is all on time in open months"
+        report = projector.check(conn)
+        assert all(r["equal"] for r in report.values()), {t: r for t, r in report.items() if not r["equal"]}

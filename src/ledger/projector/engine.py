@@ -2,11 +2,12 @@
 
 Both run the same SQL files of `projections/`. The incremental step:
 
-1. resolves the new usage facts one by one (and every fact of a source id that got a new identity link, whose
-   rows it replaces) and adds them to `usage_on_time` / `usage_late`;
-2. when the batch is only usage facts, all on time in open months (the common case), adds their units to the
-   rows they reach (`@add_on_time` sections) and stops;
-3. otherwise restricts the customer-month read models to a scope (temporary tables of the customer-months,
+1. when the batch is only usage facts, all on time in open months (the common case), resolves them with the
+   current links and aggregates them in one statement (`usage_batch_stage`), adds their units to the rows they
+   reach (`@merge_batch`, `@add_on_time` sections) and stops;
+2. otherwise resolves the new usage facts one by one (and every fact of a source id that got a new identity link,
+   whose rows it replaces) and adds them to `usage_on_time` / `usage_late`;
+3. then restricts the customer-month read models to a scope (temporary tables of the customer-months,
    source ids, invoices and customers the new facts can change), deletes the scoped rows and re-inserts them
    with the rebuild's SQL; a new price recomputes them whole.
 A period close changes no existing row (facts before it keep their status) but the posting of later late facts.
@@ -56,7 +57,8 @@ def _run_risk(conn: psycopg.Connection, target: "Target", steps, thresholds: Thr
     options = _risk_options(conn, target.schema, thresholds)
     for name, section in steps:
         _run(conn, target, name, section, options)
-STAGE_TABLES = ("usage_group_stage", "usage_fact_stage", "usage_fact_resolved", "on_time_delta", "invoice_line_stage")
+STAGE_TABLES = ("usage_group_stage", "usage_fact_stage", "usage_fact_resolved", "usage_batch_stage", "on_time_delta",
+                "customer_month_meter_change", "invoice_line_stage")
 SCOPE_TABLES = {
     "scope_cm": "customer_id text, month text",
     "scope_cm_posting": "customer_id text, month text",
@@ -83,8 +85,11 @@ def _drop_stage(conn: psycopg.Connection) -> None:
 
 
 def _analyze(conn: psycopg.Connection, target: Target, *tables: str) -> None:
+    """Statistics for the joins that follow: a small sample will do (row counts and rough distinct counts)."""
+    conn.execute("SET LOCAL default_statistics_target = 10")
     for t in tables:
         conn.execute(sql.SQL("ANALYZE {}.{}").format(sql.Identifier(target.schema), sql.Identifier(t)))
+    conn.execute("RESET default_statistics_target")
 
 
 # ------------------------------------------------------------------------------------------------ full build
@@ -200,13 +205,14 @@ def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head
             f"INSERT INTO {STAGE}.relink_source SELECT DISTINCT source, source_customer_id "
             "FROM identity_link_facts WHERE position > %(cp)s AND position <= %(head)s", window)
 
+    if new["usage_facts"] and new.total == new["usage_facts"] and _batch_all_on_time_in_open_months(conn, t):
+        _add_on_time(conn, t)
+        conn.execute(f"UPDATE {q}.checkpoint SET position = %s", (head,))
+        _drop_stage(conn)
+        return
+
     if new["usage_facts"] or new["identity_link_facts"]:
         _resolve_usage(conn, t, relinked=bool(new["identity_link_facts"]))
-        if new.total == new["usage_facts"] and _all_on_time_in_open_months(conn, t):
-            _add_on_time(conn, t)
-            conn.execute(f"UPDATE {q}.checkpoint SET position = %s", (head,))
-            _drop_stage(conn)
-            return
         _apply_usage(conn, t)
 
     if new["invoice_facts"] or new["identity_link_facts"]:
@@ -269,11 +275,12 @@ def _resolve_usage(conn: psycopg.Connection, t: Target, relinked: bool) -> None:
     _run(conn, t, "usage_fact_resolved", "fill")
 
 
-def _all_on_time_in_open_months(conn: psycopg.Connection, t: Target) -> bool:
-    row = conn.execute(
-        f"SELECT coalesce(bool_and(r.is_on_time AND c.month IS NULL), true) FROM {STAGE}.usage_fact_resolved r "
-        f"LEFT JOIN {sql.Identifier(t.schema).as_string(conn)}.period_close c ON c.month = r.month"
-    ).fetchone()
+def _batch_all_on_time_in_open_months(conn: psycopg.Connection, t: Target) -> bool:
+    """Whether every new usage fact is on time in an open month; if so, usage_batch_stage holds their groups."""
+    _run(conn, t, "usage_batch_stage", "fill")
+    row = conn.execute(t.render(sections("usage_batch_stage")["all_on_time_in_open_months"], FULL)).fetchone()
+    if not row[0]:
+        conn.execute(f"DROP TABLE {STAGE}.usage_batch_stage")
     return bool(row[0])
 
 
@@ -283,7 +290,7 @@ def _add_on_time(conn: psycopg.Connection, t: Target) -> None:
     Nothing else can move: open months have no late postings, and no link, attribute, price, invoice or credit
     fact is new. New customer-months get their attributes first; plan prices are recomputed whole (tiny).
     """
-    _run(conn, t, "usage_on_time", "merge", SCOPED)
+    _run(conn, t, "usage_on_time", "merge_batch", SCOPED)
     _run(conn, t, "usage_on_time", "delta", SCOPED)
     _run(conn, t, "customer_month_attrs", "fill", SCOPED)  # only customer-months it did not hold
     for name in ("plan_month_fee", "plan_month_meter"):

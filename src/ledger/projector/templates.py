@@ -9,6 +9,7 @@ changed) and `index`. Placeholders, filled by `render`:
     {stage}       where transient tables live (pg_temp)
     {head}        the position the projection is brought up to (inclusive)
     {checkpoint}  the position it was at before (exclusive lower bound of the new facts)
+    {cutoff[t]}   c(month of instant t) as a CASE over the closed months; {cutoff.first}: the first close position
     {cm[c, m]}    a predicate: (customer, month) in the incremental scope, TRUE in a full build
     {src[s, i]}   source id in scope;  {inv[i]} invoice in scope;  {cust[c]} customer in scope
 """
@@ -92,6 +93,11 @@ class CutoffCase:
         whens += [f"WHEN {t} >= {instant(start)} AND {t} < {instant(month_end(start))} THEN {int(pos)}"
                   for start, pos in self.closes]
         return f"(CASE {' '.join(whens)} ELSE {top} END)"
+
+    @property
+    def first(self) -> int:
+        """The smallest close position (the largest bigint with no close): every late-by-position fact is after it."""
+        return min((int(pos) for _, pos in self.closes), default=9223372036854775807)
 
 
 @dataclass(frozen=True)

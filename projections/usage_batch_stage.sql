@@ -1,0 +1,25 @@
+-- grain: one row per customer x month x meter x source id over the new usage facts (checkpoint, head];
+--        key: (customer_id, month, meter, source, source_customer_id); customer_id null where a fact does not resolve
+-- facts read: usage_facts (through link_range), identity_link_facts (through link_range)
+-- Transient ({stage} = pg_temp), the fast incremental path: a batch of usage facts only, each resolved with every
+-- link known now (the last link version, known_through = +inf) and aggregated straight away, without staging
+-- fact by fact. It answers for the batch when every group has a customer and an open month (SPEC §4.1: such a
+-- fact is on time, its customer that resolution); otherwise the engine drops it and resolves fact by fact.
+-- @fill
+CREATE TABLE {stage}.usage_batch_stage AS
+SELECT customer_id, to_char(month_start, 'YYYY-MM') AS month, meter, source, source_customer_id, units,
+       event_count, first_position, last_position, digest
+FROM (SELECT r.customer_id, date_trunc('month', f.event_time AT TIME ZONE 'UTC') AS month_start, f.meter, f.source,
+             f.source_customer_id, sum(f.quantity)::bigint AS units, count(*) AS event_count,
+             min(f.position) AS first_position, max(f.position) AS last_position,
+             bit_xor(hashint8extended(f.position, f.quantity)) AS digest
+      FROM usage_facts f
+      LEFT JOIN {schema}.link_range r
+             ON r.source = f.source AND r.source_customer_id = f.source_customer_id
+            AND r.known_through = 9223372036854775807
+            AND r.valid_from <= f.event_time AND f.event_time < r.valid_to
+      WHERE f.position > {checkpoint} AND f.position <= {head}
+      GROUP BY 1, 2, 3, 4, 5) g;
+-- @all_on_time_in_open_months
+SELECT NOT EXISTS (SELECT 1 FROM {stage}.usage_batch_stage
+                   WHERE customer_id IS NULL OR month IN (SELECT month FROM {schema}.period_close));
