@@ -11,7 +11,7 @@ from ledger.ingest.records import RecordContext
 from ledger.ingest.usage import parse_csv, parse_ndjson
 from ledger.store.appender import Rejection
 from ledger.store.usage import UsageRow
-from tests.builders import usage
+from tests.builders import line, usage
 
 CTX = RecordContext("test.ndjson", datetime(2026, 11, 23, tzinfo=timezone.utc))
 
@@ -213,6 +213,22 @@ def test_the_one_pass_row_agrees_with_the_detailed_path():
             assert fast is None
             return
         if fast is not None:
-            assert fast == usage_row(payload, row, 12)
+            encoded, key_hash, month = fast
+            assert UsageRow(12, key_hash, month, encoded) == usage_row(payload, row, 12)
 
     agree()
+
+
+def test_the_chunk_parser_packs_what_the_record_parser_yields():
+    from ledger.ingest.usage import parse_ndjson_chunk
+    from ledger.store.usage import pack_usage
+
+    lines = [(1, line(usage()).encode()), (2, b""), (3, b"{bad json"),
+             (4, line(usage(event_id="evt-2", quantity=2.5)).encode()), (5, b"  "),
+             (6, line(usage(event_id="evt-3", event_time="2026-01-15T11:00:00+01:00")).encode()),
+             (7, b"\xff\xfe"), (8, line(usage(event_id="evt-4", properties={"z": 1})).encode())]
+    fused, packed = parse_ndjson_chunk(CTX, lines), pack_usage(parse_ndjson(CTX, lines))
+    assert (fused.blob, fused.ends, fused.hashes, fused.months, fused.read) == \
+        (packed.blob, packed.ends, packed.hashes, packed.months, packed.read)
+    assert fused.read == 6 and fused.count == 3
+    assert [(r.line, r.reason) for r in fused.rejections] == [(r.line, r.reason) for r in packed.rejections]

@@ -19,7 +19,7 @@ from ledger.ingest.facts import parse_facts
 from ledger.ingest.pipeline import parse_in_workers, worker_count
 from ledger.ingest.reader import InputSource, block_lines, infer_format, open_input
 from ledger.ingest.records import RecordContext, raw_text
-from ledger.ingest.usage import parse_csv, parse_ndjson
+from ledger.ingest.usage import parse_csv, parse_ndjson, parse_ndjson_chunk
 from ledger.store.appender import Candidate, Rejection, append_batch
 from ledger.store.database import Database
 from ledger.store.usage import ScreenedBatch, SeenKeys, UsageChunk, append_usage, pack_usage, screen_batch
@@ -96,8 +96,12 @@ def usage_chunks(fmt: str, ctx: RecordContext, source: InputSource, chunk_size: 
             fed.append(block)
             yield block
 
-    for chunk in parse_in_workers(lambda items: pack_usage(parse(ctx, block_lines(*items[0]))), blocks(),
-                                  chunk_size=1, workers=worker_count()):
+    def parse_block(items: list[tuple[int, bytes]]) -> UsageChunk:
+        if fmt == "ndjson":
+            return parse_ndjson_chunk(ctx, block_lines(*items[0]))
+        return pack_usage(parse(ctx, block_lines(*items[0])))
+
+    for chunk in parse_in_workers(parse_block, blocks(), chunk_size=1, workers=worker_count()):
         chunk.block = fed.popleft()
         yield chunk
 

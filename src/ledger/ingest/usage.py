@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import re
+from array import array
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Iterator
 
@@ -17,7 +18,7 @@ from ledger.domain.time import TimestampError, parse_timestamp
 from ledger.ingest.records import RecordContext, RecordError, decode_line, raw_text, rejection
 from ledger.store.appender import Rejection
 from ledger.store.copybin import INT8_FIELD, LENGTH, NULL, PG_EPOCH
-from ledger.store.usage import ROW_HEAD, UsageRow, encode_row
+from ledger.store.usage import ROW_HEAD, UsageChunk, UsageRow, encode_row
 
 REQUIRED = ("event_id", "source", "source_customer_id", "meter", "quantity", "event_time")
 ALLOWED = frozenset((*REQUIRED, "properties"))
@@ -158,7 +159,7 @@ _INT4 = b"\x00\x00\x00\x04"
 _ABSENT = object()
 
 
-def _well_formed_row(line: bytes, number: int) -> UsageRow | None:
+def _well_formed_row(line: bytes, number: int) -> tuple[bytes, int, str] | None:
     """The common well-formed record straight to its row, in one pass; None sends it to the detailed checks.
 
     Accepts exactly what `_validate_common_case` accepts: the six fields (and optional properties object),
@@ -204,7 +205,31 @@ def _well_formed_row(line: bytes, number: int) -> UsageRow | None:
     row = b"".join((_ROW_HEAD, LENGTH(len(e)), e, LENGTH(len(s)), s, LENGTH(len(c)), c, LENGTH(len(m)), m,
                     INT8_FIELD(8, quantity), INT8_FIELD(8, (moment - PG_EPOCH) // MICROSECOND), _INT4,
                     number.to_bytes(4, "big"), tail))
-    return UsageRow(number, hash((source, event_id)), text[:7], row)
+    return row, hash((source, event_id)), text[:7]
+
+
+def parse_ndjson_chunk(ctx: RecordContext, lines: Iterable[tuple[int, bytes]]) -> UsageChunk:
+    """`pack_usage(parse_ndjson(...))` in one loop: the well-formed records go straight into the chunk."""
+    blob, ends, hashes, months, rejections, read = bytearray(), array("I"), array("q"), set(), [], 0
+    add_end, add_hash, add_month = ends.append, hashes.append, months.add
+    for number, line in lines:
+        fast = _well_formed_row(line, number)
+        if fast is None:
+            for item in parse_ndjson(ctx, [(number, line)]):
+                read += 1
+                if type(item) is UsageRow:
+                    fast = item.row, item.key_hash, item.month
+                else:
+                    rejections.append(item)
+            if fast is None:
+                continue
+        else:
+            read += 1
+        blob += fast[0]
+        add_end(len(blob))
+        add_hash(fast[1])
+        add_month(fast[2])
+    return UsageChunk(bytes(blob), ends, hashes, months, rejections, read)
 
 
 def parse_ndjson(ctx: RecordContext, lines: Iterable[tuple[int, bytes]],
@@ -217,7 +242,7 @@ def parse_ndjson(ctx: RecordContext, lines: Iterable[tuple[int, bytes]],
         if fast:
             row = _well_formed_row(line, number)
             if row is not None:
-                yield row
+                yield UsageRow(number, row[1], row[2], row[0])
                 continue
         try:
             text = decode_line(line)
