@@ -12,7 +12,7 @@ midnight, one new source id), and last the close of April. Each is timed twice: 
 of the risk times of the largest and smallest size shows how the cost grows with the increment. Finally
 `ledger project --check` compares the incremental risk tables with a rebuild from position 0. Prints JSON.
 
-    python benchmarks/risk_incremental.py [--events 2000000] [--customers 1000] [--increments 10000,100000]
+    python benchmarks/risk_incremental.py [--events 2000000] [--customers 1000] [--increments 10000,100000] [--keep]
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1_000)
     parser.add_argument("--increments", default="10000,100000", help="increment sizes in facts, comma-separated")
     parser.add_argument("--late-share", type=float, default=0.02)
+    parser.add_argument("--keep", action="store_true", help="leave the store (and its server) for inspection")
     args = parser.parse_args()
 
     import psycopg
@@ -203,7 +204,10 @@ def main() -> None:
         out["incremental_equals_rebuild"] = {t: checked[t]["equal"] for t in RISK_VIEWS}
         print(json.dumps(out, indent=2))
     finally:
-        cleanup(home)
+        if args.keep:
+            print(f"kept: LEDGER_HOME={home}", file=sys.stderr)
+        else:
+            cleanup(home)
 
 
 if __name__ == "__main__":
