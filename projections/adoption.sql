@@ -17,10 +17,9 @@
 -- false; they resolve before the close as they do now unless their source id got a link after the close, and such a
 -- source id's facts of the month are resolved again, one by one, against the links before the close.
 -- Sections: fill (rebuild) / merge (incremental) set the scope - {stage}.adoption_closing, the months to compute
--- as closed (every closed month / those closed since the checkpoint), and {stage}.adoption_scope, the customer-months
--- of open months to derive from usage_daily (every one / those of the keys in {stage}.risk_changed, left by
--- usage_daily's merge, whose units_mom_pct and the next month's can change); apply replaces the scoped rows and every
--- row of the closing months, reading usage_daily through its index on (customer_id, meter, day) for the scope.
+-- as closed (every closed month / those closed since the checkpoint), {stage}.adoption_scope, the customer-months of
+-- open months to derive again (every one / those of the keys in {stage}.risk_changed, left by usage_daily's merge), and
+-- {stage}.adoption_open, their usage_daily rows; apply replaces the scoped rows and every row of the closing months.
 -- @create
 CREATE TABLE {schema}.adoption (
     customer_id    text NOT NULL,
@@ -34,25 +33,34 @@ CREATE TABLE {schema}.adoption (
     PRIMARY KEY (customer_id, month)
 );
 -- @fill
-DROP TABLE IF EXISTS {stage}.adoption_closing, {stage}.adoption_scope;
+DROP TABLE IF EXISTS {stage}.adoption_closing, {stage}.adoption_open, {stage}.adoption_scope;
 CREATE TEMP TABLE {stage}.adoption_closing ON COMMIT DROP AS
 SELECT month, month_start, close_position FROM {schema}.period_close;
+CREATE TEMP TABLE {stage}.adoption_open ON COMMIT DROP AS
+SELECT customer_id, to_char(day, 'YYYY-MM') AS month, meter, day, units, first_usage_at, last_usage_at
+FROM {schema}.usage_daily
+WHERE customer_id IS NOT NULL AND to_char(day, 'YYYY-MM') NOT IN (SELECT month FROM {schema}.period_close);
 CREATE TEMP TABLE {stage}.adoption_scope ON COMMIT DROP AS
-SELECT customer_id, to_char(month_start, 'YYYY-MM') AS month, month_start::date AS month_start,
-       (month_start + interval '1 month')::date AS month_end
-FROM (SELECT DISTINCT customer_id, date_trunc('month', day::timestamp) AS month_start
-      FROM {schema}.usage_daily WHERE customer_id IS NOT NULL) s
-WHERE to_char(month_start, 'YYYY-MM') NOT IN (SELECT month FROM {schema}.period_close);
+SELECT DISTINCT customer_id, month FROM {stage}.adoption_open;
 -- @merge
-DROP TABLE IF EXISTS {stage}.adoption_closing, {stage}.adoption_scope;
+DROP TABLE IF EXISTS {stage}.adoption_closing, {stage}.adoption_open, {stage}.adoption_scope;
 CREATE TEMP TABLE {stage}.adoption_closing ON COMMIT DROP AS
 SELECT month, month_start, close_position FROM {schema}.period_close WHERE close_position > {checkpoint};
 CREATE TEMP TABLE {stage}.adoption_scope ON COMMIT DROP AS
-SELECT customer_id, to_char(month_start, 'YYYY-MM') AS month, month_start::date AS month_start,
-       (month_start + interval '1 month')::date AS month_end
-FROM (SELECT DISTINCT customer_id, date_trunc('month', day::timestamp) AS month_start
-      FROM {stage}.risk_changed) s
-WHERE to_char(month_start, 'YYYY-MM') NOT IN (SELECT month FROM {schema}.period_close);
+SELECT DISTINCT customer_id, to_char(day, 'YYYY-MM') AS month
+FROM {stage}.risk_changed
+WHERE to_char(day, 'YYYY-MM') NOT IN (SELECT month FROM {schema}.period_close);
+ANALYZE {stage}.adoption_scope;
+-- Each scoped customer-month read through the index on (customer_id, meter, day): the planner cannot tell that a
+-- month's rows are a small part of a customer's, and otherwise scans the whole table for a few hundred of them.
+SET LOCAL enable_seqscan = off;
+CREATE TEMP TABLE {stage}.adoption_open ON COMMIT DROP AS
+SELECT d.customer_id, s.month, d.meter, d.day, d.units, d.first_usage_at, d.last_usage_at
+FROM {stage}.adoption_scope s
+JOIN {schema}.usage_daily d
+  ON d.customer_id = s.customer_id
+ AND d.day >= to_date(s.month, 'YYYY-MM') AND d.day < (to_date(s.month, 'YYYY-MM') + interval '1 month')::date;
+RESET enable_seqscan;
 -- @apply
 ANALYZE {stage}.adoption_closing;
 ANALYZE {stage}.adoption_scope;
@@ -93,10 +101,7 @@ WITH on_time AS (  -- the on-time usage of the customer-months to replace, in ro
      AND l.valid_from <= f.event_time AND f.event_time < l.valid_to
     WHERE EXISTS (SELECT 1 FROM {stage}.adoption_relinked)   -- no pass over usage_facts without one
     UNION ALL       -- an open month: every attributed fact, with every link known now
-    SELECT d.customer_id, s.month, d.meter, d.day, d.units, d.first_usage_at, d.last_usage_at
-    FROM {stage}.adoption_scope s
-    JOIN {schema}.usage_daily d
-      ON d.customer_id = s.customer_id AND d.day >= s.month_start AND d.day < s.month_end
+    SELECT customer_id, month, meter, day, units, first_usage_at, last_usage_at FROM {stage}.adoption_open
 )
 SELECT customer_id, month, count(DISTINCT day) FILTER (WHERE units > 0), count(DISTINCT meter) FILTER (WHERE units > 0),
        sum(units)::bigint, min(first_usage_at), max(last_usage_at)
@@ -110,7 +115,8 @@ FROM (
            CASE WHEN p.usage_units > 0
                 THEN round((t.usage_units - p.usage_units) * 100.0 / p.usage_units, 1) END AS pct
     FROM (SELECT customer_id, month FROM {stage}.adoption_scope
-          UNION SELECT customer_id, to_char(month_start + interval '1 month', 'YYYY-MM') FROM {stage}.adoption_scope
+          UNION SELECT customer_id, to_char(to_date(month, 'YYYY-MM') + interval '1 month', 'YYYY-MM')
+                FROM {stage}.adoption_scope
           UNION SELECT a.customer_id, a.month
                 FROM (SELECT month FROM {stage}.adoption_closing
                       UNION SELECT to_char(month_start + interval '1 month', 'YYYY-MM') FROM {stage}.adoption_closing) c

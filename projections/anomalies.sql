@@ -13,8 +13,9 @@
 -- {stage}.anomaly_scope, disjoint ranges (customer, meter, lo, hi) of days whose result can change, with the pair's
 -- first usage day: D..D+28 for each changed day D (its own units, and the baselines it is in), and, when a pair's
 -- first usage day moves, from the earlier to 28 days after the later (the baseline's length and the 7-day rule);
--- apply deletes the rows in those ranges and evaluates their candidates again, reading through the index on
--- usage_daily (customer_id, meter, day) only the days in range and the 28 days before each candidate.
+-- ranges less than 28 days apart are merged (their reads would overlap); apply deletes the rows in the ranges and
+-- evaluates their candidates again, reading through the index on usage_daily (customer_id, meter, day) only the
+-- days in range and the 28 before.
 -- @create
 CREATE TABLE {schema}.anomalies (
     customer_id    text NOT NULL,
@@ -93,9 +94,10 @@ WITH rethreshold AS (
                 ELSE greatest(first_before, first_day) + 28 END
     FROM pair
     WHERE first_before IS DISTINCT FROM first_day
-), island AS (     -- overlapping ranges merged (sorted by lo, a range starts an island past the reach before it)
+), island AS (     -- ranges whose reads overlap merged: a range starts an island when its first day's baseline
+                   -- (28 days before it) lies past every range before it; the days between are evaluated too
     SELECT customer_id, meter, lo, hi,
-           count(*) FILTER (WHERE lo > reach_before OR reach_before IS NULL) OVER (
+           count(*) FILTER (WHERE lo - 28 > reach_before OR reach_before IS NULL) OVER (
                PARTITION BY customer_id, meter ORDER BY lo, hi ROWS UNBOUNDED PRECEDING) AS island
     FROM (SELECT customer_id, meter, lo, hi,
                  max(hi) OVER (PARTITION BY customer_id, meter ORDER BY lo, hi
@@ -117,30 +119,29 @@ DELETE FROM {schema}.anomalies a
 USING {stage}.anomaly_scope s
 WHERE a.customer_id = s.customer_id AND a.meter = s.meter AND a.day BETWEEN s.lo AND s.hi;
 INSERT INTO {schema}.anomalies
-WITH candidate AS MATERIALIZED (   -- the days in range that can be flagged: units >= the minimum, 7 baseline days
-    SELECT s.customer_id, s.meter, d.day, sum(d.units)::bigint AS units, s.first_day
+WITH series AS (   -- each range's daily units, from 28 days before it (ranges of a pair read disjoint days)
+    SELECT s.customer_id, s.meter, s.lo, s.hi, s.first_day, d.day, sum(d.units)::bigint AS units
     FROM {stage}.anomaly_scope s
     JOIN {schema}.usage_daily d
-      ON d.customer_id = s.customer_id AND d.meter = s.meter
-     AND d.day BETWEEN greatest(s.lo, s.first_day + 7) AND s.hi
-    GROUP BY s.customer_id, s.meter, d.day, s.first_day
-    HAVING sum(d.units) >= {anomaly_min_units}
-), based AS (      -- baseline: the previous 28 days on or after the first usage day, zero where no usage
-    SELECT c.customer_id, c.meter, c.day, c.units,
-           coalesce(u.usage_units, ARRAY[]::bigint[])
-           || array_fill(0::bigint, ARRAY[least(28, c.day - c.first_day) - coalesce(cardinality(u.usage_units), 0)])
+      ON d.customer_id = s.customer_id AND d.meter = s.meter AND d.day BETWEEN s.lo - 28 AND s.hi
+    WHERE s.first_day IS NOT NULL
+    GROUP BY s.customer_id, s.meter, s.lo, s.hi, s.first_day, d.day
+), framed AS (     -- the units of the previous 28 days that had usage
+    SELECT customer_id, meter, lo, hi, first_day, day, units,
+           array_agg(units) FILTER (WHERE units > 0) OVER (
+               PARTITION BY customer_id, meter, lo ORDER BY day
+               RANGE BETWEEN interval '28 days' PRECEDING AND interval '1 day' PRECEDING) AS usage_units
+    FROM series
+), candidate AS (  -- baseline: the previous 28 days on or after the first usage day, zero where no usage
+    SELECT customer_id, meter, day, units,
+           coalesce(usage_units, ARRAY[]::bigint[])
+           || array_fill(0::bigint, ARRAY[least(28, day - first_day) - coalesce(cardinality(usage_units), 0)])
            AS baseline
-    FROM candidate c
-    CROSS JOIN LATERAL (
-        SELECT array_agg(x.units) AS usage_units
-        FROM (SELECT sum(d.units)::bigint AS units
-              FROM {schema}.usage_daily d
-              WHERE d.customer_id = c.customer_id AND d.meter = c.meter AND d.day BETWEEN c.day - 28 AND c.day - 1
-              GROUP BY d.day) x
-        WHERE x.units > 0) u
+    FROM framed
+    WHERE day BETWEEN lo AND hi AND units >= {anomaly_min_units} AND day - first_day >= 7
 )
 SELECT c.customer_id, c.day, c.meter, c.units, s.baseline_units, round(s.score, 2)
-FROM based c
+FROM candidate c
 CROSS JOIN LATERAL {schema}.anomaly_score(c.units, c.baseline, {anomaly_score}) s;
 DELETE FROM {schema}.anomaly_threshold;
 INSERT INTO {schema}.anomaly_threshold VALUES ({anomaly_score}, {anomaly_min_units});
