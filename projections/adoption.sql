@@ -77,35 +77,45 @@ WHERE a.month = c.month;
 DELETE FROM {schema}.adoption a
 USING {stage}.adoption_scope s
 WHERE a.customer_id = s.customer_id AND a.month = s.month;
--- a day (a meter) is used when its units are > 0: when one of its rows' is (units are never negative)
+-- a day (a meter) is used when its units are > 0
 INSERT INTO {schema}.adoption (customer_id, month, active_days, meters_used, usage_units, first_usage_at, last_usage_at)
-WITH on_time AS (  -- the on-time usage of the customer-months to replace, in rows of one meter and day (or fact)
+WITH relinked_fact AS MATERIALIZED (   -- one pass over usage_facts, only when a source id was linked after a close
+    SELECT k.month, k.close_position, f.source, f.source_customer_id, f.meter, f.quantity, f.event_time
+    FROM usage_facts f
+    JOIN {stage}.adoption_relinked k ON k.source = f.source AND k.source_customer_id = f.source_customer_id
+    WHERE f.position < k.close_position   -- a range, not date_trunc(...) = month_start: that hashes every fact
+      AND f.event_time >= k.month_start AT TIME ZONE 'UTC'
+      AND f.event_time < (k.month_start + interval '1 month') AT TIME ZONE 'UTC'
+      AND EXISTS (SELECT 1 FROM {stage}.adoption_relinked)
+), on_time AS (    -- the on-time usage of the customer-months to replace, in rows of one meter and day (or fact)
     SELECT d.customer_id, c.month, d.meter, d.day, d.units, d.first_usage_at, d.last_usage_at
     FROM {stage}.adoption_closing c   -- a month being closed: its facts before the close, as resolved now ...
     JOIN {schema}.usage_daily d
-      ON d.day >= c.month_start::date AND d.day < (c.month_start + interval '1 month')::date
+      ON to_char(d.day, 'YYYY-MM') = c.month
+     AND d.day >= c.month_start::date AND d.day < (c.month_start + interval '1 month')::date
     WHERE NOT d.is_late AND d.customer_id IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM {stage}.adoption_relinked k
                       WHERE k.source = d.source AND k.source_customer_id = d.source_customer_id AND k.month = c.month)
     UNION ALL       -- ... which is how they resolve before it, unless a link came after it (SPEC §4.1: links < c(m))
-    SELECT l.customer_id, k.month, f.meter, (f.event_time AT TIME ZONE 'UTC')::date, f.quantity,
+    SELECT l.customer_id, f.month, f.meter, (f.event_time AT TIME ZONE 'UTC')::date, f.quantity,
            CASE WHEN f.quantity > 0 THEN f.event_time END, CASE WHEN f.quantity > 0 THEN f.event_time END
-    FROM {stage}.adoption_relinked k
-    JOIN usage_facts f
-      ON f.source = k.source AND f.source_customer_id = k.source_customer_id AND f.position < k.close_position
-     AND f.event_time >= k.month_start AT TIME ZONE 'UTC'
-     AND f.event_time < (k.month_start + interval '1 month') AT TIME ZONE 'UTC'
+    FROM relinked_fact f
     JOIN {schema}.link_range l
       ON l.source = f.source AND l.source_customer_id = f.source_customer_id
-     AND l.known_after < k.close_position AND k.close_position <= l.known_through
+     AND l.known_after < f.close_position AND f.close_position <= l.known_through
      AND l.valid_from <= f.event_time AND f.event_time < l.valid_to
-    WHERE EXISTS (SELECT 1 FROM {stage}.adoption_relinked)   -- no pass over usage_facts without one
     UNION ALL       -- an open month: every attributed fact, with every link known now
     SELECT customer_id, month, meter, day, units, first_usage_at, last_usage_at FROM {stage}.adoption_open
+), total AS (      -- one pass, two hash tables: each day's units (meter null) and each meter's (day null)
+    SELECT customer_id, month, day, meter, sum(units) AS units, min(first_usage_at) AS first_usage_at,
+           max(last_usage_at) AS last_usage_at
+    FROM on_time
+    GROUP BY GROUPING SETS ((customer_id, month, day), (customer_id, month, meter))
 )
-SELECT customer_id, month, count(DISTINCT day) FILTER (WHERE units > 0), count(DISTINCT meter) FILTER (WHERE units > 0),
-       sum(units)::bigint, min(first_usage_at), max(last_usage_at)
-FROM on_time
+SELECT customer_id, month, count(*) FILTER (WHERE day IS NOT NULL AND units > 0),
+       count(*) FILTER (WHERE meter IS NOT NULL AND units > 0), sum(units) FILTER (WHERE meter IS NOT NULL)::bigint,
+       min(first_usage_at), max(last_usage_at)
+FROM total
 GROUP BY customer_id, month;
 -- month-over-month: the rows replaced and the months after them
 UPDATE {schema}.adoption a
