@@ -51,9 +51,11 @@ SELECT DISTINCT customer_id, to_char(day, 'YYYY-MM') AS month
 FROM {stage}.risk_changed
 WHERE to_char(day, 'YYYY-MM') NOT IN (SELECT month FROM {schema}.period_close);
 ANALYZE {stage}.adoption_scope;
--- Each scoped customer-month read through the index on (customer_id, meter, day): the planner cannot tell that a
--- month's rows are a small part of a customer's, and otherwise scans the whole table for a few hundred of them.
-SET LOCAL enable_seqscan = off;
+-- The scoped customer-months read through the index on (customer_id, meter, day) while they are under a twentieth of
+-- all (adoption's rows): the planner cannot tell that a month's rows are a small part of a customer's, and otherwise
+-- scans the whole table for a few hundred of them; past that share a scan is the cheaper read.
+SELECT set_config('enable_seqscan', CASE WHEN (SELECT count(*) FROM {stage}.adoption_scope) * 20
+                                              < (SELECT count(*) FROM {schema}.adoption) THEN 'off' ELSE 'on' END, true);
 CREATE TEMP TABLE {stage}.adoption_open ON COMMIT DROP AS
 SELECT d.customer_id, s.month, d.meter, d.day, d.units, d.first_usage_at, d.last_usage_at
 FROM {stage}.adoption_scope s
