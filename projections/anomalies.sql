@@ -14,8 +14,8 @@
 -- first usage day: D..D+28 for each changed day D (its own units, and the baselines it is in), and, when a pair's
 -- first usage day moves, from the earlier to 28 days after the later (the baseline's length and the 7-day rule);
 -- ranges less than 28 days apart are merged (their reads would overlap); apply deletes the rows in the ranges and
--- evaluates their candidates again, reading through the index on usage_daily (customer_id, meter, day) only the
--- days in range and the 28 before.
+-- evaluates their candidates again, reading through the index on usage_daily (customer_id, meter, day) the days in
+-- range, then, for a range with candidates, the days from 28 before its first candidate to its last.
 -- @create
 CREATE TABLE {schema}.anomalies (
     customer_id    text NOT NULL,
@@ -119,15 +119,28 @@ DELETE FROM {schema}.anomalies a
 USING {stage}.anomaly_scope s
 WHERE a.customer_id = s.customer_id AND a.meter = s.meter AND a.day BETWEEN s.lo AND s.hi;
 INSERT INTO {schema}.anomalies
-WITH series AS (   -- each range's daily units, from 28 days before it (ranges of a pair read disjoint days)
-    SELECT s.customer_id, s.meter, s.lo, s.hi, s.first_day, d.day, sum(d.units)::bigint AS units
+WITH span AS MATERIALIZED (   -- each range's first and last candidate day: a range without one reads nothing more
+    SELECT s.customer_id, s.meter, s.lo, s.first_day, min(c.day) AS first_candidate, max(c.day) AS last_candidate
     FROM {stage}.anomaly_scope s
-    JOIN {schema}.usage_daily d
-      ON d.customer_id = s.customer_id AND d.meter = s.meter AND d.day BETWEEN s.lo - 28 AND s.hi
+    CROSS JOIN LATERAL (
+        SELECT d.day
+        FROM {schema}.usage_daily d
+        WHERE d.customer_id = s.customer_id AND d.meter = s.meter
+          AND d.day BETWEEN greatest(s.lo, s.first_day + 7) AND s.hi
+        GROUP BY d.day
+        HAVING sum(d.units) >= {anomaly_min_units}) c
     WHERE s.first_day IS NOT NULL
-    GROUP BY s.customer_id, s.meter, s.lo, s.hi, s.first_day, d.day
+    GROUP BY s.customer_id, s.meter, s.lo, s.first_day
+), series AS (     -- the daily units from 28 days before its first candidate to its last (ranges read disjoint days)
+    SELECT s.customer_id, s.meter, s.lo, s.first_day, s.first_candidate, s.last_candidate, d.day,
+           sum(d.units)::bigint AS units
+    FROM span s
+    JOIN {schema}.usage_daily d
+      ON d.customer_id = s.customer_id AND d.meter = s.meter
+     AND d.day BETWEEN s.first_candidate - 28 AND s.last_candidate
+    GROUP BY s.customer_id, s.meter, s.lo, s.first_day, s.first_candidate, s.last_candidate, d.day
 ), framed AS (     -- the units of the previous 28 days that had usage
-    SELECT customer_id, meter, lo, hi, first_day, day, units,
+    SELECT customer_id, meter, first_day, first_candidate, day, units,
            array_agg(units) FILTER (WHERE units > 0) OVER (
                PARTITION BY customer_id, meter, lo ORDER BY day
                RANGE BETWEEN interval '28 days' PRECEDING AND interval '1 day' PRECEDING) AS usage_units
@@ -138,7 +151,7 @@ WITH series AS (   -- each range's daily units, from 28 days before it (ranges o
            || array_fill(0::bigint, ARRAY[least(28, day - first_day) - coalesce(cardinality(usage_units), 0)])
            AS baseline
     FROM framed
-    WHERE day BETWEEN lo AND hi AND units >= {anomaly_min_units} AND day - first_day >= 7
+    WHERE day >= first_candidate AND units >= {anomaly_min_units} AND day - first_day >= 7
 )
 SELECT c.customer_id, c.day, c.meter, c.units, s.baseline_units, round(s.score, 2)
 FROM candidate c
