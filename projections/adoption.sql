@@ -37,9 +37,11 @@ DROP TABLE IF EXISTS {stage}.adoption_closing, {stage}.adoption_open, {stage}.ad
 CREATE TEMP TABLE {stage}.adoption_closing ON COMMIT DROP AS
 SELECT month, month_start, close_position FROM {schema}.period_close;
 CREATE TEMP TABLE {stage}.adoption_open ON COMMIT DROP AS
-SELECT customer_id, to_char(day, 'YYYY-MM') AS month, meter, day, units, first_usage_at, last_usage_at
-FROM {schema}.usage_daily
-WHERE customer_id IS NOT NULL AND to_char(day, 'YYYY-MM') NOT IN (SELECT month FROM {schema}.period_close);
+SELECT d.customer_id, to_char(d.day, 'YYYY-MM') AS month, d.meter, d.day, d.units, d.first_usage_at, d.last_usage_at
+FROM {schema}.usage_daily d
+WHERE d.customer_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM {schema}.period_close c   -- day ranges: to_char on every row costs more than the read
+                  WHERE d.day >= c.month_start::date AND d.day < (c.month_start + interval '1 month')::date);
 CREATE TEMP TABLE {stage}.adoption_scope ON COMMIT DROP AS
 SELECT DISTINCT customer_id, month FROM {stage}.adoption_open;
 -- @merge
@@ -93,8 +95,7 @@ WITH relinked_fact AS MATERIALIZED (   -- one pass over usage_facts, only when a
     SELECT d.customer_id, c.month, d.meter, d.day, d.units, d.first_usage_at, d.last_usage_at
     FROM {stage}.adoption_closing c   -- a month being closed: its facts before the close, as resolved now ...
     JOIN {schema}.usage_daily d
-      ON to_char(d.day, 'YYYY-MM') = c.month
-     AND d.day >= c.month_start::date AND d.day < (c.month_start + interval '1 month')::date
+      ON d.day >= c.month_start::date AND d.day < (c.month_start + interval '1 month')::date
     WHERE NOT d.is_late AND d.customer_id IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM {stage}.adoption_relinked k
                       WHERE k.source = d.source AND k.source_customer_id = d.source_customer_id AND k.month = c.month)
