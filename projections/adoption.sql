@@ -83,7 +83,7 @@ USING {stage}.adoption_scope s
 WHERE a.customer_id = s.customer_id AND a.month = s.month;
 -- a day (a meter) is used when its units are > 0
 INSERT INTO {schema}.adoption (customer_id, month, active_days, meters_used, usage_units, first_usage_at, last_usage_at)
-WITH relinked_fact AS MATERIALIZED (   -- one pass over usage_facts, only when a source id was linked after a close
+WITH fact AS MATERIALIZED (   -- one pass over usage_facts, only when a source id was linked after a close
     SELECT k.month, k.close_position, f.source, f.source_customer_id, f.meter, f.quantity, f.event_time
     FROM usage_facts f
     JOIN {stage}.adoption_relinked k ON k.source = f.source AND k.source_customer_id = f.source_customer_id
@@ -102,7 +102,7 @@ WITH relinked_fact AS MATERIALIZED (   -- one pass over usage_facts, only when a
     UNION ALL       -- ... which is how they resolve before it, unless a link came after it (SPEC §4.1: links < c(m))
     SELECT l.customer_id, f.month, f.meter, (f.event_time AT TIME ZONE 'UTC')::date, f.quantity,
            CASE WHEN f.quantity > 0 THEN f.event_time END, CASE WHEN f.quantity > 0 THEN f.event_time END
-    FROM relinked_fact f
+    FROM fact f
     JOIN {schema}.link_range l
       ON l.source = f.source AND l.source_customer_id = f.source_customer_id
      AND l.known_after < f.close_position AND f.close_position <= l.known_through
