@@ -1,15 +1,18 @@
-"""Risk views benchmark: the cost of folding 100k new usage facts into usage_daily, adoption and anomalies.
+"""Risk views benchmark: the first build of usage_daily, adoption and anomalies, and increments of two sizes.
 
 One run on a fresh embedded default: ~2M usage facts (Jan 1 - Apr 25, 2026) over N customers with one or two source
 ids each, ingested month by month through `ledger ingest` with January to March closed after their month's facts
-and 2% of each month's facts arriving late (after its close); then `ledger project` builds every read model. Two
-increments of 100k facts follow (the last five days of April, 3% of them late or delayed into earlier days): the
-first usage only, the second with 21 new identity links (10 effective at noon inside a day with usage, 10 at a
-midnight, one new source id). Each is timed twice: `ledger project --finance-only` (Finance's read models), then
-`ledger project` (the risk views catching up from their own checkpoint). Finally `ledger project --check`
-compares the incremental risk tables with a rebuild from position 0. Prints JSON.
+and 2% of each month's facts arriving late (after its close); then `ledger project` builds every read model, and the
+risk views alone are built again, step by step, in a scratch schema (rolled back) to time them apart.
+Increments follow on the same store, each the next stretch of the stream (as many days as its size takes at the
+base rate, 3% of it late into closed March or delayed into open April): every size of `--increments` with usage
+only, then every size again with 21 new identity links (10 effective at noon inside a day with usage, 10 at a
+midnight, one new source id), and last the close of April. Each is timed twice: `ledger project --finance-only`
+(Finance's read models), then `ledger project` (the risk views catching up from their own checkpoint); a ratio
+of the risk times of the largest and smallest size shows how the cost grows with the increment. Finally
+`ledger project --check` compares the incremental risk tables with a rebuild from position 0. Prints JSON.
 
-    python benchmarks/risk_incremental.py [--events 2000000] [--customers 1000] [--increment 100000]
+    python benchmarks/risk_incremental.py [--events 2000000] [--customers 1000] [--increments 10000,100000] [--keep]
 """
 
 from __future__ import annotations
@@ -71,13 +74,51 @@ def write(path: Path, lines: list[str]) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ the risk views
+def time_risk_build(conn, head: int, scratch: str = "ledger_bench_risk") -> dict[str, float]:
+    """The risk views' build steps, each timed, into a scratch schema holding the base tables they read (rolled back)."""
+    from ledger.projector import engine
+    from ledger.projector.templates import Target
+
+    target, thresholds = Target(scratch, head), engine.Thresholds()
+    timings: dict[str, float] = {}
+    with conn.transaction(force_rollback=True):
+        conn.execute("SET LOCAL work_mem = '256MB'")  # as engine.build
+        conn.execute("SET LOCAL jit = off")
+        conn.execute(f"CREATE SCHEMA {scratch}")
+        for name in ("period_close", "link_range"):
+            for section in ("create", "fill", "index"):
+                engine._run(conn, target, name, section)
+        for name in RISK_VIEWS:
+            engine._run(conn, target, name, "create")
+        started = time.perf_counter()
+        for step in engine.RISK_STEPS_BUILD:
+            at = time.perf_counter()
+            engine._run_risk(conn, target, (step,), thresholds)
+            timings[".".join(step)] = round(time.perf_counter() - at, 3)
+        at = time.perf_counter()
+        for name in RISK_VIEWS:
+            engine._run(conn, target, name, "index")
+        timings["index"] = round(time.perf_counter() - at, 3)
+        timings["total"] = round(time.perf_counter() - started, 2)
+    return timings
+
+
+def timed_project(home: Path) -> dict:
+    """`ledger project --finance-only`, then `ledger project` (the risk views catching up): their own seconds."""
+    _, finance = must(home, "project", "--finance-only", "--json")
+    _, risk = must(home, "project", "--json")
+    return {"facts_applied": finance["facts_applied"], "finance_project_s": round(finance["seconds"], 3),
+            "risk_views_s": round(risk["seconds"], 3)}
+
+
 # ------------------------------------------------------------------------------------------------ the run
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--customers", type=int, default=1_000)
-    parser.add_argument("--increment", type=int, default=100_000)
+    parser.add_argument("--increments", default="10000,100000", help="increment sizes in facts, comma-separated")
     parser.add_argument("--late-share", type=float, default=0.02)
+    parser.add_argument("--keep", action="store_true", help="leave the store (and its server) for inspection")
     args = parser.parse_args()
 
     import psycopg
@@ -125,25 +166,36 @@ def main() -> None:
         out["customers"], out["source_ids"] = args.customers, len(ids)
         out["first_project_s"] = round(report["seconds"], 2)
 
-        increments = []
-        for i, with_links in enumerate((False, True)):
-            if with_links:
-                # ten merges at noon on a day with usage (its rows split), ten at a midnight, one new source id
-                links = [link("product", f"p{k:05d}", f"c{(k + 1) % args.customers:05d}",
-                              "2026-04-20T12:00:00Z" if k < 10 else "2026-04-28T00:00:00Z") for k in range(20)]
-                links.append(link("gateway", "g_new", "c_new", "2026-04-01T00:00:00Z"))
-                must(home, "ingest", "identities", str(write(data / f"links_{i}.ndjson", links)))
-            new = gen.lines(round(args.increment * 0.97), START + timedelta(days=BASE_DAYS + 5 * i), 5)
-            new += gen.lines(args.increment // 100, MONTH_STARTS[2], 31)      # late: March is closed
-            new += gen.lines(args.increment - len(new), MONTH_STARTS[3], 25)  # delayed: April is open
-            must(home, "ingest", "usage", str(write(data / f"more_{i}.ndjson", new)))
-            # Finance's read models first, then the risk views catching up from their own checkpoint
-            _, finance = must(home, "project", "--finance-only", "--json")
-            _, risk = must(home, "project", "--json")
-            increments.append({"relinks": 21 if with_links else 0, "facts_applied": finance["facts_applied"],
-                               "finance_project_s": round(finance["seconds"], 3),
-                               "risk_views_s": round(risk["seconds"], 3)})
+        out["risk_build_s"] = time_risk_build(conn, report["to_position"])
+
+        sizes = [int(n) for n in args.increments.split(",")]
+        increments, at = [], START + timedelta(days=BASE_DAYS)
+        for with_links in (False, True):
+            for size in sizes:
+                step = {"size": size, "relinks": 21 if with_links else 0}
+                if with_links:
+                    # ten merges at noon on a day with usage (its rows split), ten at a midnight, one new source id
+                    k0 = 20 * len(increments)
+                    noon = (at - timedelta(days=2)).strftime("%Y-%m-%dT12:00:00Z")
+                    later = (at + timedelta(days=1)).strftime("%Y-%m-%dT00:00:00Z")
+                    links = [link("product", f"p{k % args.customers:05d}", f"c{(k + 1) % args.customers:05d}",
+                                  noon if k < k0 + 10 else later) for k in range(k0, k0 + 20)]
+                    links.append(link("gateway", f"g_new{k0}", f"c_new{k0}", "2026-04-01T00:00:00Z"))
+                    must(home, "ingest", "identities", str(write(data / f"links_{len(increments)}.ndjson", links)))
+                days = size / per_day  # the next stretch of the stream at the base rate
+                new = gen.lines(round(size * 0.97), at, days)
+                new += gen.lines(size // 100, MONTH_STARTS[2], 31)                # late: March is closed
+                new += gen.lines(size - len(new), MONTH_STARTS[3], 25)            # delayed: April is open
+                at += timedelta(days=days)
+                must(home, "ingest", "usage", str(write(data / f"more_{len(increments)}.ndjson", new)))
+                increments.append({**step, "days": round(days, 2), **timed_project(home)})
+        must(home, "period", "close", "2026-04", "--actor", "bench@fin")
+        increments.append({"size": 0, "closes": "2026-04", **timed_project(home)})
         out["increments"] = increments
+        by_size = {s["size"]: s["risk_views_s"] for s in increments if s.get("relinks") == 0}
+        out["risk_ratio_largest_to_smallest"] = {
+            "facts": round(max(sizes) / min(sizes), 1),
+            "risk_views_s": round(by_size[max(sizes)] / max(by_size[min(sizes)], 1e-3), 2)}
         out["usage_daily_rows"] = conn.execute("SELECT count(*) FROM ledger_proj.usage_daily").fetchone()[0]
         out["adoption_rows"] = conn.execute("SELECT count(*) FROM ledger_proj.adoption").fetchone()[0]
         out["anomalies_flagged"] = conn.execute("SELECT count(*) FROM ledger_proj.anomalies").fetchone()[0]
@@ -152,7 +204,10 @@ def main() -> None:
         out["incremental_equals_rebuild"] = {t: checked[t]["equal"] for t in RISK_VIEWS}
         print(json.dumps(out, indent=2))
     finally:
-        cleanup(home)
+        if args.keep:
+            print(f"kept: LEDGER_HOME={home}", file=sys.stderr)
+        else:
+            cleanup(home)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,14 @@
 -- score >= {anomaly_score} (LEDGER_ANOMALY_MIN_UNITS, LEDGER_ANOMALY_SCORE). baseline_units is the median (a .5 for
 -- an even count); score is rounded to two decimals. anomaly_threshold keeps the thresholds the rows were computed
 -- with: a run with other thresholds evaluates every pair again.
--- Incremental: {stage}.anomaly_scope holds (customer, meter, lo, hi, first_day): the days lo..hi to evaluate again
--- (rebuild: every day; merge: from the earliest changed day to 28 days after the latest changed day or the pair's
--- first usage day before or after the run, whichever is latest); apply replaces the rows of those days.
+-- Only candidates - days with units >= the minimum and 7 baseline days - get a median and a MAD; only the flagged
+-- ones are kept. fill (rebuild) evaluates every day in one pass over usage_daily. Incremental: merge sets
+-- {stage}.anomaly_scope, disjoint ranges (customer, meter, lo, hi) of days whose result can change, with the pair's
+-- first usage day: D..D+28 for each changed day D (its own units, and the baselines it is in), and, when a pair's
+-- first usage day moves, from the earlier to 28 days after the later (the baseline's length and the 7-day rule);
+-- ranges less than 28 days apart are merged (their reads would overlap); apply deletes the rows in the ranges and
+-- evaluates their candidates again, reading through the index on usage_daily (customer_id, meter, day) the days in
+-- range, then, for a range with candidates, the days from 28 before its first candidate to its last.
 -- @create
 CREATE TABLE {schema}.anomalies (
     customer_id    text NOT NULL,
@@ -25,35 +30,86 @@ CREATE TABLE {schema}.anomaly_threshold (
     score     numeric NOT NULL,
     min_units bigint NOT NULL
 );
+-- The rule for one candidate day: median and MAD (median of |v - median|) of its baseline's daily units, each
+-- percentile_cont(0.5), the mean of the middle two for an even count; score = (units - median) / (1.4826 x MAD + 1),
+-- unrounded. One row when the score is at least THRESHOLD, none otherwise; the denominator is >= 1, so a positive
+-- threshold needs units - median >= threshold and the MAD is computed only then. SQL, neither strict nor volatile:
+-- the planner inlines it into the query (no call per row).
+CREATE FUNCTION {schema}.anomaly_score(units bigint, baseline bigint[], threshold numeric)
+RETURNS TABLE (baseline_units numeric, score numeric)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT m.median::numeric, (units - m.median::numeric) / (1.4826 * d.mad::numeric + 1)
+    FROM (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS median FROM unnest(baseline) v) m
+    CROSS JOIN LATERAL (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(v - m.median)) AS mad
+                        FROM unnest(baseline) v) d
+    WHERE (threshold <= 0 OR units - m.median >= threshold)
+      AND (units - m.median::numeric) / (1.4826 * d.mad::numeric + 1) >= threshold
+$$;
 -- @fill
-DROP TABLE IF EXISTS {stage}.anomaly_scope;
-CREATE TEMP TABLE {stage}.anomaly_scope ON COMMIT DROP AS
-SELECT customer_id, meter, min(day) AS lo, max(day) AS hi, min(day) FILTER (WHERE units > 0) AS first_day
-FROM {schema}.usage_daily
-WHERE customer_id IS NOT NULL
-GROUP BY customer_id, meter;
+INSERT INTO {schema}.anomalies
+WITH series AS (   -- each pair's daily units
+    SELECT customer_id, meter, day, sum(units)::bigint AS units
+    FROM {schema}.usage_daily
+    WHERE customer_id IS NOT NULL
+    GROUP BY 1, 2, 3
+), framed AS (     -- the units of the previous 28 days that had usage, and the pair's first usage day
+    SELECT customer_id, meter, day, units,
+           array_agg(units) FILTER (WHERE units > 0) OVER (
+               PARTITION BY customer_id, meter ORDER BY day
+               RANGE BETWEEN interval '28 days' PRECEDING AND interval '1 day' PRECEDING) AS usage_units,
+           min(day) FILTER (WHERE units > 0) OVER (PARTITION BY customer_id, meter) AS first_day
+    FROM series
+), candidate AS (  -- baseline: the previous 28 days on or after the first usage day, zero where no usage
+    SELECT customer_id, meter, day, units,
+           coalesce(usage_units, ARRAY[]::bigint[])
+           || array_fill(0::bigint, ARRAY[least(28, day - first_day) - coalesce(cardinality(usage_units), 0)])
+           AS baseline
+    FROM framed
+    WHERE units >= {anomaly_min_units} AND day - first_day >= 7
+)
+SELECT c.customer_id, c.day, c.meter, c.units, s.baseline_units, round(s.score, 2)
+FROM candidate c
+CROSS JOIN LATERAL {schema}.anomaly_score(c.units, c.baseline, {anomaly_score}) s;
+INSERT INTO {schema}.anomaly_threshold VALUES ({anomaly_score}, {anomaly_min_units});
 -- @merge
 DROP TABLE IF EXISTS {stage}.anomaly_scope;
 CREATE TEMP TABLE {stage}.anomaly_scope ON COMMIT DROP AS
 WITH rethreshold AS (
     SELECT NOT EXISTS (SELECT 1 FROM {schema}.anomaly_threshold
                        WHERE score = {anomaly_score} AND min_units = {anomaly_min_units}) AS yes
-), pair AS (
-    SELECT c.customer_id, c.meter, min(c.day) AS lo, max(c.day) AS last_changed, max(b.first_day) AS first_before
-    FROM {stage}.risk_changed c
-    LEFT JOIN {stage}.risk_first_before b ON b.customer_id = c.customer_id AND b.meter = c.meter
-    WHERE NOT (SELECT yes FROM rethreshold)
-    GROUP BY c.customer_id, c.meter
-), scoped AS (
-    SELECT p.customer_id, p.meter, p.lo, p.last_changed, p.first_before,
+), pair AS (       -- each changed pair's first usage day before the run (risk_first_before) and after it
+    SELECT b.customer_id, b.meter, b.first_day AS first_before,
            (SELECT min(d.day) FROM {schema}.usage_daily d
-            WHERE d.customer_id = p.customer_id AND d.meter = p.meter AND d.units > 0) AS first_day
-    FROM pair p
+            WHERE d.customer_id = b.customer_id AND d.meter = b.meter AND d.units > 0) AS first_day
+    FROM {stage}.risk_first_before b
+    WHERE NOT (SELECT yes FROM rethreshold)
+), reach AS (      -- the days whose result can change (a first day appearing or vanishing: every later day)
+    SELECT c.customer_id, c.meter, c.day AS lo, c.day + 28 AS hi
+    FROM {stage}.risk_changed c
+    WHERE NOT (SELECT yes FROM rethreshold)
+    UNION ALL
+    SELECT customer_id, meter, least(first_before, first_day),
+           CASE WHEN first_before IS NULL OR first_day IS NULL THEN 'infinity'::date
+                ELSE greatest(first_before, first_day) + 28 END
+    FROM pair
+    WHERE first_before IS DISTINCT FROM first_day
+), island AS (     -- ranges whose reads overlap merged: a range starts an island when its first day's baseline
+                   -- (28 days before it) lies past every range before it; the days between are evaluated too
+    SELECT customer_id, meter, lo, hi,
+           count(*) FILTER (WHERE lo - 28 > reach_before OR reach_before IS NULL) OVER (
+               PARTITION BY customer_id, meter ORDER BY lo, hi ROWS UNBOUNDED PRECEDING) AS island
+    FROM (SELECT customer_id, meter, lo, hi,
+                 max(hi) OVER (PARTITION BY customer_id, meter ORDER BY lo, hi
+                               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reach_before
+          FROM reach) r
 )
-SELECT customer_id, meter, lo, greatest(last_changed, first_before, first_day) + 28 AS hi, first_day
-FROM scoped
-UNION ALL   -- other thresholds than the rows were computed with: every day of every pair
-SELECT customer_id, meter, min(day), max(day), min(day) FILTER (WHERE units > 0)
+SELECT i.customer_id, i.meter, min(i.lo) AS lo, max(i.hi) AS hi, p.first_day
+FROM island i
+JOIN pair p ON p.customer_id = i.customer_id AND p.meter = i.meter
+GROUP BY i.customer_id, i.meter, i.island, p.first_day
+UNION ALL          -- other thresholds than the rows were computed with: every day of every pair
+SELECT customer_id, meter, '-infinity'::date, 'infinity'::date, min(day) FILTER (WHERE units > 0)
 FROM {schema}.usage_daily
 WHERE customer_id IS NOT NULL AND (SELECT yes FROM rethreshold)
 GROUP BY customer_id, meter;
@@ -63,45 +119,43 @@ DELETE FROM {schema}.anomalies a
 USING {stage}.anomaly_scope s
 WHERE a.customer_id = s.customer_id AND a.meter = s.meter AND a.day BETWEEN s.lo AND s.hi;
 INSERT INTO {schema}.anomalies
-WITH series AS (   -- the pair's daily units over the days to evaluate and the 28 before them
-    SELECT d.customer_id, d.meter, d.day, sum(d.units)::bigint AS units
+WITH span AS MATERIALIZED (   -- each range's first and last candidate day: a range without one reads nothing more
+    SELECT s.customer_id, s.meter, s.lo, s.first_day, min(c.day) AS first_candidate, max(c.day) AS last_candidate
     FROM {stage}.anomaly_scope s
-    JOIN {schema}.usage_daily d
-      ON d.customer_id = s.customer_id AND d.meter = s.meter AND d.day BETWEEN s.lo - 28 AND s.hi
+    CROSS JOIN LATERAL (
+        SELECT d.day
+        FROM {schema}.usage_daily d
+        WHERE d.customer_id = s.customer_id AND d.meter = s.meter
+          AND d.day BETWEEN greatest(s.lo, s.first_day + 7) AND s.hi
+        GROUP BY d.day
+        HAVING sum(d.units) >= {anomaly_min_units}) c
     WHERE s.first_day IS NOT NULL
-    GROUP BY 1, 2, 3
+    GROUP BY s.customer_id, s.meter, s.lo, s.first_day
+), series AS (     -- the daily units from 28 days before its first candidate to its last (ranges read disjoint days)
+    SELECT s.customer_id, s.meter, s.lo, s.first_day, s.first_candidate, s.last_candidate, d.day,
+           sum(d.units)::bigint AS units
+    FROM span s
+    JOIN {schema}.usage_daily d
+      ON d.customer_id = s.customer_id AND d.meter = s.meter
+     AND d.day BETWEEN s.first_candidate - 28 AND s.last_candidate
+    GROUP BY s.customer_id, s.meter, s.lo, s.first_day, s.first_candidate, s.last_candidate, d.day
 ), framed AS (     -- the units of the previous 28 days that had usage
-    SELECT customer_id, meter, day, units,
+    SELECT customer_id, meter, first_day, first_candidate, day, units,
            array_agg(units) FILTER (WHERE units > 0) OVER (
-               PARTITION BY customer_id, meter ORDER BY day
+               PARTITION BY customer_id, meter, lo ORDER BY day
                RANGE BETWEEN interval '28 days' PRECEDING AND interval '1 day' PRECEDING) AS usage_units
     FROM series
 ), candidate AS (  -- baseline: the previous 28 days on or after the first usage day, zero where no usage
-    SELECT f.customer_id, f.meter, f.day, f.units,
-           coalesce(f.usage_units, ARRAY[]::bigint[])
-           || array_fill(0::bigint, ARRAY[least(28, f.day - s.first_day) - coalesce(cardinality(f.usage_units), 0)])
+    SELECT customer_id, meter, day, units,
+           coalesce(usage_units, ARRAY[]::bigint[])
+           || array_fill(0::bigint, ARRAY[least(28, day - first_day) - coalesce(cardinality(usage_units), 0)])
            AS baseline
-    FROM framed f
-    JOIN {stage}.anomaly_scope s ON s.customer_id = f.customer_id AND s.meter = f.meter
-    WHERE f.day BETWEEN s.lo AND s.hi
-      AND f.units >= {anomaly_min_units}
-      AND f.day - s.first_day >= 7
-), centred AS (
-    SELECT c.customer_id, c.meter, c.day, c.units, c.baseline, m.median
-    FROM candidate c
-    CROSS JOIN LATERAL (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS median
-                        FROM unnest(c.baseline) v) m
-), scored AS (     -- the denominator is >= 1: a positive threshold needs units - median >= threshold
-    SELECT c.customer_id, c.day, c.meter, c.units, c.median::numeric AS baseline_units,
-           (c.units - c.median::numeric) / (1.4826 * d.mad::numeric + 1) AS score
-    FROM centred c
-    CROSS JOIN LATERAL (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(v - c.median)) AS mad
-                        FROM unnest(c.baseline) v) d
-    WHERE {anomaly_score} <= 0 OR c.units - c.median >= {anomaly_score}
+    FROM framed
+    WHERE day >= first_candidate AND units >= {anomaly_min_units} AND day - first_day >= 7
 )
-SELECT customer_id, day, meter, units, baseline_units, round(score, 2)
-FROM scored
-WHERE score >= {anomaly_score};
+SELECT c.customer_id, c.day, c.meter, c.units, s.baseline_units, round(s.score, 2)
+FROM candidate c
+CROSS JOIN LATERAL {schema}.anomaly_score(c.units, c.baseline, {anomaly_score}) s;
 DELETE FROM {schema}.anomaly_threshold;
 INSERT INTO {schema}.anomaly_threshold VALUES ({anomaly_score}, {anomaly_min_units});
 -- @index

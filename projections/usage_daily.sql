@@ -32,6 +32,7 @@ CREATE TABLE {schema}.usage_daily (
     last_position      bigint NOT NULL
 );
 -- @fill
+SET LOCAL enable_sort = off;   -- a hash aggregate: sorting every fact on six keys costs several times more
 INSERT INTO {schema}.usage_daily   -- the one pass over usage_facts, each fact resolved on its own
 SELECT f.source, f.source_customer_id, f.meter, (f.event_time AT TIME ZONE 'UTC')::date, r.customer_id,
        f.position > {cutoff[f.event_time]},
@@ -45,6 +46,7 @@ LEFT JOIN {schema}.link_range r
       AND r.valid_from <= f.event_time AND f.event_time < r.valid_to
 WHERE f.position <= {head}
 GROUP BY 1, 2, 3, 4, 5, 6;
+RESET enable_sort;
 ANALYZE {schema}.usage_daily;
 -- @merge
 DROP TABLE IF EXISTS {stage}.risk_relink, {stage}.risk_daily_old, {stage}.risk_relink_group,

@@ -476,3 +476,84 @@ def test_rebuild_equals_incremental_over_a_busy_history(feed, project, conn, led
     rebuild_equals_incremental()
     assert_adoption_matches_on_time_units(conn)
     assert conn.execute(f"SELECT count(*) FROM {LIVE_SCHEMA}.anomalies").fetchone()[0] > 0
+
+
+# ------------------------------------------------------------------------------------------------ increments
+def series_of(*parts: tuple[int, list[int]]) -> dict[date, int]:
+    """{day: units} from (first day offset from JAN1, daily units) parts, summed where they overlap; 0s left out."""
+    out: dict[date, int] = {}
+    for first, units in parts:
+        for i, v in enumerate(units):
+            day = JAN1 + timedelta(days=first + i)
+            out[day] = out.get(day, 0) + v
+    return {d: v for d, v in out.items() if v}
+
+
+def test_an_increment_rescores_the_days_whose_baseline_it_changes(feed, project, conn, rebuild_equals_incremental):
+    u = Usage("inc")
+    feed("identities", [link("product", "pr_inc", "cus_inc")])
+    # ten days of 200, twenty quiet ones, then 300 on Jan 31: a baseline of 8 x 200 and 20 zeros (median 0)
+    first = [200] * 10 + [0] * 20 + [300]
+    feed("usage", u.daily("pr_inc", "api_calls", JAN1, first))
+    project()
+    assert flagged(conn) == {("cus_inc", date(2026, 1, 31), "api_calls")}
+    assert anomaly(conn, "cus_inc", date(2026, 1, 31)) == (300, Decimal(0), Decimal("300.00"))
+
+    # the quiet days filled in, with a spike 20 days after the first usage: Jan 31's baseline is now 200s
+    later = [200] * 16
+    later[10] = 5000  # Jan 21
+    feed("usage", u.daily("pr_inc", "api_calls", JAN1 + timedelta(days=10), later))
+    project()
+    series = series_of((0, first), (10, later))
+    assert flagged(conn) == {("cus_inc", date(2026, 1, 21), "api_calls"), ("cus_inc", date(2026, 1, 31), "api_calls")}
+    for day in (date(2026, 1, 21), date(2026, 1, 31)):
+        assert anomaly(conn, "cus_inc", day) == expected_score(series, JAN1, day)
+    assert anomaly(conn, "cus_inc", date(2026, 1, 31)) == (300, Decimal(200), Decimal("100.00"))
+    rebuild_equals_incremental()
+
+
+def test_an_earlier_first_usage_day_rescores_the_28_days_after_the_old_one(feed, project, conn,
+                                                                           rebuild_equals_incremental):
+    u = Usage("first")
+    feed("identities", [link("product", "pr_first", "cus_first")])
+    # first usage on Jan 11, every other day; spikes on Jan 21 (10 baseline days) and Feb 6 (26 baseline days: 13 zeros
+    # and 13 with usage, median 100, MAD 100, score 6.03), far from the day the increment changes
+    units = [200 if i % 2 == 0 else 0 for i in range(31)]
+    units[10], units[26] = 1000, 1000
+    feed("usage", u.daily("pr_first", "api_calls", JAN1 + timedelta(days=10), units))
+    project()
+    before = anomaly(conn, "cus_first", date(2026, 2, 6))
+
+    # one unit on Jan 1: every day up to Feb 8 (Jan 11 + 28) gets a longer, zero-filled baseline (Feb 6: median 0)
+    feed("usage", [u("pr_first", "api_calls", 1, "2026-01-01T12:00:00Z")])
+    project()
+    series = series_of((10, units), (0, [1]))
+    for day in (date(2026, 1, 21), date(2026, 2, 6)):
+        assert anomaly(conn, "cus_first", day) == expected_score(series, JAN1, day)
+    assert before == (1000, Decimal(100), Decimal("6.03"))
+    assert anomaly(conn, "cus_first", date(2026, 2, 6)) == (1000, Decimal(0), Decimal("1000.00"))
+    rebuild_equals_incremental()
+
+
+def test_a_new_link_moves_a_source_ids_days_and_rescores_both_customers(feed, project, conn,
+                                                                        rebuild_equals_incremental):
+    u = Usage("mv")
+    feed("identities", [link("product", "pr_a1", "cus_a"), link("product", "pr_a2", "cus_a"),
+                        link("product", "pr_b", "cus_b")])
+    a1, a2, b = [200] * 40, [200] * 40, [100] * 40
+    a1[35], b[38] = 2000, 900  # Feb 5 for cus_a (2200 against 400), Feb 8 for cus_b (900 against 100)
+    feed("usage", u.daily("pr_a1", "api_calls", JAN1, a1) + u.daily("pr_a2", "api_calls", JAN1, a2)
+         + u.daily("pr_b", "api_calls", JAN1, b))
+    project()
+    assert anomaly(conn, "cus_a", date(2026, 2, 5)) == (2200, Decimal(400), Decimal("1800.00"))
+    assert anomaly(conn, "cus_b", date(2026, 2, 8)) == (900, Decimal(100), Decimal("800.00"))
+
+    # pr_a2 moves to cus_b from (almost) the start: its days leave cus_a's series and join cus_b's
+    feed("identities", [link("product", "pr_a2", "cus_b", "2025-12-01T00:00:01Z")])
+    project()
+    assert flagged(conn) == {("cus_a", date(2026, 2, 5), "api_calls"), ("cus_b", date(2026, 2, 8), "api_calls")}
+    assert anomaly(conn, "cus_a", date(2026, 2, 5)) == (2000, Decimal(200), Decimal("1800.00"))
+    assert anomaly(conn, "cus_b", date(2026, 2, 8)) == (1100, Decimal(300), Decimal("800.00"))
+    totals = dict(conn.execute(f"SELECT customer_id, sum(units) FROM {LIVE_SCHEMA}.usage_daily GROUP BY 1"))
+    assert totals == {"cus_a": sum(a1), "cus_b": sum(a2) + sum(b)}
+    rebuild_equals_incremental()

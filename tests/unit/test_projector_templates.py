@@ -87,4 +87,5 @@ def test_only_the_contract_relations_are_read_from_public():
                                                       # CTE names of the risk views
                                                       "piece", "split_fact", "old_units", "new_units", "by_day",
                                                       "by_meter", "series", "framed", "candidate", "centred",
-                                                      "scored", "rethreshold", "pair", "scoped", "unnest"}, (name, rel)
+                                                      "scored", "rethreshold", "pair", "scoped", "unnest",
+                                                      "reach", "island", "span", "total"}, (name, rel)

@@ -32,8 +32,7 @@ TABLES = (
     "usage_daily", "adoption", "anomalies",
 )
 # Risk and Sales views (adoption, anomalies) over a day-grain pre-aggregate, maintained on every run.
-RISK_STEPS_BUILD = (("usage_daily", "fill"), ("adoption", "fill"), ("adoption", "apply"),
-                    ("anomalies", "fill"), ("anomalies", "apply"))
+RISK_STEPS_BUILD = (("usage_daily", "fill"), ("adoption", "fill"), ("adoption", "apply"), ("anomalies", "fill"))
 RISK_STEPS_INCREMENT = (("usage_daily", "merge"), ("adoption", "merge"), ("adoption", "apply"),
                         ("anomalies", "merge"), ("anomalies", "apply"))
 
