@@ -35,14 +35,21 @@ CREATE TABLE {schema}.anomaly_threshold (
 -- unrounded. One row when the score is at least THRESHOLD, none otherwise; the denominator is >= 1, so a positive
 -- threshold needs units - median >= threshold and the MAD is computed only then. SQL, neither strict nor volatile:
 -- the planner inlines it into the query (no call per row).
-CREATE FUNCTION {schema}.anomaly_score(units bigint, baseline bigint[], threshold numeric)
+-- The baseline: the units of the previous 28 days that had usage (USAGE_UNITS), plus a zero for each other day
+-- of those 28 on or after the first usage day (DAYS_SINCE_FIRST days after it).
+CREATE FUNCTION {schema}.anomaly_score(units bigint, usage_units bigint[], days_since_first integer,
+                                       threshold numeric)
 RETURNS TABLE (baseline_units numeric, score numeric)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT m.median::numeric, (units - m.median::numeric) / (1.4826 * d.mad::numeric + 1)
-    FROM (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS median FROM unnest(baseline) v) m
+    FROM (SELECT coalesce(usage_units, ARRAY[]::bigint[])
+                 || array_fill(0::bigint, ARRAY[least(28, days_since_first)
+                                                - coalesce(cardinality(usage_units), 0)]) AS baseline) b
+    CROSS JOIN LATERAL (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS median
+                        FROM unnest(b.baseline) v) m
     CROSS JOIN LATERAL (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(v - m.median)) AS mad
-                        FROM unnest(baseline) v) d
+                        FROM unnest(b.baseline) v) d
     WHERE (threshold <= 0 OR units - m.median >= threshold)
       AND (units - m.median::numeric) / (1.4826 * d.mad::numeric + 1) >= threshold
 $$;
@@ -60,17 +67,14 @@ WITH series AS (   -- each pair's daily units
                RANGE BETWEEN interval '28 days' PRECEDING AND interval '1 day' PRECEDING) AS usage_units,
            min(day) FILTER (WHERE units > 0) OVER (PARTITION BY customer_id, meter) AS first_day
     FROM series
-), candidate AS (  -- baseline: the previous 28 days on or after the first usage day, zero where no usage
-    SELECT customer_id, meter, day, units,
-           coalesce(usage_units, ARRAY[]::bigint[])
-           || array_fill(0::bigint, ARRAY[least(28, day - first_day) - coalesce(cardinality(usage_units), 0)])
-           AS baseline
+), candidate AS (  -- days that could be flagged: enough units, at least 7 baseline days
+    SELECT customer_id, meter, day, units, usage_units, day - first_day AS days_since_first
     FROM framed
     WHERE units >= {anomaly_min_units} AND day - first_day >= 7
 )
 SELECT c.customer_id, c.day, c.meter, c.units, s.baseline_units, round(s.score, 2)
 FROM candidate c
-CROSS JOIN LATERAL {schema}.anomaly_score(c.units, c.baseline, {anomaly_score}) s;
+CROSS JOIN LATERAL {schema}.anomaly_score(c.units, c.usage_units, c.days_since_first, {anomaly_score}) s;
 INSERT INTO {schema}.anomaly_threshold VALUES ({anomaly_score}, {anomaly_min_units});
 -- @merge
 DROP TABLE IF EXISTS {stage}.anomaly_scope;
@@ -145,17 +149,14 @@ WITH span AS MATERIALIZED (   -- each range's first and last candidate day: a ra
                PARTITION BY customer_id, meter, lo ORDER BY day
                RANGE BETWEEN interval '28 days' PRECEDING AND interval '1 day' PRECEDING) AS usage_units
     FROM series
-), candidate AS (  -- baseline: the previous 28 days on or after the first usage day, zero where no usage
-    SELECT customer_id, meter, day, units,
-           coalesce(usage_units, ARRAY[]::bigint[])
-           || array_fill(0::bigint, ARRAY[least(28, day - first_day) - coalesce(cardinality(usage_units), 0)])
-           AS baseline
+), candidate AS (  -- days that could be flagged: enough units, at least 7 baseline days
+    SELECT customer_id, meter, day, units, usage_units, day - first_day AS days_since_first
     FROM framed
     WHERE day >= first_candidate AND units >= {anomaly_min_units} AND day - first_day >= 7
 )
 SELECT c.customer_id, c.day, c.meter, c.units, s.baseline_units, round(s.score, 2)
 FROM candidate c
-CROSS JOIN LATERAL {schema}.anomaly_score(c.units, c.baseline, {anomaly_score}) s;
+CROSS JOIN LATERAL {schema}.anomaly_score(c.units, c.usage_units, c.days_since_first, {anomaly_score}) s;
 DELETE FROM {schema}.anomaly_threshold;
 INSERT INTO {schema}.anomaly_threshold VALUES ({anomaly_score}, {anomaly_min_units});
 -- @index

@@ -175,7 +175,7 @@ def verify_chain(conn: psycopg.Connection, *, anchor: Anchor | None = None, batc
                 if stored != link:
                     breaks += 1
                     if first is None:
-                        first = Mismatch("chain", position, _link_reason(previous_position, position, stored, link),
+                        first = Mismatch("chain", position, _link_reason(previous_position, stored, link),
                                          _hashes(previous_position, stored, link))
                     link = stored or link or previous
                 if anchor is not None and position >= anchor.position:
@@ -193,7 +193,7 @@ def verify_chain(conn: psycopg.Connection, *, anchor: Anchor | None = None, batc
     return ChainResult(events, batches, previous_position, previous, first, breaks)
 
 
-def _link_reason(previous_position: int | None, position: int, stored: bytes | None, link: bytes | None) -> str:
+def _link_reason(previous_position: int | None, stored: bytes | None, link: bytes | None) -> str:
     if link is None:
         return "its topic or state is null"
     if stored is None:

@@ -18,7 +18,7 @@ from ledger.domain.time import TimestampError, parse_timestamp
 from ledger.ingest.records import RecordContext, RecordError, decode_line, raw_text, rejection
 from ledger.store.appender import Rejection
 from ledger.store.copybin import INT8_FIELD, LENGTH, NULL, PG_EPOCH
-from ledger.store.usage import ROW_HEAD, UsageChunk, UsageRow, encode_row
+from ledger.store.usage import INT4_LENGTH, ROW_HEAD, UsageChunk, UsageRow, encode_row
 
 REQUIRED = ("event_id", "source", "source_customer_id", "meter", "quantity", "event_time")
 ALLOWED = frozenset((*REQUIRED, "properties"))
@@ -154,8 +154,6 @@ def usage_row(payload: dict, row: tuple, line: int) -> UsageRow:
     return UsageRow(line, hash((source, event_id)), payload["event_time"][:7], encoded)
 
 
-_ROW_HEAD = ROW_HEAD
-_INT4 = b"\x00\x00\x00\x04"
 _ABSENT = object()
 
 
@@ -202,8 +200,8 @@ def _well_formed_row(line: bytes, number: int) -> tuple[bytes, int, str] | None:
     else:
         p = dumps(properties, option=SORT_KEYS)
         tail = LENGTH(len(p)) + p
-    row = b"".join((_ROW_HEAD, LENGTH(len(e)), e, LENGTH(len(s)), s, LENGTH(len(c)), c, LENGTH(len(m)), m,
-                    INT8_FIELD(8, quantity), INT8_FIELD(8, (moment - PG_EPOCH) // MICROSECOND), _INT4,
+    row = b"".join((ROW_HEAD, LENGTH(len(e)), e, LENGTH(len(s)), s, LENGTH(len(c)), c, LENGTH(len(m)), m,
+                    INT8_FIELD(8, quantity), INT8_FIELD(8, (moment - PG_EPOCH) // MICROSECOND), INT4_LENGTH,
                     number.to_bytes(4, "big"), tail))
     return row, hash((source, event_id)), text[:7]
 
@@ -215,16 +213,15 @@ def parse_ndjson_chunk(ctx: RecordContext, lines: Iterable[tuple[int, bytes]]) -
     for number, line in lines:
         fast = _well_formed_row(line, number)
         if fast is None:
-            for item in parse_ndjson(ctx, [(number, line)]):
-                read += 1
-                if type(item) is UsageRow:
-                    fast = item.row, item.key_hash, item.month
-                else:
-                    rejections.append(item)
-            if fast is None:
+            if not line.strip():
                 continue
-        else:
-            read += 1
+            item = _parse_in_detail(number, line, validate_usage)
+            if type(item) is not UsageRow:
+                rejections.append(item)
+                read += 1
+                continue
+            fast = item.row, item.key_hash, item.month
+        read += 1
         blob += fast[0]
         add_end(len(blob))
         add_hash(fast[1])
@@ -234,7 +231,6 @@ def parse_ndjson_chunk(ctx: RecordContext, lines: Iterable[tuple[int, bytes]]) -
 
 def parse_ndjson(ctx: RecordContext, lines: Iterable[tuple[int, bytes]],
                  validate: Callable[[Any], tuple[dict, tuple]] = validate_usage) -> Iterator[Parsed]:
-    loads = orjson.loads
     fast = validate is validate_usage
     for number, line in lines:
         if not line.strip():
@@ -244,17 +240,21 @@ def parse_ndjson(ctx: RecordContext, lines: Iterable[tuple[int, bytes]],
             if row is not None:
                 yield UsageRow(number, row[1], row[2], row[0])
                 continue
+        yield _parse_in_detail(number, line, validate)
+
+
+def _parse_in_detail(number: int, line: bytes, validate: Callable[[Any], tuple[dict, tuple]]) -> Parsed:
+    """A record that is not plainly well formed: validated field by field, its rejection naming the problem."""
+    try:
+        text = decode_line(line)
         try:
-            text = decode_line(line)
-            try:
-                record = loads(text)
-            except orjson.JSONDecodeError as error:
-                raise RecordError(f"malformed JSON: {error}") from None
-            payload, row = validate(record)
-        except RecordError as error:
-            yield rejection(number, raw_text(line), error, raw_bytes=None if _is_utf8(line) else line)
-            continue
-        yield usage_row(payload, row, number)
+            record = loads(text)
+        except orjson.JSONDecodeError as error:
+            raise RecordError(f"malformed JSON: {error}") from None
+        payload, row = validate(record)
+    except RecordError as error:
+        return rejection(number, raw_text(line), error, raw_bytes=None if _is_utf8(line) else line)
+    return usage_row(payload, row, number)
 
 
 def _is_utf8(line: bytes) -> bool:

@@ -52,7 +52,7 @@ SEQUENCE = "ledger_events_notification_id_seq"
 # (a DEFAULT nextval() per row cost PostgreSQL 0.4–0.6 µs of its ~2.5 µs per row: measured).
 ROW_HEAD = copybin.row_count(len(COLUMNS)) + b"\x00\x00\x00\x08" + bytes(8)
 POSITION_AT = 6  # offset of the position's 8 bytes in a row
-_INT4 = b"\x00\x00\x00\x04"
+INT4_LENGTH = b"\x00\x00\x00\x04"
 
 
 class UsageRow(NamedTuple):
@@ -80,7 +80,7 @@ def encode_row(event_id: str, source: str, customer: str, meter: str, quantity: 
     length = copybin.LENGTH  # the position is left zero: the appender writes it
     return b"".join((
         ROW_HEAD, length(len(e)), e, length(len(s)), s, length(len(c)), c, length(len(m)), m,
-        copybin.INT8_FIELD(8, quantity), copybin.timestamptz_field(moment), _INT4, line.to_bytes(4, "big"),
+        copybin.INT8_FIELD(8, quantity), copybin.timestamptz_field(moment), INT4_LENGTH, line.to_bytes(4, "big"),
         copybin.NULL if properties is None else length(len(properties)) + properties,
     ))
 
@@ -192,21 +192,22 @@ class SeenKeys:
     def for_input(cls, size_bytes: int | None) -> SeenKeys:
         return cls(size_bytes // 100 if size_bytes else 16_000_000)  # records are rarely under 100 bytes
 
-    def screen(self, hashes: array) -> list[int]:
-        """Indexes of the hashes that may have been met before (earlier, or earlier in `hashes`); marks them all."""
+    def screen(self, hashes: array) -> tuple[list[int], np.ndarray]:
+        """Indexes of the hashes that may have been met before (earlier, or earlier in `hashes`), and for each
+        hash the index of its first occurrence in `hashes`; marks them all."""
         if not len(hashes):
-            return []
+            return [], np.zeros(0, dtype=np.int64)
         h = np.frombuffer(hashes, dtype=np.uint64)
         a, b = h & self.mask, (h >> np.uint64(32)) & self.mask
         word_a, bit_a = a >> np.uint64(6), np.uint64(1) << (a & np.uint64(63))
         word_b, bit_b = b >> np.uint64(6), np.uint64(1) << (b & np.uint64(63))
         maybe = ((self.words[word_a] & bit_a) != 0) & ((self.words[word_b] & bit_b) != 0)
-        _, firsts = np.unique(h, return_index=True)  # a repeat inside `hashes` is a suspect too
-        repeated = np.ones(len(h), dtype=bool)
-        repeated[firsts] = False
+        _, firsts, which = np.unique(h, return_index=True, return_inverse=True)
+        first_by_hash = firsts[which]
+        repeated = first_by_hash != np.arange(len(h))  # a repeat inside `hashes` is a suspect too
         np.bitwise_or.at(self.words, word_a, bit_a)
         np.bitwise_or.at(self.words, word_b, bit_b)
-        return np.flatnonzero(maybe | repeated).tolist()
+        return np.flatnonzero(maybe | repeated).tolist(), first_by_hash
 
 
 # ------------------------------------------------------------------------------------------------ append
@@ -293,16 +294,13 @@ def _stored(cur: psycopg.Cursor, keys: list[tuple[str, str]]) -> dict[tuple[str,
     return {(r[2], r[1]): (r[0], StoredUsage(*r)) for r in rows}
 
 
-def _resolve(cur: psycopg.Cursor, batch: _Batch, suspects: Sequence[int]) -> _Resolution:
+def _resolve(cur: psycopg.Cursor, batch: _Batch, suspects: Sequence[int], first_by_hash: np.ndarray) -> _Resolution:
     """Which suspect rows repeat a stored fact or an earlier row of the batch: duplicates or conflicts."""
     resolution = _Resolution(set(), [], [])
     if not suspects:
         return resolution
     keys = {g: row_key(batch.row(g)) for g in suspects}
     stored = _stored(cur, list(set(keys.values())))
-    _, firsts, which = np.unique(np.frombuffer(batch.hashes, dtype=np.int64), return_index=True,
-                                 return_inverse=True)
-    first_by_hash = firsts[which]  # row → the first row of the batch with its hash
     first_by_key: dict[tuple[str, str], int] = {}
     for g in suspects:
         key = keys[g]
@@ -346,11 +344,12 @@ class ScreenedBatch:
     chunks: Sequence[UsageChunk]
     batch: _Batch
     suspects: list[int]
+    first_by_hash: np.ndarray  # row → the first row of the batch with its key's hash
 
 
 def screen_batch(chunks: Sequence[UsageChunk], seen: SeenKeys) -> ScreenedBatch:
     batch = _Batch(chunks)
-    return ScreenedBatch(chunks, batch, seen.screen(batch.hashes))
+    return ScreenedBatch(chunks, batch, *seen.screen(batch.hashes))
 
 
 def append_usage(conn: psycopg.Connection, screened: ScreenedBatch, *, source_file: str, recorded_at_json: bytes,
@@ -363,7 +362,7 @@ def append_usage(conn: psycopg.Connection, screened: ScreenedBatch, *, source_fi
         lock_events(cur)
         first = _next_position(cur)
         while True:
-            resolution = _resolve(cur, batch, suspects)
+            resolution = _resolve(cur, batch, suspects, screened.first_by_hash)
             rows = batch.copy_body(resolution.dropped, first)
             count = batch.size - len(resolution.dropped)
             try:
@@ -377,7 +376,7 @@ def append_usage(conn: psycopg.Connection, screened: ScreenedBatch, *, source_fi
                     raise
                 # a record stored by an earlier run: look every key up (no position was drawn yet)
                 suspects, outcome.looked_up_all = list(range(batch.size)), True
-        kept_before = _kept_before(batch.size, resolution.dropped)
+        kept_before = _kept_before(resolution.dropped)
         if count:
             last = first + count - 1
             outcome.appended, outcome.first_position, outcome.last_position = count, first, last
@@ -401,7 +400,7 @@ def append_usage(conn: psycopg.Connection, screened: ScreenedBatch, *, source_fi
     return outcome
 
 
-def _kept_before(size: int, dropped: set[int]):
+def _kept_before(dropped: set[int]):
     """row index → its index among the rows copied (its position = first + that index)."""
     ordered = sorted(dropped)
     return lambda g: g - bisect_right(ordered, g)
