@@ -55,18 +55,13 @@ AS $$
 $$;
 -- @fill
 INSERT INTO {schema}.anomalies
-WITH series AS (   -- each pair's daily units
-    SELECT customer_id, meter, day, sum(units)::bigint AS units
-    FROM {schema}.usage_daily
-    WHERE customer_id IS NOT NULL
-    GROUP BY 1, 2, 3
-), framed AS (     -- the units of the previous 28 days that had usage, and the pair's first usage day
+WITH framed AS (   -- each pair's daily units: the units of the previous 28 days that had usage, and its first usage day     -- the units of the previous 28 days that had usage, and the pair's first usage day
     SELECT customer_id, meter, day, units,
            array_agg(units) FILTER (WHERE units > 0) OVER (
                PARTITION BY customer_id, meter ORDER BY day
                RANGE BETWEEN interval '28 days' PRECEDING AND interval '1 day' PRECEDING) AS usage_units,
            min(day) FILTER (WHERE units > 0) OVER (PARTITION BY customer_id, meter) AS first_day
-    FROM series
+    FROM {schema}.usage_daily
 ), candidate AS (  -- days that could be flagged: enough units, at least 7 baseline days
     SELECT customer_id, meter, day, units, usage_units, day - first_day AS days_since_first
     FROM framed
@@ -115,7 +110,7 @@ GROUP BY i.customer_id, i.meter, i.island, p.first_day
 UNION ALL          -- other thresholds than the rows were computed with: every day of every pair
 SELECT customer_id, meter, '-infinity'::date, 'infinity'::date, min(day) FILTER (WHERE units > 0)
 FROM {schema}.usage_daily
-WHERE customer_id IS NOT NULL AND (SELECT yes FROM rethreshold)
+WHERE (SELECT yes FROM rethreshold)
 GROUP BY customer_id, meter;
 -- @apply
 ANALYZE {stage}.anomaly_scope;
@@ -131,18 +126,15 @@ WITH span AS MATERIALIZED (   -- each range's first and last candidate day: a ra
         FROM {schema}.usage_daily d
         WHERE d.customer_id = s.customer_id AND d.meter = s.meter
           AND d.day BETWEEN greatest(s.lo, s.first_day + 7) AND s.hi
-        GROUP BY d.day
-        HAVING sum(d.units) >= {anomaly_min_units}) c
+          AND d.units >= {anomaly_min_units}) c
     WHERE s.first_day IS NOT NULL
     GROUP BY s.customer_id, s.meter, s.lo, s.first_day
 ), series AS (     -- the daily units from 28 days before its first candidate to its last (ranges read disjoint days)
-    SELECT s.customer_id, s.meter, s.lo, s.first_day, s.first_candidate, s.last_candidate, d.day,
-           sum(d.units)::bigint AS units
+    SELECT s.customer_id, s.meter, s.lo, s.first_day, s.first_candidate, s.last_candidate, d.day, d.units
     FROM span s
     JOIN {schema}.usage_daily d
       ON d.customer_id = s.customer_id AND d.meter = s.meter
      AND d.day BETWEEN s.first_candidate - 28 AND s.last_candidate
-    GROUP BY s.customer_id, s.meter, s.lo, s.first_day, s.first_candidate, s.last_candidate, d.day
 ), framed AS (     -- the units of the previous 28 days that had usage
     SELECT customer_id, meter, first_day, first_candidate, day, units,
            array_agg(units) FILTER (WHERE units > 0) OVER (

@@ -20,6 +20,9 @@ CREATE TABLE {stage}.usage_group_resolved (
     first_position     bigint NOT NULL,
     last_position      bigint NOT NULL,
     digest             bigint NOT NULL,
+    day_mask           integer NOT NULL,
+    first_usage_at     timestamptz,
+    last_usage_at      timestamptz,
     cutoff             bigint NOT NULL,      -- c(m), or the largest bigint while the month is open
     customer_id        text                  -- null: not one customer for the whole group
 );
@@ -29,14 +32,18 @@ SELECT u.source, u.source_customer_id, u.meter, date_trunc('month', u.event_time
        sum(u.quantity)::bigint AS units, count(*) AS event_count,
        min(u.position) AS first_position, max(u.position) AS last_position,
        bit_xor(hashint8extended(u.position, u.quantity)) AS digest,
-       min(u.event_time) AS min_event_time, max(u.event_time) AS max_event_time
+       min(u.event_time) AS min_event_time, max(u.event_time) AS max_event_time,
+       bit_or(1 << (date_part('day', u.event_time AT TIME ZONE 'UTC')::int - 1)) FILTER (WHERE u.quantity > 0) AS day_mask,
+       min(u.event_time) FILTER (WHERE u.quantity > 0) AS first_usage_at,
+       max(u.event_time) FILTER (WHERE u.quantity > 0) AS last_usage_at
 FROM usage_facts u
 WHERE u.position <= {head} AND u.position < {cutoff[u.event_time]}
 GROUP BY 1, 2, 3, 4;
 ANALYZE {stage}.usage_group_stage;
 INSERT INTO {stage}.usage_group_resolved
 SELECT g.source, g.source_customer_id, g.meter, g.month_start, g.units, g.event_count,
-       g.first_position, g.last_position, g.digest, coalesce(c.close_position, 9223372036854775807), r.customer_id
+       g.first_position, g.last_position, g.digest, coalesce(g.day_mask, 0), g.first_usage_at, g.last_usage_at,
+       coalesce(c.close_position, 9223372036854775807), r.customer_id
 FROM {stage}.usage_group_stage g
 LEFT JOIN {schema}.period_close c ON c.month_start = g.month_start
 LEFT JOIN {schema}.link_range r

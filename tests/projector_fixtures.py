@@ -28,6 +28,8 @@ ADMIN_DSN = os.environ.get("LEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:54
 EXAMPLES = Path(os.environ.get("LEDGER_SHARED", "/work/shared")) / "examples"
 
 FACT_DDL = """
+-- the store's events table as far as the projector reads it: every fact but a usage fact is one of its rows
+CREATE TABLE ledger_events (notification_id bigint PRIMARY KEY);
 CREATE TABLE usage_facts (position bigint PRIMARY KEY, event_id text NOT NULL, source text NOT NULL,
     source_customer_id text NOT NULL, meter text NOT NULL, quantity bigint NOT NULL,
     event_time timestamptz NOT NULL);
@@ -101,6 +103,8 @@ class FakeStore:
             )
             with conn.cursor() as cur:
                 cur.executemany(q, rows)
+                if table not in ("usage_facts", "invoice_line_facts"):
+                    cur.executemany("INSERT INTO ledger_events VALUES (%s)", [(row[0],) for row in rows])
         self.rows = {}
 
     def resolve(self, source: str, scid: str, at: dt.datetime) -> str | None:

@@ -138,6 +138,8 @@ class Facts:
                 table, values, *lines = self.rows[i]
                 marks = ", ".join(["%s"] * (len(values) + 1))
                 cur.execute(f"INSERT INTO {table} VALUES ({marks})", (i + 1, *values))
+                if table != "usage_facts":  # as in the store: every other fact is an events row
+                    cur.execute("INSERT INTO ledger_events VALUES (%s)", (i + 1,))
                 for line in (lines[0] if lines else []):
                     cur.execute("INSERT INTO invoice_line_facts VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", (i + 1, *line))
         conn.commit()
@@ -155,7 +157,7 @@ def dsn():
 
 def reset(conn: psycopg.Connection) -> None:
     conn.execute("DROP SCHEMA IF EXISTS ledger_proj CASCADE")
-    conn.execute("TRUNCATE " + ", ".join(engine.FACT_RELATIONS))
+    conn.execute("TRUNCATE ledger_events, " + ", ".join(engine.FACT_RELATIONS))
     conn.commit()
 
 

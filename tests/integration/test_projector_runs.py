@@ -110,3 +110,19 @@ def test_facts_appended_while_projected_wait_for_the_next_run():
         second = projector.project(conn)
         assert (first.to_position, second.from_position, second.to_position) == (218, 218, 501)
         assert first.facts_applied + second.facts_applied == 501
+
+
+@pytest.mark.parametrize("older", ["other definitions", "no definitions recorded"])
+def test_read_models_built_by_other_projection_files_are_rebuilt(example_dsn, older):
+    with psycopg.connect(example_dsn) as conn:
+        projector.project(conn)
+        conn.commit()
+        if older == "other definitions":
+            conn.execute("UPDATE ledger_proj.definition SET sha256 = 'sha256 of another version'")
+        else:  # read models of a version that recorded none
+            conn.execute("DROP TABLE ledger_proj.definition")
+        conn.commit()
+        report = projector.project(conn)
+        assert (report.mode, report.from_position, report.to_position) == ("rebuild", 0, 501)
+        assert engine.built_by_current_definitions(conn, "ledger_proj")
+        assert projector.project(conn).mode == "noop"

@@ -1,8 +1,7 @@
 """The risk views (adoption, anomalies) on real PostgreSQL: facts ingested through the `ledger` command, then projected.
 
-`project` runs `ledger project`; while the projector's engine does not yet run projections/usage_daily.sql,
-adoption.sql and anomalies.sql itself, `RiskViews` runs their sections after it, rendered exactly as the engine renders
-every projection (ledger.projector.templates) plus the thresholds from the environment, with its own checkpoint.
+`project` runs `ledger project` (the views keep a checkpoint of their own); `rebuild_equals_incremental` compares
+each view with a rebuild from position 0 through `ledger project --check`.
 """
 
 from __future__ import annotations
@@ -15,97 +14,15 @@ import statistics
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from ledger import projector
-from ledger.projector import engine, templates
-from ledger.projector.runner import LIVE_SCHEMA, LOCK_KEY, table_checksum
+from ledger.projector.runner import LIVE_SCHEMA
 from tests.builders import line, link, usage
 from tests.conftest import write_lines
 
 RISK_VIEWS = ("usage_daily", "adoption", "anomalies")
-CHECK_SCHEMA = "ledger_proj_risk_check"
 UTC = timezone.utc
-
-
-# ------------------------------------------------------------------------------------------------ running the views
-class RiskViews:
-    """What engine.build and engine.apply_increment do for the risk views (until the engine runs them itself)."""
-
-    BUILD = (("usage_daily", "fill"), ("adoption", "fill"), ("adoption", "apply"), ("anomalies", "fill"),
-             ("anomalies", "apply"))
-    INCREMENT = (("usage_daily", "merge"), ("adoption", "merge"), ("adoption", "apply"), ("anomalies", "merge"),
-                 ("anomalies", "apply"))
-
-    def __init__(self, conn: psycopg.Connection, score: float = 6.0, min_units: int = 100):
-        self.conn, self.score, self.min_units = conn, score, min_units
-
-    def scopes(self, schema: str) -> dict:
-        closes = self.conn.execute(sql.SQL("SELECT month_start, close_position FROM {}.period_close").format(
-            sql.Identifier(schema))).fetchall()
-        return {**templates.FULL, "cutoff": templates.CutoffCase(closes), "anomaly_score": float(self.score),
-                "anomaly_min_units": int(self.min_units)}
-
-    def run(self, target: templates.Target, name: str, section: str) -> None:
-        text = templates.sections(name).get(section)
-        if text:
-            scopes = self.scopes(target.schema) if name in RISK_VIEWS else templates.FULL
-            self.conn.execute(target.render(text, scopes))
-
-    def build(self, schema: str, head: int, *, with_base: bool = False) -> None:
-        target = templates.Target(schema, head)
-        if with_base:  # a scratch schema: the two base tables the views read
-            self.conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-            for name in ("period_close", "link_range"):
-                for section in ("create", "fill", "index"):
-                    self.run(target, name, section)
-        for name in RISK_VIEWS:
-            self.run(target, name, "create")
-        for name, section in self.BUILD:
-            self.run(target, name, section)
-        for name in RISK_VIEWS:
-            self.run(target, name, "index")
-        self.conn.execute(sql.SQL("CREATE TABLE {}.risk_checkpoint AS SELECT %s::bigint AS position").format(
-            sql.Identifier(schema)), (head,))
-
-    def project(self) -> None:
-        """Brings the views in ledger_proj up to its checkpoint: built on first use, incremental afterwards."""
-        with self.conn.transaction():
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-            self.conn.execute("SET LOCAL jit = off")
-            head = self.conn.execute(f"SELECT position FROM {LIVE_SCHEMA}.checkpoint").fetchone()[0]
-            if self.conn.execute(f"SELECT to_regclass('{LIVE_SCHEMA}.risk_checkpoint')").fetchone()[0] is None:
-                self.build(LIVE_SCHEMA, head)
-                return
-            checkpoint = self.conn.execute(f"SELECT position FROM {LIVE_SCHEMA}.risk_checkpoint").fetchone()[0]
-            if head > checkpoint:
-                target = templates.Target(LIVE_SCHEMA, head, checkpoint)
-                for name, section in self.INCREMENT:
-                    self.run(target, name, section)
-                self.conn.execute(f"UPDATE {LIVE_SCHEMA}.risk_checkpoint SET position = %s", (head,))
-
-    def check(self) -> dict[str, bool]:
-        """Each view rebuilt from position 0 in a scratch schema, compared with the incremental one."""
-        with self.conn.transaction():
-            head = self.conn.execute(f"SELECT position FROM {LIVE_SCHEMA}.risk_checkpoint").fetchone()[0]
-            self.conn.execute(f"DROP SCHEMA IF EXISTS {CHECK_SCHEMA} CASCADE")
-            self.build(CHECK_SCHEMA, head, with_base=True)
-            result = {t: table_checksum(self.conn, LIVE_SCHEMA, t) == table_checksum(self.conn, CHECK_SCHEMA, t)
-                      for t in (*RISK_VIEWS, "anomaly_threshold")}
-            self.conn.execute(f"DROP SCHEMA {CHECK_SCHEMA} CASCADE")
-        return result
-
-
-def engine_runs_risk_views() -> bool:
-    return all(name in engine.TABLES for name in RISK_VIEWS)
-
-
-def thresholds(env: dict | None) -> dict:
-    env = env or {}
-    return {"score": float(env.get("LEDGER_ANOMALY_SCORE") or 6),
-            "min_units": int(env.get("LEDGER_ANOMALY_MIN_UNITS") or 100)}
 
 
 @pytest.fixture
@@ -114,8 +31,6 @@ def project(ledger, conn):
 
     def run(*args: str, env: dict | None = None) -> None:
         ledger("project", *args, check_exit=0, extra_env=env)
-        if not engine_runs_risk_views():
-            RiskViews(conn, **thresholds(env)).project()
 
     return run
 
@@ -123,11 +38,8 @@ def project(ledger, conn):
 @pytest.fixture
 def rebuild_equals_incremental(ledger, conn):
     def check() -> None:
-        if engine_runs_risk_views():
-            result = json.loads(ledger("project", "--check", "--json", check_exit=0).stdout)
-            assert all(result[t]["equal"] for t in RISK_VIEWS), result
-        else:
-            assert all(RiskViews(conn).check().values())
+        result = json.loads(ledger("project", "--check", "--json", check_exit=0).stdout)
+        assert all(result[t]["equal"] for t in RISK_VIEWS), result
 
     return check
 

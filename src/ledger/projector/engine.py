@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from .templates import FULL, SCOPED, STAGE, CutoffCase, Scope, Target, sections
+from .templates import FULL, SCOPED, STAGE, CutoffCase, Scope, Target, definition_digest, sections
 
 # Tables in build order; every one of them is compared by check().
 TABLES = (
@@ -31,10 +31,11 @@ TABLES = (
     "late_adjustments", "customer_month_meter", "customer_month", "exceptions",
     "usage_daily", "adoption", "anomalies",
 )
-# Risk and Sales views (adoption, anomalies) over a day-grain pre-aggregate, maintained on every run.
-RISK_STEPS_BUILD = (("usage_daily", "fill"), ("adoption", "fill"), ("adoption", "apply"), ("anomalies", "fill"))
-RISK_STEPS_INCREMENT = (("usage_daily", "merge"), ("adoption", "merge"), ("adoption", "apply"),
-                        ("anomalies", "merge"), ("anomalies", "apply"))
+# Risk and Sales views, with a checkpoint of their own: adoption (from Finance's usage_on_time) and anomalies (over
+# a day-grain pre-aggregate).
+RISK_STEPS_BUILD = (("usage_daily", "fill"), ("adoption", "fill"), ("anomalies", "fill"))
+RISK_STEPS_INCREMENT = (("usage_daily", "merge"), ("adoption", "scope"), ("adoption", "delete"), ("adoption", "fill"),
+                        ("adoption", "next"), ("anomalies", "merge"), ("anomalies", "apply"))
 
 
 @dataclass(frozen=True)
@@ -45,15 +46,8 @@ class Thresholds:
     min_units: int = 100
 
 
-def _risk_options(conn: psycopg.Connection, schema: str, thresholds: Thresholds) -> dict:
-    closes = conn.execute(sql.SQL("SELECT month_start, close_position FROM {}.period_close").format(
-        sql.Identifier(schema))).fetchall()
-    return {**FULL, "cutoff": CutoffCase(closes), "anomaly_score": float(thresholds.score),
-            "anomaly_min_units": int(thresholds.min_units)}
-
-
-def _run_risk(conn: psycopg.Connection, target: "Target", steps, thresholds: Thresholds) -> None:
-    options = _risk_options(conn, target.schema, thresholds)
+def _run_risk(conn: psycopg.Connection, target: "Target", steps, thresholds: Thresholds, scopes=FULL) -> None:
+    options = {**scopes, "anomaly_score": float(thresholds.score), "anomaly_min_units": int(thresholds.min_units)}
     for name, section in steps:
         _run(conn, target, name, section, options)
 STAGE_TABLES = ("usage_group_stage", "usage_fact_stage", "usage_fact_resolved", "usage_batch_stage", "on_time_delta",
@@ -139,6 +133,8 @@ def build(conn: psycopg.Connection, schema: str, head: int, thresholds: Threshol
     conn.execute(sql.SQL("INSERT INTO {}.checkpoint VALUES (%s)").format(sql.Identifier(schema)), (head,))
     conn.execute(sql.SQL("CREATE TABLE {}.risk_checkpoint AS SELECT %s::bigint AS position").format(
         sql.Identifier(schema)), (head,))
+    conn.execute(sql.SQL("CREATE TABLE {}.definition AS SELECT %s::text AS sha256").format(
+        sql.Identifier(schema)), (definition_digest(),))
     _drop_stage(conn)
 
 
@@ -156,6 +152,14 @@ class NewFacts:
     def total(self) -> int:
         # invoice lines share their invoice's position: they are not facts of their own
         return sum(n for rel, n in self.counts.items() if rel != "invoice_line_facts")
+
+
+def built_by_current_definitions(conn: psycopg.Connection, schema: str) -> bool:
+    """Whether SCHEMA's read models were built by the projection files of this version (else: rebuild them)."""
+    if conn.execute("SELECT to_regclass(%s) IS NULL", (f"{schema}.definition",)).fetchone()[0]:
+        return False
+    row = conn.execute(sql.SQL("SELECT sha256 FROM {}.definition").format(sql.Identifier(schema))).fetchone()
+    return row is not None and row[0] == definition_digest()
 
 
 def count_new_facts(conn: psycopg.Connection, checkpoint: int, head: int) -> NewFacts:
@@ -259,7 +263,7 @@ def apply_risk_increment(conn: psycopg.Connection, schema: str, checkpoint: int,
     """
     conn.execute("SET LOCAL work_mem = '256MB'")
     conn.execute("SET LOCAL jit = off")
-    _run_risk(conn, Target(schema, head, checkpoint), RISK_STEPS_INCREMENT, thresholds)
+    _run_risk(conn, Target(schema, head, checkpoint), RISK_STEPS_INCREMENT, thresholds, SCOPED)
     conn.execute(sql.SQL("UPDATE {}.risk_checkpoint SET position = %s").format(sql.Identifier(schema)), (head,))
 
 

@@ -16,6 +16,7 @@ from typing import Iterator
 import psycopg
 from psycopg import sql
 
+from ledger.logging import get_logger
 from ledger.settings import Settings
 
 from . import engine
@@ -38,15 +39,17 @@ class ProjectReport:
 
 
 def _head_position(conn: psycopg.Connection) -> int:
-    """The position every run brings the projections up to: the last fact in the store.
+    """The position every run brings the projections up to: the last position the store has committed.
 
-    The one place that knows where positions come from (the fact relations' max; the store's
-    `max(notification_id) FROM ledger_events` would do as well, commit order being position order).
+    Usage facts are rows of usage_facts; every other fact, and one event after each usage batch, is a row of
+    ledger_events. Both maxima are one read from the end of a primary-key index. (The fact views over
+    ledger_events filter by topic: reading backwards through them for the newest fact of a rare kind walks the
+    whole table.) Commit order is position order, so nothing below the head can commit later.
     """
-    # ORDER BY ... LIMIT 1, not max(): over a view of ledger_events it reads one row from the index
-    parts = " UNION ALL ".join(f"(SELECT position FROM {rel} ORDER BY position DESC LIMIT 1)"
-                               for rel in engine.FACT_RELATIONS)
-    return int(conn.execute(f"SELECT coalesce(max(m), 0) FROM ({parts}) AS t(m)").fetchone()[0])
+    row = conn.execute(
+        "SELECT greatest((SELECT position FROM usage_facts ORDER BY position DESC LIMIT 1),"
+        " (SELECT notification_id FROM ledger_events ORDER BY notification_id DESC LIMIT 1))").fetchone()
+    return int(row[0] or 0)
 
 
 @contextmanager
@@ -111,6 +114,10 @@ def project(conn: psycopg.Connection, settings: Settings | None = None, *, risk:
     started = time.perf_counter()
     with _locked(conn):
         if not _schema_exists(conn, LIVE_SCHEMA):
+            return _rebuild_locked(conn, started, settings)
+        if not engine.built_by_current_definitions(conn, LIVE_SCHEMA):
+            get_logger().info("projections_redefined", detail="the projection files changed since the read models were "
+                     "built: rebuilding them from position 0")
             return _rebuild_locked(conn, started, settings)
         checkpoint = _checkpoint(conn, LIVE_SCHEMA)
         head = _head_position(conn)

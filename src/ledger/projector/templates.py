@@ -12,11 +12,13 @@ changed) and `index`. Placeholders, filled by `render`:
     {cutoff[t]}   c(month of instant t) as a CASE over the closed months; {cutoff.first}: the first close position
     {cm[c, m]}    a predicate: (customer, month) in the incremental scope, TRUE in a full build
     {src[s, i]}   source id in scope;  {inv[i]} invoice in scope;  {cust[c]} customer in scope
+    {adopt[c, m]} customer-month whose adoption row is derived again (adoption_scope; TRUE in a full build)
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -48,6 +50,15 @@ def sections(name: str) -> dict[str, str]:
     return {parts[i]: parts[i + 1].strip() for i in range(1, len(parts), 2)}
 
 
+@lru_cache(maxsize=None)
+def definition_digest() -> str:
+    """sha256 over every projection file (name and text): read models built by other definitions are rebuilt."""
+    digest = hashlib.sha256()
+    for path in sorted(_projection_dir().glob("*.sql")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 class Scope:
     """Renders `{cm[a, b]}`: a membership predicate on a scope table, or TRUE for a full build."""
 
@@ -65,12 +76,14 @@ FULL = {
     "src": Scope(None, ("source", "source_customer_id")),
     "inv": Scope(None, ("invoice_id",)),
     "cust": Scope(None, ("customer_id",)),
+    "adopt": Scope(None, ("customer_id", "month")),
 }
 SCOPED = {
     "cm": Scope("scope_cm", ("customer_id", "month")),
     "src": Scope("scope_src", ("source", "source_customer_id")),
     "inv": Scope("scope_inv", ("invoice_id",)),
     "cust": Scope("scope_cust", ("customer_id",)),
+    "adopt": Scope("adoption_scope", ("customer_id", "month")),
 }
 
 
