@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
+
+from ledger.errors import ConfigurationError
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,7 @@ class Settings:
     anomaly_score: float = 6.0
     anomaly_min_units: int = 100
     batch_size: int = 20_000
+    build_work_mem: str = "1GB"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -29,4 +33,12 @@ class Settings:
             anomaly_score=float(env.get("LEDGER_ANOMALY_SCORE") or 6),
             anomaly_min_units=int(env.get("LEDGER_ANOMALY_MIN_UNITS") or 100),
             batch_size=int(env.get("LEDGER_BATCH_SIZE") or 20_000),
+            build_work_mem=_memory(env.get("LEDGER_BUILD_WORK_MEM") or "1GB", "LEDGER_BUILD_WORK_MEM"),
         )
+
+
+def _memory(value: str, name: str) -> str:
+    """A PostgreSQL memory size (`512MB`, `2GB`, ...), checked here rather than by the server mid-run."""
+    if not re.fullmatch(r"[1-9][0-9]*(kB|MB|GB)", value.strip()):
+        raise ConfigurationError(f"{name}: {value!r} is not a memory size such as 512MB or 2GB")
+    return value.strip()

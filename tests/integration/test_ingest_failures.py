@@ -8,7 +8,6 @@ import subprocess
 import time
 
 import psycopg
-import pytest
 
 from tests.builders import line, usage
 from tests.conftest import LEDGER_BIN, write_lines

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import EXAMPLE, LEDGER_BIN
+from tests.conftest import EXAMPLE
 from tests.e2e.test_shared_example import step_command
 from tests.builders import invoice, line, link, usage
 from tests.conftest import write_lines

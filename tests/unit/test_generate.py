@@ -43,7 +43,7 @@ def test_the_same_seed_writes_the_same_bytes_and_steps(generated, tmp_path):
     assert again.steps == generated.steps
     for stats in generated.files:
         assert (tmp_path / "again" / stats.file).read_bytes() == (generated.directory / stats.file).read_bytes()
-    other = scenario(tmp_path / "other", ScenarioParams(**{**SMALL.__dict__, "seed": 12}))
+    scenario(tmp_path / "other", ScenarioParams(**{**SMALL.__dict__, "seed": 12}))
     assert (tmp_path / "other" / "usage_2026-01_product.ndjson").read_bytes() != \
         (generated.directory / "usage_2026-01_product.ndjson").read_bytes()
 

@@ -82,3 +82,38 @@ def test_only_the_contract_relations_are_read_from_public():
         for rel in re.findall(r"\b(?:FROM|JOIN)\s+([a-z_]+)\b(?!\.)", text):
             if not rel.startswith("lateral") and rel not in ("jsonb_each", "unnest"):
                 assert rel in contract or rel in ctes, (name, rel)
+
+
+def test_build_work_mem_is_a_postgresql_memory_size():
+    from ledger.errors import ConfigurationError
+    from ledger.settings import Settings
+
+    assert Settings.from_env({}).build_work_mem == "1GB"
+    assert Settings.from_env({"LEDGER_BUILD_WORK_MEM": "512MB"}).build_work_mem == "512MB"
+    for bad in ("lots", "1 GB", "0MB", "1TB", "-5MB"):
+        with pytest.raises(ConfigurationError, match="LEDGER_BUILD_WORK_MEM"):
+            Settings.from_env({"LEDGER_BUILD_WORK_MEM": bad})
+
+
+def test_definition_digest_changes_with_any_projection_file(tmp_path, monkeypatch):
+    import shutil
+
+    from ledger.projector import templates
+
+    for path in _projection_dir().glob("*.sql"):
+        shutil.copy(path, tmp_path / path.name)
+    monkeypatch.setattr(templates, "_projection_dir", lambda: tmp_path)
+
+    def digest() -> str:
+        templates.definition_digest.cache_clear()
+        return templates.definition_digest()
+
+    shipped = digest()
+    assert len(shipped) == 64 and digest() == shipped
+    with open(tmp_path / "usage_daily.sql", "a") as out:
+        out.write("\n-- a comment is a change too\n")
+    edited = digest()
+    assert edited != shipped
+    (tmp_path / "zz_new.sql").write_text("-- @create\nSELECT 1;\n")
+    assert digest() not in (shipped, edited)
+    templates.definition_digest.cache_clear()

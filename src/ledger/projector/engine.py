@@ -86,10 +86,15 @@ def _analyze(conn: psycopg.Connection, target: Target, *tables: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ full build
-def build(conn: psycopg.Connection, schema: str, head: int, thresholds: Thresholds = Thresholds()) -> None:
-    """Creates SCHEMA and fills every read model from position 0 through HEAD (inside the caller's transaction)."""
+def build(conn: psycopg.Connection, schema: str, head: int, thresholds: Thresholds = Thresholds(),
+          work_mem: str = "1GB") -> None:
+    """Creates SCHEMA and fills every read model from position 0 through HEAD (inside the caller's transaction).
+
+    WORK_MEM (LEDGER_BUILD_WORK_MEM) bounds each sort and hash table of the build: the day-grain aggregate of
+    usage_daily sorts about one row per usage fact, and spills to disk below about 100 bytes per fact.
+    """
     target = Target(schema, head)
-    conn.execute("SET LOCAL work_mem = '256MB'")  # per hash table and parallel process
+    conn.execute(sql.SQL("SET LOCAL work_mem = {}").format(sql.Literal(work_mem)))
     conn.execute("SET LOCAL jit = off")
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     _drop_stage(conn)

@@ -77,15 +77,19 @@ def _drop_schema(conn: psycopg.Connection, schema: str) -> None:
     conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
+def _settings(settings: Settings | None) -> Settings:
+    return settings or Settings.from_env()
+
+
 def _thresholds(settings: Settings | None) -> engine.Thresholds:
-    settings = settings or Settings.from_env()
+    settings = _settings(settings)
     return engine.Thresholds(settings.anomaly_score, settings.anomaly_min_units)
 
 
 def _rebuild_locked(conn: psycopg.Connection, started: float, settings: Settings | None) -> ProjectReport:
     head = _head_position(conn)
     _drop_schema(conn, NEXT_SCHEMA)  # a leftover of an earlier, killed rebuild
-    engine.build(conn, NEXT_SCHEMA, head, _thresholds(settings))
+    engine.build(conn, NEXT_SCHEMA, head, _thresholds(settings), _settings(settings).build_work_mem)
     _drop_schema(conn, LIVE_SCHEMA)
     conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
         sql.Identifier(NEXT_SCHEMA), sql.Identifier(LIVE_SCHEMA)))
@@ -156,7 +160,7 @@ def check(conn: psycopg.Connection, settings: Settings | None = None) -> dict[st
         checkpoint = _checkpoint(conn, LIVE_SCHEMA)
         _catch_up_risk(conn, checkpoint, settings)  # compare every table at one position
         _drop_schema(conn, CHECK_SCHEMA)
-        engine.build(conn, CHECK_SCHEMA, checkpoint, _thresholds(settings))
+        engine.build(conn, CHECK_SCHEMA, checkpoint, _thresholds(settings), _settings(settings).build_work_mem)
         result: dict[str, dict[str, object]] = {}
         for table in engine.TABLES:
             live = table_checksum(conn, LIVE_SCHEMA, table)
