@@ -9,7 +9,8 @@
 -- an even count); score is rounded to two decimals. anomaly_threshold keeps the thresholds the rows were computed
 -- with: a run with other thresholds evaluates every pair again.
 -- Only candidates - days with units >= the minimum and 7 baseline days - get a median and a MAD; only the flagged
--- ones are kept. fill (rebuild) evaluates every day in one pass over usage_daily. Incremental: merge sets
+-- ones are kept. A rebuild evaluates every day: fill_dense in one ordered pass over usage_daily, or fill_sparse
+-- reading only the candidates' baselines (the engine picks by the candidates' share). Incremental: merge sets
 -- {stage}.anomaly_scope, disjoint ranges (customer, meter, lo, hi) of days whose result can change, with the pair's
 -- first usage day: D..D+28 for each changed day D (its own units, and the baselines it is in), and, when a pair's
 -- first usage day moves, from the earlier to 28 days after the later (the baseline's length and the 7-day rule);
@@ -53,9 +54,11 @@ AS $$
     WHERE (threshold <= 0 OR units - m.median >= threshold)
       AND (units - m.median::numeric) / (1.4826 * d.mad::numeric + 1) >= threshold
 $$;
--- @fill
+-- @fill_dense
+-- Every day's baseline from one ordered pass over usage_daily (a window over its primary key): the cheaper
+-- read when candidates are a large share of the days.
 INSERT INTO {schema}.anomalies
-WITH framed AS (   -- each pair's daily units: the units of the previous 28 days that had usage, and its first usage day     -- the units of the previous 28 days that had usage, and the pair's first usage day
+WITH framed AS (   -- each pair's daily units: the units of the previous 28 days that had usage, its first usage day
     SELECT customer_id, meter, day, units,
            array_agg(units) FILTER (WHERE units > 0) OVER (
                PARTITION BY customer_id, meter ORDER BY day
@@ -70,6 +73,29 @@ WITH framed AS (   -- each pair's daily units: the units of the previous 28 days
 SELECT c.customer_id, c.day, c.meter, c.units, s.baseline_units, round(s.score, 2)
 FROM candidate c
 CROSS JOIN LATERAL {schema}.anomaly_score(c.units, c.usage_units, c.days_since_first, {anomaly_score}) s;
+-- @fill_sparse
+-- Only the candidates' baselines, each read through the primary key (28 days of its pair): the cheaper read when
+-- candidates are a small share of the days (a window re-aggregates 28 days for every day).
+INSERT INTO {schema}.anomalies
+WITH pair AS (     -- each pair's first usage day
+    SELECT customer_id, meter, min(day) AS first_day
+    FROM {schema}.usage_daily
+    WHERE units > 0
+    GROUP BY customer_id, meter
+), candidate AS (  -- days that could be flagged: enough units, at least 7 baseline days
+    SELECT d.customer_id, d.meter, d.day, d.units, d.day - p.first_day AS days_since_first
+    FROM {schema}.usage_daily d
+    JOIN pair p ON p.customer_id = d.customer_id AND p.meter = d.meter
+    WHERE d.units >= {anomaly_min_units} AND d.day - p.first_day >= 7
+)
+SELECT c.customer_id, c.day, c.meter, c.units, s.baseline_units, round(s.score, 2)
+FROM candidate c
+CROSS JOIN LATERAL (SELECT array_agg(b.units) AS usage_units   -- the units of the previous 28 days that had usage
+                    FROM {schema}.usage_daily b
+                    WHERE b.customer_id = c.customer_id AND b.meter = c.meter
+                      AND b.day >= c.day - 28 AND b.day < c.day AND b.units > 0) w
+CROSS JOIN LATERAL {schema}.anomaly_score(c.units, w.usage_units, c.days_since_first, {anomaly_score}) s;
+-- @fill_threshold
 INSERT INTO {schema}.anomaly_threshold VALUES ({anomaly_score}, {anomaly_min_units});
 -- @merge
 DROP TABLE IF EXISTS {stage}.anomaly_scope;

@@ -167,6 +167,29 @@ def test_injected_spikes_are_flagged_and_noise_is_not(feed, project, conn, rebui
     rebuild_equals_incremental()
 
 
+def test_both_rebuild_fills_flag_the_same_days(feed, project, conn, monkeypatch):
+    """A rebuild reads every day in one window pass or only the candidates' baselines: the rows are the same."""
+    from ledger.projector import engine
+
+    u = Usage("fills")
+    feed("identities", [link("product", f"pr_f{i}", f"cus_f{i}") for i in range(4)])
+    spiky = noise(3, 70)
+    spiky[30], spiky[45], spiky[46] = 2600, 3100, 900
+    dormant = [200] * 3 + [0] * 27 + [300] + [0] * 5 + [150] * 6 + [4000]
+    feed("usage", u.daily("pr_f0", "api_calls", JAN1, spiky) + u.daily("pr_f1", "api_calls", JAN1, noise(4, 70))
+         + u.daily("pr_f2", "api_calls", JAN1, dormant) + u.daily("pr_f3", "fraud_checks", JAN1, spiky[::-1]))
+    project()
+    rows, real = {}, engine._anomaly_fill
+    for fill, share in (("dense", 0.0), ("sparse", 2.0)):
+        monkeypatch.setattr(engine, "SPARSE_ANOMALY_FILL_BELOW", share)
+        chosen = []
+        monkeypatch.setattr(engine, "_anomaly_fill", lambda *a: chosen.append(real(*a)) or chosen[-1])
+        projector.rebuild(conn)
+        assert chosen == [f"fill_{fill}"]
+        rows[fill] = conn.execute(f"SELECT * FROM {LIVE_SCHEMA}.anomalies ORDER BY 1, 2, 3").fetchall()
+    assert len(rows["dense"]) >= 4 and rows["sparse"] == rows["dense"]
+
+
 def test_quiet_days_count_as_zero_usage_in_the_baseline(feed, project, conn):
     u = Usage("qt")
     feed("identities", [link("product", "pr_steady", "cus_steady"), link("product", "pr_dormant", "cus_dormant")])

@@ -33,7 +33,8 @@ TABLES = (
 )
 # Risk and Sales views, with a checkpoint of their own: adoption (from Finance's usage_on_time) and anomalies (over
 # a day-grain pre-aggregate).
-RISK_STEPS_BUILD = (("usage_daily", "fill"), ("adoption", "fill"), ("anomalies", "fill"))
+RISK_STEPS_BUILD = (("usage_daily", "fill"), ("adoption", "fill"), ("anomalies", "fill"),
+                    ("anomalies", "fill_threshold"))
 RISK_STEPS_INCREMENT = (("usage_daily", "merge"), ("adoption", "scope"), ("adoption", "delete"), ("adoption", "fill"),
                         ("adoption", "next"), ("anomalies", "merge"), ("anomalies", "apply"))
 
@@ -46,9 +47,25 @@ class Thresholds:
     min_units: int = 100
 
 
+# A rebuild reads only the candidates' baselines (anomalies' fill_sparse) while candidate days - units at least
+# LEDGER_ANOMALY_MIN_UNITS - are under this share of usage_daily's days, else every day in one window pass
+# (fill_dense). Measured at 10M facts (5.0M days, 5.6% candidates): sparse 8.5 s, dense 19.4 s, i.e. about
+# 2 s + 23 us per candidate against 3.9 us per day: they cross near 15%.
+SPARSE_ANOMALY_FILL_BELOW = 0.15
+
+
+def _anomaly_fill(conn: psycopg.Connection, target: "Target", thresholds: Thresholds) -> str:
+    share = conn.execute(sql.SQL(
+        "SELECT count(*) FILTER (WHERE units >= %s)::float8 / greatest(count(*), 1) FROM {}.usage_daily").format(
+        sql.Identifier(target.schema)), (int(thresholds.min_units),)).fetchone()[0]
+    return "fill_sparse" if share < SPARSE_ANOMALY_FILL_BELOW else "fill_dense"
+
+
 def _run_risk(conn: psycopg.Connection, target: "Target", steps, thresholds: Thresholds, scopes=FULL) -> None:
     options = {**scopes, "anomaly_score": float(thresholds.score), "anomaly_min_units": int(thresholds.min_units)}
     for name, section in steps:
+        if (name, section) == ("anomalies", "fill"):  # two ways to fill it: the cheaper for this data
+            section = _anomaly_fill(conn, target, thresholds)
         _run(conn, target, name, section, options)
 STAGE_TABLES = ("usage_group_stage", "usage_fact_stage", "usage_fact_resolved", "usage_batch_stage", "on_time_delta",
                 "customer_month_meter_change", "invoice_line_stage")
