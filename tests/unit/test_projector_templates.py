@@ -35,7 +35,14 @@ def test_every_section_renders_full_and_scoped(name):
 def test_tables_have_create_and_fill_sections():
     for name in engine.TABLES:
         names = set(sections(name))
-        assert "create" in names and names & {"fill", "fill_rebuild"}, name
+        assert "create" in names and names & {"fill", "fill_rebuild", "fill_dense"}, name
+
+
+def test_every_risk_step_names_a_section():
+    for name, section in (*engine.RISK_STEPS_BUILD, *engine.RISK_STEPS_INCREMENT):
+        # the anomalies' rebuild fill is one of two sections, picked by the candidates' share
+        wanted = {"fill_sparse", "fill_dense"} if (name, section) == ("anomalies", "fill") else {section}
+        assert wanted <= set(sections(name)), (name, section)
 
 
 def test_scope_predicates():
