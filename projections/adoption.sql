@@ -37,6 +37,10 @@ CREATE TEMP TABLE {stage}.adoption_scope ON COMMIT DROP AS
 SELECT DISTINCT customer_id, month FROM {schema}.adoption_pending;
 ANALYZE {stage}.adoption_scope;
 DELETE FROM {schema}.adoption_pending;
+-- A scope under a twentieth of the rows reads usage_on_time through its key, not whole (the planner takes every
+-- customer-month for equally likely; reset by @next).
+SELECT set_config('enable_seqscan', CASE WHEN (SELECT count(*) FROM {stage}.adoption_scope) * 20
+                                              < (SELECT count(*) FROM {schema}.adoption) THEN 'off' ELSE 'on' END, true);
 -- @delete
 DELETE FROM {schema}.adoption WHERE {adopt[customer_id, month]};
 -- @fill
@@ -79,3 +83,4 @@ WHERE a.customer_id = n.customer_id AND a.month = n.month
   AND NOT {adopt[a.customer_id, a.month]}
   AND a.units_mom_pct IS DISTINCT FROM CASE WHEN p.usage_units > 0
                                             THEN round((a.usage_units - p.usage_units) * 100.0 / p.usage_units, 1) END;
+RESET enable_seqscan;

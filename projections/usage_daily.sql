@@ -38,13 +38,15 @@ ANALYZE {schema}.usage_daily;
 -- @merge
 DROP TABLE IF EXISTS {stage}.risk_relink, {stage}.risk_delta, {stage}.risk_changed, {stage}.risk_first_before;
 CREATE TEMP TABLE {stage}.risk_relink ON COMMIT DROP AS
-SELECT DISTINCT l.source, l.source_customer_id
-FROM identity_link_facts l
-WHERE l.position > {checkpoint} AND l.position <= {head}
-  AND (EXISTS (SELECT 1 FROM {schema}.usage_on_time t
-               WHERE t.source = l.source AND t.source_customer_id = l.source_customer_id)
-       OR EXISTS (SELECT 1 FROM {schema}.usage_late t
-                  WHERE t.source = l.source AND t.source_customer_id = l.source_customer_id));
+WITH linked AS MATERIALIZED (
+    SELECT DISTINCT source, source_customer_id
+    FROM identity_link_facts
+    WHERE position > {checkpoint} AND position <= {head}
+)
+SELECT source, source_customer_id   -- one hashed read of each table, not one per link
+FROM linked
+WHERE (source, source_customer_id) IN (SELECT source, source_customer_id FROM {schema}.usage_on_time)
+   OR (source, source_customer_id) IN (SELECT source, source_customer_id FROM {schema}.usage_late);
 ANALYZE {stage}.risk_relink;
 CREATE TEMP TABLE {stage}.risk_delta ON COMMIT DROP AS
 WITH moved AS MATERIALIZED (   -- relinked source ids' facts up to the checkpoint: one pass, only when there are any

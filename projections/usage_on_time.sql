@@ -107,3 +107,7 @@ INSERT INTO {stage}.scope_cm
 SELECT DISTINCT d.customer_id, d.month FROM {stage}.on_time_delta d
 WHERE NOT EXISTS (SELECT 1 FROM {schema}.customer_month_attrs a WHERE a.customer_id = d.customer_id AND a.month = d.month);
 INSERT INTO {schema}.adoption_pending SELECT DISTINCT customer_id, month FROM {stage}.on_time_delta;
+-- @index
+-- The key, enforced: no increment can write a second row for one. Trace and adoption read a customer-month's rows
+-- through it.
+CREATE UNIQUE INDEX ON {schema}.usage_on_time (customer_id, month, meter, source, source_customer_id);
