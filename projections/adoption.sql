@@ -53,21 +53,24 @@ WITH meter AS (
     FROM {schema}.usage_on_time
     WHERE {adopt[customer_id, month]}
     GROUP BY customer_id, month, meter
-), cm AS MATERIALIZED (
+), cm AS (
     SELECT customer_id, month, bit_count(bit_or(day_mask)::bit(32))::integer AS active_days,
            count(*) FILTER (WHERE units > 0)::integer AS meters_used, sum(units)::bigint AS usage_units,
            min(first_usage_at) AS first_usage_at, max(last_usage_at) AS last_usage_at,
            to_char(to_date(month, 'YYYY-MM') - interval '1 month', 'YYYY-MM') AS previous_month
     FROM meter
     GROUP BY customer_id, month
+), paired AS (     -- the previous calendar month's units when it is in the scope too
+    SELECT *, CASE WHEN lag(month) OVER w = previous_month THEN lag(usage_units) OVER w END AS previous_units
+    FROM cm
+    WINDOW w AS (PARTITION BY customer_id ORDER BY month)
 )
 SELECT c.customer_id, c.month, c.active_days, c.meters_used, c.usage_units,
-       CASE WHEN coalesce(p.usage_units, kept.usage_units) > 0
-            THEN round((c.usage_units - coalesce(p.usage_units, kept.usage_units)) * 100.0
-                       / coalesce(p.usage_units, kept.usage_units), 1) END,
+       CASE WHEN coalesce(c.previous_units, kept.usage_units) > 0
+            THEN round((c.usage_units - coalesce(c.previous_units, kept.usage_units)) * 100.0
+                       / coalesce(c.previous_units, kept.usage_units), 1) END,
        c.first_usage_at, c.last_usage_at
-FROM cm c
-LEFT JOIN cm p ON p.customer_id = c.customer_id AND p.month = c.previous_month
+FROM paired c
 LEFT JOIN {schema}.adoption kept ON kept.customer_id = c.customer_id AND kept.month = c.previous_month;
 -- @next
 -- The month after a scoped row, outside the scope: its units_mom_pct follows the new previous month.
