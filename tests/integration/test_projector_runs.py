@@ -124,5 +124,6 @@ def test_read_models_built_by_other_projection_files_are_rebuilt(example_dsn, ol
         conn.commit()
         report = projector.project(conn)
         assert (report.mode, report.from_position, report.to_position) == ("rebuild", 0, 501)
+        assert report.reason == "the projection files changed since the read models were built"
         assert engine.built_by_current_definitions(conn, "ledger_proj")
         assert projector.project(conn).mode == "noop"

@@ -48,7 +48,7 @@ def project(
         emit_json(vars(report))
     else:
         print(f"{report.mode}: {report.facts_applied} facts applied, positions {report.from_position}→"
-              f"{report.to_position}, {report.seconds:.2f}s")
+              f"{report.to_position}, {report.seconds:.2f}s" + (f" ({report.reason})" if report.reason else ""))
 
 
 @app.command()

@@ -274,10 +274,7 @@ def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head
     marts = FULL if new["price_facts"] else SCOPED
     for table in ("scope_cm", "scope_src", "scope_inv", "scope_cust"):
         conn.execute(f"ANALYZE {STAGE}.{table}")
-    if marts is SCOPED:
-        _read_small_scopes_by_key(conn, t, "scope_cm")
     _apply_marts(conn, t, marts)
-    conn.execute("RESET enable_seqscan")
     conn.execute(f"UPDATE {q}.checkpoint SET position = %s", (head,))
     _drop_stage(conn)
 
@@ -316,22 +313,6 @@ def _batch_all_on_time_in_open_months(conn: psycopg.Connection, t: Target) -> bo
     return bool(row[0])
 
 
-def _read_small_scopes_by_key(conn: psycopg.Connection, t: Target, scope: str) -> None:
-    """Index reads for the rest of the transaction while SCOPE holds under a twentieth of the customer-months.
-
-    The scoped statements name their rows as `(customer_id, month) IN (SELECT ... FROM scope)`; the planner takes
-    each customer-month for equally likely and reads whole tables (about 0.2 s per million rows each time). Past a
-    twentieth a scan is the cheaper read (measured at 20,000 customers: index reads of a third of the open months
-    were slower than the scans); under it, the statements go through the tables' keys and an increment's cost
-    follows its own size, not the number of customers.
-    """
-    q = sql.Identifier(t.schema).as_string(conn)
-    conn.execute(
-        f"SELECT set_config('enable_seqscan', CASE WHEN (SELECT count(*) FROM {STAGE}.{scope}) * 20"
-        f" < (SELECT reltuples FROM pg_class WHERE oid = '{q}.customer_month'::regclass) THEN 'off' ELSE 'on' END,"
-        " true)")
-
-
 def _add_on_time(conn: psycopg.Connection, t: Target) -> None:
     """The common case, additively: on-time units of open months add to the rows they reach.
 
@@ -339,7 +320,6 @@ def _add_on_time(conn: psycopg.Connection, t: Target) -> None:
     fact is new. New customer-months get their attributes first; plan prices are recomputed whole (tiny).
     """
     _run(conn, t, "usage_on_time", "delta", SCOPED)
-    _read_small_scopes_by_key(conn, t, "on_time_delta")
     _run(conn, t, "usage_on_time", "merge_batch", SCOPED)
     _run(conn, t, "customer_month_attrs", "fill", SCOPED)  # only customer-months it did not hold
     for name in ("plan_month_fee", "plan_month_meter"):
@@ -347,7 +327,6 @@ def _add_on_time(conn: psycopg.Connection, t: Target) -> None:
         _run(conn, t, name, "fill")
     for name in ("customer_month_meter", "customer_month", "exceptions"):
         _run(conn, t, name, "add_on_time", SCOPED)
-    conn.execute("RESET enable_seqscan")
 
 
 def _apply_usage(conn: psycopg.Connection, t: Target) -> None:

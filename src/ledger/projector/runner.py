@@ -16,7 +16,6 @@ from typing import Iterator
 import psycopg
 from psycopg import sql
 
-from ledger.logging import get_logger
 from ledger.settings import Settings
 
 from . import engine
@@ -36,6 +35,7 @@ class ProjectReport:
     facts_applied: int
     seconds: float
     mode: str  # "incremental", "rebuild" or "noop"
+    reason: str | None = None  # why a run of `project` rebuilt instead of applying the new facts
 
 
 def _head_position(conn: psycopg.Connection) -> int:
@@ -86,7 +86,8 @@ def _thresholds(settings: Settings | None) -> engine.Thresholds:
     return engine.Thresholds(settings.anomaly_score, settings.anomaly_min_units)
 
 
-def _rebuild_locked(conn: psycopg.Connection, started: float, settings: Settings | None) -> ProjectReport:
+def _rebuild_locked(conn: psycopg.Connection, started: float, settings: Settings | None,
+                    reason: str | None = None) -> ProjectReport:
     head = _head_position(conn)
     _drop_schema(conn, NEXT_SCHEMA)  # a leftover of an earlier, killed rebuild
     engine.build(conn, NEXT_SCHEMA, head, _thresholds(settings), _settings(settings).build_work_mem)
@@ -94,7 +95,7 @@ def _rebuild_locked(conn: psycopg.Connection, started: float, settings: Settings
     conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
         sql.Identifier(NEXT_SCHEMA), sql.Identifier(LIVE_SCHEMA)))
     applied = engine.count_built_facts(conn, LIVE_SCHEMA, head)
-    return ProjectReport(0, head, applied, time.perf_counter() - started, "rebuild")
+    return ProjectReport(0, head, applied, time.perf_counter() - started, "rebuild", reason)
 
 
 def _risk_checkpoint(conn: psycopg.Connection, schema: str) -> int:
@@ -118,11 +119,10 @@ def project(conn: psycopg.Connection, settings: Settings | None = None, *, risk:
     started = time.perf_counter()
     with _locked(conn):
         if not _schema_exists(conn, LIVE_SCHEMA):
-            return _rebuild_locked(conn, started, settings)
+            return _rebuild_locked(conn, started, settings, "no read models yet")
         if not engine.built_by_current_definitions(conn, LIVE_SCHEMA):
-            get_logger().info("projections_redefined", detail="the projection files changed since the read models were "
-                     "built: rebuilding them from position 0")
-            return _rebuild_locked(conn, started, settings)
+            return _rebuild_locked(conn, started, settings,
+                                   "the projection files changed since the read models were built")
         checkpoint = _checkpoint(conn, LIVE_SCHEMA)
         head = _head_position(conn)
         report = ProjectReport(checkpoint, checkpoint, 0, 0.0, "noop")
