@@ -111,7 +111,7 @@ WITH rethreshold AS (
     WHERE NOT (SELECT yes FROM rethreshold)
 ), reach AS (      -- the days whose result can change (a first day appearing or vanishing: every later day)
     SELECT c.customer_id, c.meter, c.day AS lo, c.day + 28 AS hi
-    FROM {stage}.risk_changed c
+    FROM {stage}.risk_delta c
     WHERE NOT (SELECT yes FROM rethreshold)
     UNION ALL
     SELECT customer_id, meter, least(first_before, first_day),

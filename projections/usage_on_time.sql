@@ -40,10 +40,12 @@ WITH gone AS (
     USING {stage}.relink_source r
     WHERE t.source = r.source AND t.source_customer_id = r.source_customer_id
     RETURNING t.customer_id, t.month
+), cm AS MATERIALIZED (
+    SELECT DISTINCT customer_id, month FROM gone
 ), scoped AS (
-    INSERT INTO {stage}.scope_cm SELECT DISTINCT customer_id, month FROM gone
+    INSERT INTO {stage}.scope_cm SELECT customer_id, month FROM cm
 )
-INSERT INTO {schema}.adoption_pending SELECT DISTINCT customer_id, month FROM gone;
+INSERT INTO {schema}.adoption_pending SELECT customer_id, month FROM cm;
 -- @merge
 WITH delta AS (
     SELECT customer_id, month, meter, source, source_customer_id, sum(quantity) AS units, count(*) AS event_count,
@@ -72,10 +74,12 @@ WHERE NOT EXISTS (SELECT 1 FROM added a
                   WHERE a.customer_id = d.customer_id AND a.month = d.month AND a.meter = d.meter
                     AND a.source = d.source AND a.source_customer_id = d.source_customer_id);
 -- @touched
-INSERT INTO {stage}.scope_cm
-SELECT DISTINCT customer_id, month FROM {stage}.usage_fact_resolved WHERE is_on_time;
-INSERT INTO {schema}.adoption_pending
-SELECT DISTINCT customer_id, month FROM {stage}.usage_fact_resolved WHERE is_on_time;
+WITH cm AS MATERIALIZED (
+    SELECT DISTINCT customer_id, month FROM {stage}.usage_fact_resolved WHERE is_on_time
+), scoped AS (
+    INSERT INTO {stage}.scope_cm SELECT customer_id, month FROM cm
+)
+INSERT INTO {schema}.adoption_pending SELECT customer_id, month FROM cm;
 -- @merge_batch
 -- The fast incremental path: the batch's groups (usage_batch_stage, all on time in open months) added in place.
 -- Only the rows of the batch's months are matched (filtered as the table is read): the cost follows the open

@@ -68,8 +68,10 @@ def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
     return bool(row[0])
 
 
-def _checkpoint(conn: psycopg.Connection, schema: str) -> int:
-    row = conn.execute(sql.SQL("SELECT position FROM {}.checkpoint").format(sql.Identifier(schema))).fetchone()
+def _checkpoint(conn: psycopg.Connection, schema: str, table: str = "checkpoint") -> int:
+    """The position SCHEMA's read models are at (TABLE risk_checkpoint: the Risk and Sales views')."""
+    row = conn.execute(sql.SQL("SELECT position FROM {}.{}").format(sql.Identifier(schema),
+                                                                    sql.Identifier(table))).fetchone()
     return int(row[0])
 
 
@@ -77,20 +79,15 @@ def _drop_schema(conn: psycopg.Connection, schema: str) -> None:
     conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-def _settings(settings: Settings | None) -> Settings:
-    return settings or Settings.from_env()
-
-
-def _thresholds(settings: Settings | None) -> engine.Thresholds:
-    settings = _settings(settings)
+def _thresholds(settings: Settings) -> engine.Thresholds:
     return engine.Thresholds(settings.anomaly_score, settings.anomaly_min_units)
 
 
-def _rebuild_locked(conn: psycopg.Connection, started: float, settings: Settings | None,
+def _rebuild_locked(conn: psycopg.Connection, started: float, settings: Settings,
                     reason: str | None = None) -> ProjectReport:
     head = _head_position(conn)
     _drop_schema(conn, NEXT_SCHEMA)  # a leftover of an earlier, killed rebuild
-    engine.build(conn, NEXT_SCHEMA, head, _thresholds(settings), _settings(settings).build_work_mem)
+    engine.build(conn, NEXT_SCHEMA, head, _thresholds(settings), settings.build_work_mem)
     _drop_schema(conn, LIVE_SCHEMA)
     conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
         sql.Identifier(NEXT_SCHEMA), sql.Identifier(LIVE_SCHEMA)))
@@ -98,14 +95,9 @@ def _rebuild_locked(conn: psycopg.Connection, started: float, settings: Settings
     return ProjectReport(0, head, applied, time.perf_counter() - started, "rebuild", reason)
 
 
-def _risk_checkpoint(conn: psycopg.Connection, schema: str) -> int:
-    row = conn.execute(sql.SQL("SELECT position FROM {}.risk_checkpoint").format(sql.Identifier(schema))).fetchone()
-    return int(row[0])
-
-
-def _catch_up_risk(conn: psycopg.Connection, head: int, settings: Settings | None) -> None:
+def _catch_up_risk(conn: psycopg.Connection, head: int, settings: Settings) -> None:
     """Brings the Risk and Sales views (their own checkpoint) up to HEAD."""
-    risk_checkpoint = _risk_checkpoint(conn, LIVE_SCHEMA)
+    risk_checkpoint = _checkpoint(conn, LIVE_SCHEMA, "risk_checkpoint")
     if head > risk_checkpoint:
         engine.apply_risk_increment(conn, LIVE_SCHEMA, risk_checkpoint, head, _thresholds(settings))
 
@@ -117,6 +109,7 @@ def project(conn: psycopg.Connection, settings: Settings | None = None, *, risk:
     Risk and Sales views (adoption, anomalies) catch up, from their own checkpoint, on the next run with risk.
     """
     started = time.perf_counter()
+    settings = settings or Settings.from_env()
     with _locked(conn):
         if not _schema_exists(conn, LIVE_SCHEMA):
             return _rebuild_locked(conn, started, settings, "no read models yet")
@@ -139,6 +132,7 @@ def project(conn: psycopg.Connection, settings: Settings | None = None, *, risk:
 def rebuild(conn: psycopg.Connection, settings: Settings | None = None) -> ProjectReport:
     """Recomputes every projection from position 0 into new tables and swaps them in atomically."""
     started = time.perf_counter()
+    settings = settings or Settings.from_env()
     with _locked(conn):
         return _rebuild_locked(conn, started, settings)
 
@@ -154,13 +148,14 @@ def table_checksum(conn: psycopg.Connection, schema: str, table: str) -> str:
 
 def check(conn: psycopg.Connection, settings: Settings | None = None) -> dict[str, dict[str, object]]:
     """Rebuilds up to the live checkpoint into a scratch schema and compares every table's checksum."""
+    settings = settings or Settings.from_env()
     with _locked(conn):
         if not _schema_exists(conn, LIVE_SCHEMA):
             return {}
         checkpoint = _checkpoint(conn, LIVE_SCHEMA)
         _catch_up_risk(conn, checkpoint, settings)  # compare every table at one position
         _drop_schema(conn, CHECK_SCHEMA)
-        engine.build(conn, CHECK_SCHEMA, checkpoint, _thresholds(settings), _settings(settings).build_work_mem)
+        engine.build(conn, CHECK_SCHEMA, checkpoint, _thresholds(settings), settings.build_work_mem)
         result: dict[str, dict[str, object]] = {}
         for table in engine.TABLES:
             live = table_checksum(conn, LIVE_SCHEMA, table)
