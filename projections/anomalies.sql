@@ -77,15 +77,10 @@ CROSS JOIN LATERAL {schema}.anomaly_score(c.units, c.usage_units, c.days_since_f
 -- Only the candidates' baselines, each read through the primary key (28 days of its pair): the cheaper read when
 -- candidates are a small share of the days (a window re-aggregates 28 days for every day).
 INSERT INTO {schema}.anomalies
-WITH pair AS (     -- each pair's first usage day
-    SELECT customer_id, meter, min(day) AS first_day
-    FROM {schema}.usage_daily
-    WHERE units > 0
-    GROUP BY customer_id, meter
-), candidate AS (  -- days that could be flagged: enough units, at least 7 baseline days
+WITH candidate AS (  -- days that could be flagged: enough units, at least 7 baseline days
     SELECT d.customer_id, d.meter, d.day, d.units, d.day - p.first_day AS days_since_first
     FROM {schema}.usage_daily d
-    JOIN pair p ON p.customer_id = d.customer_id AND p.meter = d.meter
+    JOIN {schema}.usage_first_day p ON p.customer_id = d.customer_id AND p.meter = d.meter
     WHERE d.units >= {anomaly_min_units} AND d.day - p.first_day >= 7
 )
 SELECT c.customer_id, c.day, c.meter, c.units, s.baseline_units, round(s.score, 2)
@@ -104,10 +99,9 @@ WITH rethreshold AS (
     SELECT NOT EXISTS (SELECT 1 FROM {schema}.anomaly_threshold
                        WHERE score = {anomaly_score} AND min_units = {anomaly_min_units}) AS yes
 ), pair AS (       -- each changed pair's first usage day before the run (risk_first_before) and after it
-    SELECT b.customer_id, b.meter, b.first_day AS first_before,
-           (SELECT min(d.day) FROM {schema}.usage_daily d
-            WHERE d.customer_id = b.customer_id AND d.meter = b.meter AND d.units > 0) AS first_day
+    SELECT b.customer_id, b.meter, b.first_day AS first_before, f.first_day
     FROM {stage}.risk_first_before b
+    LEFT JOIN {schema}.usage_first_day f ON f.customer_id = b.customer_id AND f.meter = b.meter
     WHERE NOT (SELECT yes FROM rethreshold)
 ), reach AS (      -- the days whose result can change (a first day appearing or vanishing: every later day)
     SELECT c.customer_id, c.meter, c.day AS lo, c.day + 28 AS hi
@@ -134,10 +128,9 @@ FROM island i
 JOIN pair p ON p.customer_id = i.customer_id AND p.meter = i.meter
 GROUP BY i.customer_id, i.meter, i.island, p.first_day
 UNION ALL          -- other thresholds than the rows were computed with: every day of every pair
-SELECT customer_id, meter, '-infinity'::date, 'infinity'::date, min(day) FILTER (WHERE units > 0)
-FROM {schema}.usage_daily
-WHERE (SELECT yes FROM rethreshold)
-GROUP BY customer_id, meter;
+SELECT customer_id, meter, '-infinity'::date, 'infinity'::date, first_day
+FROM {schema}.usage_first_day
+WHERE (SELECT yes FROM rethreshold);
 -- @apply
 ANALYZE {stage}.anomaly_scope;
 DELETE FROM {schema}.anomalies a

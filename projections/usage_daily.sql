@@ -8,8 +8,7 @@
 -- (in usage_on_time or usage_late) has its facts up to the checkpoint read again (one pass over usage_facts,
 -- restricted to those source ids, only when there is one): each leaves the customer it resolved to with the links
 -- known at the checkpoint (link_range's version then) for the one it resolves to now. The (customer, meter, day)
--- keys whose units or fact count change are {stage}.risk_delta's, and each changed (customer, meter)'s first day
--- with usage before the run to {stage}.risk_first_before, for the anomalies' merge.
+-- keys whose units or fact count change are {stage}.risk_delta's, for usage_first_day's and the anomalies' merges.
 -- @create
 CREATE TABLE {schema}.usage_daily (
     customer_id text NOT NULL,
@@ -36,7 +35,7 @@ RESET enable_hashagg;
 ALTER TABLE {schema}.usage_daily ADD PRIMARY KEY (customer_id, meter, day);
 ANALYZE {schema}.usage_daily;
 -- @merge
-DROP TABLE IF EXISTS {stage}.risk_relink, {stage}.risk_delta, {stage}.risk_first_before;
+DROP TABLE IF EXISTS {stage}.risk_relink, {stage}.risk_delta;
 CREATE TEMP TABLE {stage}.risk_relink ON COMMIT DROP AS
 WITH linked AS MATERIALIZED (
     SELECT DISTINCT source, source_customer_id
@@ -82,11 +81,6 @@ FROM change
 GROUP BY 1, 2, 3
 HAVING sum(units) <> 0 OR sum(facts) <> 0;
 ANALYZE {stage}.risk_delta;
-CREATE TEMP TABLE {stage}.risk_first_before ON COMMIT DROP AS
-SELECT p.customer_id, p.meter,
-       (SELECT min(d.day) FROM {schema}.usage_daily d
-        WHERE d.customer_id = p.customer_id AND d.meter = p.meter AND d.units > 0) AS first_day
-FROM (SELECT DISTINCT customer_id, meter FROM {stage}.risk_delta) p;
 INSERT INTO {schema}.usage_daily AS d
 SELECT customer_id, meter, day, units, facts FROM {stage}.risk_delta
 ON CONFLICT (customer_id, meter, day) DO UPDATE

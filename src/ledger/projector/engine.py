@@ -29,13 +29,13 @@ TABLES = (
     "invoice_resolved", "invoice_meter",
     "dim_customer", "customer_month_attrs", "plan_month_fee", "plan_month_meter",
     "late_adjustments", "customer_month_meter", "customer_month", "exceptions",
-    "usage_daily", "adoption", "anomalies",
+    "usage_daily", "usage_first_day", "adoption", "anomalies",
 )
 # Risk and Sales views, with a checkpoint of their own: adoption (from Finance's usage_on_time) and anomalies (over
 # a day-grain pre-aggregate).
-RISK_STEPS_BUILD = (("usage_daily", "fill"), ("adoption", "fill"), ("anomalies", "fill"),
+RISK_STEPS_BUILD = (("usage_daily", "fill"), ("usage_first_day", "fill"), ("adoption", "fill"), ("anomalies", "fill"),
                     ("anomalies", "fill_threshold"))
-RISK_STEPS_INCREMENT = (("usage_daily", "merge"), ("adoption", "scope"), ("adoption", "delete"), ("adoption", "fill"),
+RISK_STEPS_INCREMENT = (("usage_daily", "merge"), ("usage_first_day", "merge"), ("adoption", "scope"), ("adoption", "delete"), ("adoption", "fill"),
                         ("adoption", "next"), ("anomalies", "merge"), ("anomalies", "apply"))
 
 
