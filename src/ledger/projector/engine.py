@@ -22,6 +22,9 @@ from psycopg import sql
 
 from .templates import FULL, SCOPED, STAGE, CutoffCase, Scope, Target, definition_digest, sections
 
+# Risk and Sales views, with a checkpoint of their own: adoption (from Finance's usage_on_time) and anomalies (over
+# a day-grain pre-aggregate and each pair's first usage day).
+RISK_TABLES = ("usage_daily", "usage_first_day", "adoption", "anomalies")
 # Tables in build order; every one of them is compared by check().
 TABLES = (
     "period_close", "posting_window", "link_range",
@@ -29,10 +32,8 @@ TABLES = (
     "invoice_resolved", "invoice_meter",
     "dim_customer", "customer_month_attrs", "plan_month_fee", "plan_month_meter",
     "late_adjustments", "customer_month_meter", "customer_month", "exceptions",
-    "usage_daily", "usage_first_day", "adoption", "anomalies",
+    *RISK_TABLES,
 )
-# Risk and Sales views, with a checkpoint of their own: adoption (from Finance's usage_on_time) and anomalies (over
-# a day-grain pre-aggregate).
 RISK_STEPS_BUILD = (("usage_daily", "fill"), ("usage_first_day", "fill"), ("adoption", "fill"), ("anomalies", "fill"),
                     ("anomalies", "fill_threshold"))
 RISK_STEPS_INCREMENT = (("usage_daily", "merge"), ("usage_first_day", "merge"), ("adoption", "scope"), ("adoption", "delete"), ("adoption", "fill"),
