@@ -10,13 +10,15 @@
 -- with: a run with other thresholds evaluates every pair again.
 -- Only candidates - days with units >= the minimum and 7 baseline days - get a median and a MAD; only the flagged
 -- ones are kept. A rebuild evaluates every day: fill_dense in one ordered pass over usage_daily, or fill_sparse
--- reading only the candidates' baselines (the engine picks by the candidates' share). Incremental: merge sets
+-- reading only the candidates' baselines (the engine picks by the candidates' share of the days, for the
+-- increments' refill too). Incremental: merge sets
 -- {stage}.anomaly_scope, disjoint ranges (customer, meter, lo, hi) of days whose result can change, with the pair's
 -- first usage day: D..D+28 for each changed day D (its own units, and the baselines it is in), and, when a pair's
 -- first usage day moves, from the earlier to 28 days after the later (the baseline's length and the 7-day rule);
--- ranges less than 28 days apart are merged (their reads would overlap); apply deletes the rows in the ranges and
--- evaluates their candidates again, reading through the index on usage_daily (customer_id, meter, day) the days in
--- range, then, for a range with candidates, the days from 28 before its first candidate to its last.
+-- ranges less than 28 days apart are merged (their reads would overlap); delete removes the rows in the ranges and
+-- refill evaluates their candidates again through usage_daily's primary key, like the rebuild in two forms:
+-- refill_sparse reads each candidate's 28 days, refill_dense the days from 28 before a range's first candidate to
+-- its last, in one window pass.
 -- @create
 CREATE TABLE {schema}.anomalies (
     customer_id    text NOT NULL,
@@ -91,6 +93,7 @@ CROSS JOIN LATERAL (SELECT array_agg(b.units) AS usage_units   -- the units of t
                       AND b.day >= c.day - 28 AND b.day < c.day AND b.units > 0) w
 CROSS JOIN LATERAL {schema}.anomaly_score(c.units, w.usage_units, c.days_since_first, {anomaly_score}) s;
 -- @fill_threshold
+DELETE FROM {schema}.anomaly_threshold;
 INSERT INTO {schema}.anomaly_threshold VALUES ({anomaly_score}, {anomaly_min_units});
 -- @merge
 DROP TABLE IF EXISTS {stage}.anomaly_scope;
@@ -131,11 +134,27 @@ UNION ALL          -- other thresholds than the rows were computed with: every d
 SELECT customer_id, meter, '-infinity'::date, 'infinity'::date, first_day
 FROM {schema}.usage_first_day
 WHERE (SELECT yes FROM rethreshold);
--- @apply
+-- @delete
 ANALYZE {stage}.anomaly_scope;
 DELETE FROM {schema}.anomalies a
 USING {stage}.anomaly_scope s
 WHERE a.customer_id = s.customer_id AND a.meter = s.meter AND a.day BETWEEN s.lo AND s.hi;
+-- @refill_sparse
+-- The scope's candidates, each with its baseline read through the primary key (28 days of its pair).
+INSERT INTO {schema}.anomalies
+SELECT c.customer_id, c.day, c.meter, c.units, s.baseline_units, round(s.score, 2)
+FROM {stage}.anomaly_scope r
+JOIN {schema}.usage_daily c
+  ON c.customer_id = r.customer_id AND c.meter = r.meter
+ AND c.day BETWEEN greatest(r.lo, r.first_day + 7) AND r.hi AND c.units >= {anomaly_min_units}
+CROSS JOIN LATERAL (SELECT array_agg(b.units) AS usage_units   -- the units of the previous 28 days that had usage
+                    FROM {schema}.usage_daily b
+                    WHERE b.customer_id = c.customer_id AND b.meter = c.meter
+                      AND b.day >= c.day - 28 AND b.day < c.day AND b.units > 0) w
+CROSS JOIN LATERAL {schema}.anomaly_score(c.units, w.usage_units, c.day - r.first_day, {anomaly_score}) s
+WHERE r.first_day IS NOT NULL;
+-- @refill_dense
+-- The scope's days in one window pass per range.
 INSERT INTO {schema}.anomalies
 WITH span AS MATERIALIZED (   -- each range's first and last candidate day: a range without one reads nothing more
     SELECT s.customer_id, s.meter, s.lo, s.first_day, min(c.day) AS first_candidate, max(c.day) AS last_candidate
@@ -168,7 +187,5 @@ WITH span AS MATERIALIZED (   -- each range's first and last candidate day: a ra
 SELECT c.customer_id, c.day, c.meter, c.units, s.baseline_units, round(s.score, 2)
 FROM candidate c
 CROSS JOIN LATERAL {schema}.anomaly_score(c.units, c.usage_units, c.days_since_first, {anomaly_score}) s;
-DELETE FROM {schema}.anomaly_threshold;
-INSERT INTO {schema}.anomaly_threshold VALUES ({anomaly_score}, {anomaly_min_units});
 -- @index
 CREATE INDEX ON {schema}.anomalies (day);

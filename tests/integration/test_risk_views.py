@@ -17,6 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 
 from ledger import projector
+from ledger.projector import runner
 from ledger.projector.runner import LIVE_SCHEMA
 from tests.builders import line, link, usage
 from tests.conftest import write_lines
@@ -167,27 +168,41 @@ def test_injected_spikes_are_flagged_and_noise_is_not(feed, project, conn, rebui
     rebuild_equals_incremental()
 
 
-def test_both_rebuild_fills_flag_the_same_days(feed, project, conn, monkeypatch):
-    """A rebuild reads every day in one window pass or only the candidates' baselines: the rows are the same."""
+def test_both_forms_flag_the_same_days_in_a_rebuild_and_an_increment(feed, project, conn, monkeypatch):
+    """The anomalies are evaluated in one window pass over the days or from each candidate's own baseline (rebuild:
+    fill, increment: refill): the rows are the same."""
     from ledger.projector import engine
 
     u = Usage("fills")
-    feed("identities", [link("product", f"pr_f{i}", f"cus_f{i}") for i in range(4)])
+    feed("identities", [link("product", f"pr_f{i}", f"cus_f{i}") for i in range(5)])
+    edge = [1000] * 14 + [0] * 14 + [3000]  # the 28th day back decides: median 500 (not flagged), not 0 (flagged)
     spiky = noise(3, 70)
     spiky[30], spiky[45], spiky[46] = 2600, 3100, 900
     dormant = [200] * 3 + [0] * 27 + [300] + [0] * 5 + [150] * 6 + [4000]
-    feed("usage", u.daily("pr_f0", "api_calls", JAN1, spiky) + u.daily("pr_f1", "api_calls", JAN1, noise(4, 70))
-         + u.daily("pr_f2", "api_calls", JAN1, dormant) + u.daily("pr_f3", "fraud_checks", JAN1, spiky[::-1]))
-    project()
-    rows, real = {}, engine._anomaly_fill
-    for fill, share in (("dense", 0.0), ("sparse", 2.0)):
+    feed("usage", u.daily("pr_f0", "api_calls", JAN1, spiky[:40]) + u.daily("pr_f1", "api_calls", JAN1, noise(4, 70))
+         + u.daily("pr_f2", "api_calls", JAN1, dormant[:20]) + u.daily("pr_f3", "fraud_checks", JAN1, spiky[::-1])
+         + u.daily("pr_f4", "api_calls", JAN1, edge[:20]))
+    checkpoint = runner._head_position(conn)
+    feed("usage", u.daily("pr_f0", "api_calls", JAN1 + timedelta(days=40), spiky[40:])
+         + u.daily("pr_f2", "api_calls", JAN1 + timedelta(days=20), dormant[20:])
+         + u.daily("pr_f4", "api_calls", JAN1 + timedelta(days=20), edge[20:]))
+    head = runner._head_position(conn)
+    new = engine.count_new_facts(conn, checkpoint, head)
+    rows, real = {}, engine._anomaly_form
+    for form, share in (("dense", 0.0), ("sparse", 2.0)):
         monkeypatch.setattr(engine, "SPARSE_ANOMALY_FILL_BELOW", share)
         chosen = []
-        monkeypatch.setattr(engine, "_anomaly_fill", lambda *a: chosen.append(real(*a)) or chosen[-1])
-        projector.rebuild(conn)
-        assert chosen == [f"fill_{fill}"]
-        rows[fill] = conn.execute(f"SELECT * FROM {LIVE_SCHEMA}.anomalies ORDER BY 1, 2, 3").fetchall()
-    assert len(rows["dense"]) >= 4 and rows["sparse"] == rows["dense"]
+        monkeypatch.setattr(engine, "_anomaly_form", lambda *a: chosen.append(real(*a)) or chosen[-1])
+        for run in ("rebuild", "increment"):
+            with conn.transaction(force_rollback=True):
+                engine.build(conn, "forms", head if run == "rebuild" else checkpoint)
+                if run == "increment":
+                    engine.apply_increment(conn, "forms", checkpoint, head, new)
+                    engine.apply_risk_increment(conn, "forms", checkpoint, head)
+                rows[form, run] = conn.execute("SELECT * FROM forms.anomalies ORDER BY 1, 2, 3").fetchall()
+        assert chosen == [form] * 3
+    assert len(rows["dense", "rebuild"]) >= 4
+    assert rows["sparse", "increment"] == rows["dense", "increment"] == rows["sparse", "rebuild"] == rows["dense", "rebuild"]
 
 
 def test_quiet_days_count_as_zero_usage_in_the_baseline(feed, project, conn):

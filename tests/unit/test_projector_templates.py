@@ -40,8 +40,8 @@ def test_tables_have_create_and_fill_sections():
 
 def test_every_risk_step_names_a_section():
     for name, section in (*engine.RISK_STEPS_BUILD, *engine.RISK_STEPS_INCREMENT):
-        # the anomalies' rebuild fill is one of two sections, picked by the candidates' share
-        wanted = {"fill_sparse", "fill_dense"} if (name, section) == ("anomalies", "fill") else {section}
+        # the anomalies' fill and refill are each one of two sections, picked by the candidates' share
+        wanted = {f"{section}_sparse", f"{section}_dense"} if (name, section) in engine.TWO_FORMS else {section}
         assert wanted <= set(sections(name)), (name, section)
 
 
