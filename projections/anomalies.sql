@@ -60,17 +60,17 @@ $$;
 -- Every day's baseline from one ordered pass over usage_daily (a window over its primary key): the cheaper
 -- read when candidates are a large share of the days.
 INSERT INTO {schema}.anomalies
-WITH framed AS (   -- each pair's daily units: the units of the previous 28 days that had usage, its first usage day
+WITH framed AS (   -- each pair's daily units: the units of the previous 28 days that had usage
     SELECT customer_id, meter, day, units,
            array_agg(units) FILTER (WHERE units > 0) OVER (
                PARTITION BY customer_id, meter ORDER BY day
-               RANGE BETWEEN interval '28 days' PRECEDING AND interval '1 day' PRECEDING) AS usage_units,
-           min(day) FILTER (WHERE units > 0) OVER (PARTITION BY customer_id, meter) AS first_day
+               RANGE BETWEEN interval '28 days' PRECEDING AND interval '1 day' PRECEDING) AS usage_units
     FROM {schema}.usage_daily
-), candidate AS (  -- days that could be flagged: enough units, at least 7 baseline days
-    SELECT customer_id, meter, day, units, usage_units, day - first_day AS days_since_first
-    FROM framed
-    WHERE units >= {anomaly_min_units} AND day - first_day >= 7
+), candidate AS (  -- days that could be flagged: enough units, at least 7 baseline days after the first usage day
+    SELECT f.customer_id, f.meter, f.day, f.units, f.usage_units, f.day - p.first_day AS days_since_first
+    FROM framed f
+    JOIN {schema}.usage_first_day p ON p.customer_id = f.customer_id AND p.meter = f.meter
+    WHERE f.units >= {anomaly_min_units} AND f.day - p.first_day >= 7
 )
 SELECT c.customer_id, c.day, c.meter, c.units, s.baseline_units, round(s.score, 2)
 FROM candidate c

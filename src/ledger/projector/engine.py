@@ -63,8 +63,8 @@ CANDIDATE_SAMPLE_ROWS = 200_000
 def _anomaly_form(conn: psycopg.Connection, target: "Target", thresholds: Thresholds) -> str:
     """"sparse" or "dense": the candidates' share of usage_daily's days, from a sample of its pages."""
     table = sql.SQL("{}.usage_daily").format(sql.Identifier(target.schema))
-    rows = conn.execute(sql.SQL("SELECT reltuples FROM pg_class WHERE oid = {}::regclass").format(
-        sql.Literal(table.as_string(conn)))).fetchone()[0]
+    rows = conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
+                        (table.as_string(conn),)).fetchone()[0]
     percent = 100.0 if rows < CANDIDATE_SAMPLE_ROWS else 100.0 * CANDIDATE_SAMPLE_ROWS / rows
     share = conn.execute(sql.SQL(
         "SELECT count(*) FILTER (WHERE units >= %s)::float8 / greatest(count(*), 1) FROM {} TABLESAMPLE SYSTEM (%s)"
