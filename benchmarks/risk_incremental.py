@@ -12,7 +12,12 @@ midnight, one new source id), and last the close of April. Each is timed twice: 
 of the risk times of the largest and smallest size shows how the cost grows with the increment. Finally
 `ledger project --check` compares the incremental risk tables with a rebuild from position 0. Prints JSON.
 
-    python benchmarks/risk_incremental.py [--events 2000000] [--customers 1000] [--increments 10000,100000] [--keep]
+`--history-months K` puts K more closed months before January (at the same daily rate, with their 2% late
+facts): a larger store whose increments are the same as without it. Comparing runs that differ only in K shows
+whether an increment's cost follows the new facts or the store.
+
+    python benchmarks/risk_incremental.py [--events 2000000] [--customers 1000] [--increments 10000,100000]
+                                          [--history-months 0] [--keep]
 """
 
 from __future__ import annotations
@@ -34,6 +39,11 @@ METERS = (("api_calls", 40), ("api_calls", 40), ("fraud_checks", 4), ("rules_eva
 START = datetime(2026, 1, 1, tzinfo=UTC)
 BASE_DAYS = 115  # Jan 1 .. Apr 25
 MONTH_STARTS = [datetime(2026, m, 1, tzinfo=UTC) for m in (1, 2, 3, 4, 5)]
+
+
+def month_starts(history_months: int) -> list[datetime]:
+    """The first instant of each month from HISTORY_MONTHS before January 2026 through May 2026."""
+    return [datetime(2026 + (m - 1) // 12, (m - 1) % 12 + 1, 1, tzinfo=UTC) for m in range(1 - history_months, 6)]
 
 
 def source_ids(customers: int) -> list[tuple[str, str, str]]:
@@ -119,6 +129,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1_000)
     parser.add_argument("--increments", default="10000,100000", help="increment sizes in facts, comma-separated")
     parser.add_argument("--late-share", type=float, default=0.02)
+    parser.add_argument("--history-months", type=int, default=0, help="closed months before January 2026")
     parser.add_argument("--keep", action="store_true", help="leave the store (and its server) for inspection")
     args = parser.parse_args()
 
@@ -132,19 +143,22 @@ def main() -> None:
         data = home / "data"
         data.mkdir()
         ids = source_ids(args.customers)
-        write(data / "identities.ndjson", [link(s, c, k, "2025-12-01T00:00:00Z") for s, c, k in ids])
+        months = month_starts(args.history_months)
+        since = (months[0] - timedelta(days=31)).strftime("%Y-%m-01T00:00:00Z")  # links and attributes: before
+        write(data / "identities.ndjson", [link(s, c, k, since) for s, c, k in ids])
         write(data / "attributes.ndjson", [
-            f'{{"customer_id":"c{i:05d}","effective_from":"2025-12-01T00:00:00Z",'
+            f'{{"customer_id":"c{i:05d}","effective_from":"{since}",'
             f'"segment":"{("smb", "midmarket", "enterprise")[i % 3]}","owner":"o{i % 7}"}}\n'
             for i in range(args.customers)])
         gen = Writer(args.customers, seed=1, prefix="u")
         per_day = args.events / BASE_DAYS
         month_files = []
-        for m in range(4):  # January..April 25; each month's file also carries the previous month's late facts
-            first, last = MONTH_STARTS[m], min(MONTH_STARTS[m + 1], START + timedelta(days=BASE_DAYS))
+        closed = len(months) - 2  # every month before April
+        for m in range(len(months) - 1):  # ..April 25; each month's file also carries the previous month's late facts
+            first, last = months[m], min(months[m + 1], START + timedelta(days=BASE_DAYS))
             days = (last - first).days
             n = round(per_day * days)
-            late = round(n * args.late_share) if m < 3 else 0
+            late = round(n * args.late_share) if m < closed else 0
             lines = gen.lines(n - late, first, days)
             month_files.append((write(data / f"usage_{m + 1}.ndjson", lines), late, first, days))
         started = time.perf_counter()
@@ -156,8 +170,8 @@ def main() -> None:
             must(home, "ingest", "usage", str(path))
             if carry:
                 must(home, "ingest", "usage", str(write(data / f"late_{m}.ndjson", carry)))
-            if m < 3:
-                must(home, "period", "close", f"2026-{m + 1:02d}", "--actor", "bench@fin")
+            if m < closed:
+                must(home, "period", "close", months[m].strftime("%Y-%m"), "--actor", "bench@fin")
                 carry = gen.lines(late, first, days)  # this month's facts, arriving after its close
         out["ingest_s"] = round(time.perf_counter() - started, 1)
 
@@ -165,6 +179,7 @@ def main() -> None:
         seconds, report = must(home, "project", "--json")
         out["usage_facts"] = conn.execute("SELECT count(*) FROM usage_facts").fetchone()[0]
         out["customers"], out["source_ids"] = args.customers, len(ids)
+        out["history_months"] = args.history_months
         out["first_project_s"] = round(report["seconds"], 2)
 
         out["risk_build_s"] = time_risk_build(conn, report["to_position"])
