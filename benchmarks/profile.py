@@ -8,10 +8,10 @@ as JSON, every SQL statement it ran with its seconds, slowest first, and the tot
     python benchmarks/profile.py --home DIR increment        # the facts after the live checkpoint (Finance + risk)
     python benchmarks/profile.py --home DIR increment --explain 0.3 --plans plans.txt
 
-DIR is a LEDGER_HOME kept by another benchmark (`rebuild.py --home`, `risk_incremental.py --home`); its embedded
-server is started and stopped around the run. `--explain SECS` runs EXPLAIN ANALYZE on every data-modifying or
-CREATE ... AS statement slower than SECS (inside a savepoint rolled back after it) and writes the plans to
-`--plans`. `--set NAME=VALUE` adds a SET LOCAL for the whole step (to try a planner setting).
+DIR is a LEDGER_HOME kept by another benchmark (`rebuild.py --home`, `risk_incremental.py --keep`); its embedded
+server is started and stopped around the run. `--explain SECS` runs every data-modifying or CREATE ... AS
+statement as EXPLAIN (ANALYZE, BUFFERS, WAL), which has the statement's effects (timings include EXPLAIN's own
+overhead), and writes the plans of those slower than SECS to `--plans`. `--set NAME=VALUE` adds a SET LOCAL for the whole step (to try a planner setting).
 """
 
 from __future__ import annotations
@@ -48,25 +48,19 @@ class Recorder:
         parts = [text] if params is not None else [p for p in STATEMENT_END.split(text + "\n") if p and p.strip()]
         result = None
         for part in parts:
+            explain = self.plans is not None and EXPLAINABLE.match(part) and "RETURNING" not in part
             started = time.perf_counter()
-            result = real_execute(conn, part, params, **kwargs)
+            if explain:  # run as EXPLAIN ANALYZE: it has its effects, and the plan is that of the real run
+                plan = real_execute(conn, "EXPLAIN (ANALYZE, BUFFERS, WAL) " + part, params).fetchall()
+            else:
+                result = real_execute(conn, part, params, **kwargs)
             seconds = time.perf_counter() - started
             self.rows.append((self.section, seconds, part.strip()))
-            if self.plans and self.explain_over is not None and seconds >= self.explain_over \
-                    and EXPLAINABLE.match(part):
-                self._explain(real_execute, conn, part, params, seconds)
+            if explain and seconds >= self.explain_over:
+                self.plans.write(f"=== {self.section}: {seconds:.3f} s\n{part.strip()}\n---\n")
+                self.plans.write("\n".join(r[0] for r in plan) + "\n\n")
+                self.plans.flush()
         return result
-
-    def _explain(self, real_execute, conn, part, params, seconds):
-        """The plan of a statement just run, from running it again in a savepoint that is rolled back."""
-        try:
-            with conn.transaction(force_rollback=True):
-                plan = real_execute(conn, "EXPLAIN (ANALYZE, BUFFERS) " + part, params).fetchall()
-        except psycopg.Error as e:  # e.g. a CREATE TABLE of a table that now exists
-            plan = [(f"(no plan: {e})",)]
-        self.plans.write(f"=== {self.section}: {seconds:.3f} s\n{part.strip()}\n---\n")
-        self.plans.write("\n".join(r[0] for r in plan) + "\n\n")
-        self.plans.flush()
 
 
 def main() -> None:

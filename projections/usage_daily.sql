@@ -4,11 +4,12 @@
 -- included, on the UTC day of its event_time, for the customer its source id resolves to at event_time with EVERY
 -- link known now (SPEC §3.2 over link_range's latest version; not the close-time rule of §4.1). A fact that resolves
 -- nowhere at that instant counts nowhere until a link reaches it.
--- Incremental (merge): the new facts are resolved and added. A source id with a new link that has usage facts
--- (in usage_on_time or usage_late) has its facts up to the checkpoint read again (one pass over usage_facts,
--- restricted to those source ids, only when there is one): each leaves the customer it resolved to with the links
--- known at the checkpoint (link_range's version then) for the one it resolves to now. The (customer, meter, day)
--- keys whose units or fact count change are {stage}.risk_delta's, for usage_first_day's and the anomalies' merges.
+-- Incremental (merge): the new facts are resolved and added. A source id with a new link has its facts up to the
+-- checkpoint from the link's effective_from on read again (through usage_facts' BRIN index on event_time, only
+-- when a link is new): each leaves the customer it resolved to with the links known at the checkpoint
+-- (link_range's version then) for the one it resolves to now; its earlier facts resolve as before. The (customer,
+-- meter, day) keys whose units or fact count change are {stage}.risk_delta's, for usage_first_day's and the
+-- anomalies' merges.
 -- @create
 -- (the shape; the rebuild's fill writes it again by CREATE TABLE AS, with the same columns and fillfactor)
 CREATE TABLE {schema}.usage_daily (
@@ -43,22 +44,19 @@ ANALYZE {schema}.usage_daily;
 -- @merge
 DROP TABLE IF EXISTS {stage}.risk_relink, {stage}.risk_delta;
 CREATE TEMP TABLE {stage}.risk_relink ON COMMIT DROP AS
-WITH linked AS MATERIALIZED (
-    SELECT DISTINCT source, source_customer_id
-    FROM identity_link_facts
-    WHERE position > {checkpoint} AND position <= {head}
-)
-SELECT source, source_customer_id   -- one hashed read of each table, not one per link
-FROM linked
-WHERE (source, source_customer_id) IN (SELECT source, source_customer_id FROM {schema}.usage_on_time)
-   OR (source, source_customer_id) IN (SELECT source, source_customer_id FROM {schema}.usage_late);
+SELECT source, source_customer_id, min(effective_from) AS since   -- its facts before `since` resolve as before
+FROM identity_link_facts
+WHERE position > {checkpoint} AND position <= {head}
+GROUP BY source, source_customer_id;
 ANALYZE {stage}.risk_relink;
 CREATE TEMP TABLE {stage}.risk_delta ON COMMIT DROP AS
-WITH moved AS MATERIALIZED (   -- relinked source ids' facts up to the checkpoint: one pass, only when there are any
+WITH moved AS MATERIALIZED (   -- relinked source ids' facts up to the checkpoint, from their new links' effective_from
     SELECT f.source, f.source_customer_id, f.meter, f.quantity, f.event_time
     FROM usage_facts f
-    WHERE (f.source, f.source_customer_id) IN (SELECT source, source_customer_id FROM {stage}.risk_relink)
-      AND f.position <= {checkpoint}
+    JOIN {stage}.risk_relink r ON r.source = f.source AND r.source_customer_id = f.source_customer_id
+    WHERE f.position <= {checkpoint}
+      AND f.event_time >= r.since
+      AND f.event_time >= {relinked_since}   -- through the BRIN index: the blocks written since then
       AND EXISTS (SELECT 1 FROM {stage}.risk_relink)
 ), resolved_now AS (           -- the moved facts and the new ones, each for the customer it resolves to now ...
     SELECT source, source_customer_id, meter, quantity, event_time FROM moved

@@ -1,8 +1,8 @@
 -- grain: one row per usage fact to resolve one by one; key: position
 -- facts read: usage_facts
 -- Transient ({stage} = pg_temp). Rebuild: the late-by-position facts and the facts of pre-close groups that do
--- not resolve to one customer as a whole. Incremental: the new facts, and every fact of a source id that got a
--- new identity link (its resolution may have changed for every month).
+-- not resolve to one customer as a whole. Incremental: the new facts, and the facts of a source id that got a
+-- new identity link from the month of its effective_from on (their resolution may have changed).
 -- @create
 CREATE TABLE {stage}.usage_fact_stage (
     position           bigint NOT NULL,
@@ -39,11 +39,16 @@ FROM usage_facts f
 LEFT JOIN {schema}.period_close c ON c.month_start = date_trunc('month', f.event_time AT TIME ZONE 'UTC')
 WHERE f.position > {checkpoint} AND f.position <= {head};
 -- @fill_relinked
--- Only when identity links are new: one pass over usage_facts (it has no index by source id).
+-- Only when identity links are new: a relinked source id's facts of the months from the one of its earliest new
+-- link's effective_from on (usage_on_time's and usage_late's rows of those months were deleted; a fact before
+-- that instant resolves as before). usage_facts has no index by source id: the bound on event_time is read
+-- through its BRIN index, which skips the blocks written before the earliest such month.
 INSERT INTO {stage}.usage_fact_stage
 SELECT f.position, f.source, f.source_customer_id, f.meter, f.quantity, f.event_time,
        to_char(f.event_time AT TIME ZONE 'UTC', 'YYYY-MM'), coalesce(c.close_position, 9223372036854775807)
 FROM usage_facts f
 JOIN {stage}.relink_source r ON r.source = f.source AND r.source_customer_id = f.source_customer_id
 LEFT JOIN {schema}.period_close c ON c.month_start = date_trunc('month', f.event_time AT TIME ZONE 'UTC')
-WHERE f.position <= {checkpoint};
+WHERE f.position <= {checkpoint}
+  AND f.event_time >= date_trunc('month', r.since AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+  AND f.event_time >= date_trunc('month', {relinked_since} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';

@@ -19,6 +19,7 @@ WITH gone AS (
     DELETE FROM {schema}.usage_late t
     USING {stage}.relink_source r
     WHERE t.source = r.source AND t.source_customer_id = r.source_customer_id
+      AND t.month >= to_char(r.since AT TIME ZONE 'UTC', 'YYYY-MM')  -- earlier months resolve as before
     RETURNING t.customer_id, t.month, t.posting_month
 )
 INSERT INTO {stage}.scope_cm

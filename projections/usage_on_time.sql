@@ -39,6 +39,7 @@ WITH gone AS (
     DELETE FROM {schema}.usage_on_time t
     USING {stage}.relink_source r
     WHERE t.source = r.source AND t.source_customer_id = r.source_customer_id
+      AND t.month >= to_char(r.since AT TIME ZONE 'UTC', 'YYYY-MM')  -- earlier months resolve as before
     RETURNING t.customer_id, t.month
 ), cm AS MATERIALIZED (
     SELECT DISTINCT customer_id, month FROM gone

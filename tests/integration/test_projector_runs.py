@@ -127,3 +127,31 @@ def test_read_models_built_by_other_projection_files_are_rebuilt(example_dsn, ol
         assert report.reason == "the projection files changed since the read models were built"
         assert engine.built_by_current_definitions(conn, "ledger_proj")
         assert projector.project(conn).mode == "noop"
+
+
+def test_a_build_writes_every_table_in_the_shape_its_create_section_declares(example_dsn):
+    """Some fills replace their table by CREATE TABLE AS (which may run in parallel): the result must keep the
+    columns, types, nullability and storage options that @create declares, which the increments rely on."""
+    from ledger.projector import runner
+    from ledger.projector.templates import Target
+
+    def shape(conn, schema):
+        columns = conn.execute(
+            "SELECT table_name, ordinal_position, column_name, data_type, is_nullable FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = ANY(%s) ORDER BY 1, 2", (schema, list(engine.TABLES))).fetchall()
+        options = conn.execute(
+            "SELECT c.relname, c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.relkind = 'r' ORDER BY 1",
+            (schema, list(engine.TABLES))).fetchall()
+        return columns, options
+
+    with psycopg.connect(example_dsn) as conn:
+        head = runner._head_position(conn)
+        engine.build(conn, "shape_built", head)
+        conn.execute("CREATE SCHEMA shape_declared")
+        for name in engine.TABLES:
+            engine._run(conn, Target("shape_declared", head), name, "create")
+        built, declared = shape(conn, "shape_built"), shape(conn, "shape_declared")
+        assert len(declared[0]) > 100 and {r[0] for r in declared[0]} == set(engine.TABLES)
+        assert built == declared
+        conn.rollback()

@@ -9,6 +9,7 @@ changed) and `index`. Placeholders, filled by `render`:
     {stage}       where transient tables live (pg_temp)
     {head}        the position the projection is brought up to (inclusive)
     {checkpoint}  the position it was at before (exclusive lower bound of the new facts)
+    {relinked_since}  the earliest effective_from of the new identity links (a timestamptz; infinity if none)
     {cutoff[t]}   c(month of instant t) as a CASE over the closed months; {cutoff.first}: the first close position
     {cm[c, m]}    a predicate: (customer, month) in the incremental scope, TRUE in a full build
     {src[s, i]}   source id in scope;  {inv[i]} invoice in scope;  {cust[c]} customer in scope
@@ -120,12 +121,17 @@ class Target:
     schema: str
     head: int
     checkpoint: int = 0
+    # The earliest effective_from of the identity links in (checkpoint, head], if any: every usage fact before it
+    # resolves as it did at the checkpoint (a link only changes the resolution from its effective_from on).
+    relinked_since: dt.datetime | None = None
 
     def render(self, text: str, scopes: dict[str, Scope]) -> str:
+        since = "infinity" if self.relinked_since is None else self.relinked_since.isoformat()
         return text.format(
             schema=sql.Identifier(self.schema).as_string(None),
             stage=STAGE,
             head=int(self.head),
             checkpoint=int(self.checkpoint),
+            relinked_since=f"'{since}'::timestamptz",
             **scopes,
         )
