@@ -15,6 +15,7 @@ A period close changes no existing row (facts before it keep their status) but t
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import psycopg
@@ -36,9 +37,10 @@ TABLES = (
 )
 RISK_STEPS_BUILD = (("usage_daily", "fill"), ("usage_first_day", "fill"), ("adoption", "fill"), ("anomalies", "fill"),
                     ("anomalies", "fill_threshold"))
-RISK_STEPS_INCREMENT = (("usage_daily", "merge"), ("usage_first_day", "merge"), ("adoption", "scope"),
-                        ("adoption", "delete"), ("adoption", "fill"), ("adoption", "next"), ("anomalies", "merge"),
-                        ("anomalies", "delete"), ("anomalies", "refill"), ("anomalies", "fill_threshold"))
+RISK_STEPS_INCREMENT = (("usage_daily", "delta"), ("usage_daily", "merge"), ("usage_first_day", "merge"),
+                        ("adoption", "scope"), ("adoption", "delete"), ("adoption", "fill"), ("adoption", "next"),
+                        ("anomalies", "merge"), ("anomalies", "delete"), ("anomalies", "refill"),
+                        ("anomalies", "fill_threshold"))
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,9 @@ CANDIDATE_SAMPLE_ROWS = 200_000
 def _anomaly_form(conn: psycopg.Connection, target: "Target", thresholds: Thresholds) -> str:
     """"sparse" or "dense": the candidates' share of usage_daily's days, from a sample of its pages."""
     table = sql.SQL("{}.usage_daily").format(sql.Identifier(target.schema))
-    rows = conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
-                        (table.as_string(conn),)).fetchone()[0]
+    rows = conn.execute(  # its partitions' row counts as of their last ANALYZE
+        "SELECT sum(greatest(c.reltuples, 0)) FROM pg_partition_tree(%s::regclass) p JOIN pg_class c ON c.oid = p.relid"
+        " WHERE p.isleaf", (table.as_string(conn),)).fetchone()[0] or 0
     percent = 100.0 if rows < CANDIDATE_SAMPLE_ROWS else 100.0 * CANDIDATE_SAMPLE_ROWS / rows
     share = conn.execute(sql.SQL(
         "SELECT count(*) FILTER (WHERE units >= %s)::float8 / greatest(count(*), 1) FROM {} TABLESAMPLE SYSTEM (%s)"
@@ -77,7 +80,49 @@ def _run_risk(conn: psycopg.Connection, target: "Target", steps, thresholds: Thr
     for name, section in steps:
         if (name, section) in TWO_FORMS:  # the cheaper form for this data
             section = f"{section}_{_anomaly_form(conn, target, thresholds)}"
+        elif (name, section) == ("usage_daily", "fill"):
+            _fill_usage_daily(conn, target, options)
+            continue
+        elif (name, section) == ("usage_daily", "merge"):
+            _add_day_partitions(conn, target)
         _run(conn, target, name, section, options)
+
+
+def _fill_usage_daily(conn: psycopg.Connection, target: "Target", options: dict) -> None:
+    """usage_daily's rebuild: a history partition and the partition of the newest usage fact's month (each
+    written by CREATE TABLE AS), then, through the table, any later month's days (a fact dated after the newest
+    one's month: read through usage_facts' BRIN index on event_time, usually none)."""
+    row = conn.execute("SELECT event_time FROM usage_facts WHERE position <= %s ORDER BY position DESC LIMIT 1",
+                       (target.head,)).fetchone()
+    latest = (row[0] if row else dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).date().replace(day=1)
+    later = conn.execute(
+        "SELECT DISTINCT date_trunc('month', event_time AT TIME ZONE 'UTC')::date FROM usage_facts"
+        " WHERE position <= %s AND event_time >= %s::date::timestamp AT TIME ZONE 'UTC' ORDER BY 1",
+        (target.head, _month_after(latest))).fetchall()
+    _run(conn, target, "usage_daily", "fill", {**options, "latest_month": latest, "latest_month_end": _month_after(latest)})
+    for (month,) in later:
+        bounds = {**options, "month": month, "month_end": _month_after(month)}
+        _run(conn, target, "usage_daily", "partition", bounds)
+        _run(conn, target, "usage_daily", "fill_month", bounds)
+
+
+def _month_after(month: dt.date) -> dt.date:
+    return dt.date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def _add_day_partitions(conn: psycopg.Connection, target: "Target") -> None:
+    """Adds the partitions of usage_daily that {stage}.risk_delta's days need: one per month after the latest
+    partition's it reaches (the history partition holds every day before the build's latest month)."""
+    parent = sql.SQL("{}.usage_daily").format(sql.Identifier(target.schema)).as_string(conn)
+    names = {r[0] for r in conn.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
+        (parent,))}
+    first = min(dt.date(int(n[-6:-2]), int(n[-2:]), 1) for n in names if n.startswith("usage_daily_p"))
+    months = conn.execute(f"SELECT DISTINCT date_trunc('month', day)::date FROM {STAGE}.risk_delta WHERE day >= %s",
+                          (first,)).fetchall()
+    for (month,) in months:
+        if f"usage_daily_p{month:%Y%m}" not in names:
+            _run(conn, target, "usage_daily", "partition", {"month": month, "month_end": _month_after(month)})
 STAGE_TABLES = ("usage_group_stage", "usage_fact_stage", "usage_fact_resolved", "usage_batch_stage", "on_time_delta",
                 "customer_month_meter_change", "invoice_line_stage")
 SCOPE_TABLES = {
