@@ -26,13 +26,15 @@ CREATE TABLE {schema}.usage_daily (
     PRIMARY KEY (customer_id, meter, day)
 ) PARTITION BY RANGE (day);
 -- @fill
--- Each partition a sorted aggregate (about one group per fact: a hash table that large is slower than the sort), in
--- key order: its primary key is built from sorted rows and the anomalies' window reads them in order through it.
--- Written by CREATE TABLE AS, which may scan, join and sort in parallel (INSERT ... SELECT may not): 14.4 s
--- against 25.0 s for 10M facts on 2 cores; then attached, which checks its rows against its bounds (one scan).
--- {latest_month}: the first day of the newest usage fact's month (the engine adds any later month by @fill_month).
+-- One partition of the rebuild (the engine runs it for the history, before the newest usage fact's month, for that
+-- month, and for any later month with facts): a sorted aggregate (about one group per fact: a hash table that
+-- large is slower than the sort), in key order, so its primary key is built from sorted rows and the anomalies'
+-- window reads them in order through it. Written by CREATE TABLE AS, which may scan, join and sort in parallel
+-- (INSERT ... SELECT may not): 14.4 s against 25.0 s for 10M facts on 2 cores; then attached, which checks its
+-- rows against its bounds (one scan). {since} / {until}: its bounds as instants ('-infinity' for the history; a
+-- bound on event_time is read through usage_facts' BRIN index); {from} / {to}: the same as partition bounds.
 SET LOCAL enable_hashagg = off;
-CREATE TABLE {schema}.usage_daily_history WITH (fillfactor = 90) AS
+CREATE TABLE {schema}.usage_daily_{part} WITH (fillfactor = 90) AS
 SELECT r.customer_id, f.meter, (f.event_time AT TIME ZONE 'UTC')::date AS day, sum(f.quantity)::bigint AS units,
        count(*) AS fact_count
 FROM usage_facts f
@@ -40,49 +42,20 @@ JOIN {schema}.link_range r
   ON r.source = f.source AND r.source_customer_id = f.source_customer_id
  AND r.known_through = 9223372036854775807
  AND r.valid_from <= f.event_time AND f.event_time < r.valid_to
-WHERE f.position <= {head} AND f.event_time < '{latest_month}'::timestamp AT TIME ZONE 'UTC'
-GROUP BY 1, 2, 3
-ORDER BY 1, 2, 3;
-CREATE TABLE {schema}.usage_daily_p{latest_month:%Y%m} WITH (fillfactor = 90) AS
-SELECT r.customer_id, f.meter, (f.event_time AT TIME ZONE 'UTC')::date AS day, sum(f.quantity)::bigint AS units,
-       count(*) AS fact_count
-FROM usage_facts f
-JOIN {schema}.link_range r
-  ON r.source = f.source AND r.source_customer_id = f.source_customer_id
- AND r.known_through = 9223372036854775807
- AND r.valid_from <= f.event_time AND f.event_time < r.valid_to
-WHERE f.position <= {head} AND f.event_time >= '{latest_month}'::timestamp AT TIME ZONE 'UTC'  -- BRIN: recent blocks
-  AND f.event_time < '{latest_month_end}'::timestamp AT TIME ZONE 'UTC'
+WHERE f.position <= {head} AND f.event_time >= {since} AND f.event_time < {until}
 GROUP BY 1, 2, 3
 ORDER BY 1, 2, 3;
 RESET enable_hashagg;
-ALTER TABLE {schema}.usage_daily_history
+ALTER TABLE {schema}.usage_daily_{part}
     ALTER COLUMN customer_id SET NOT NULL, ALTER COLUMN meter SET NOT NULL, ALTER COLUMN day SET NOT NULL,
     ALTER COLUMN units SET NOT NULL, ALTER COLUMN fact_count SET NOT NULL, ADD PRIMARY KEY (customer_id, meter, day);
-ALTER TABLE {schema}.usage_daily_p{latest_month:%Y%m}
-    ALTER COLUMN customer_id SET NOT NULL, ALTER COLUMN meter SET NOT NULL, ALTER COLUMN day SET NOT NULL,
-    ALTER COLUMN units SET NOT NULL, ALTER COLUMN fact_count SET NOT NULL, ADD PRIMARY KEY (customer_id, meter, day);
-ALTER TABLE {schema}.usage_daily ATTACH PARTITION {schema}.usage_daily_history
-    FOR VALUES FROM (MINVALUE) TO ('{latest_month}');
-ALTER TABLE {schema}.usage_daily ATTACH PARTITION {schema}.usage_daily_p{latest_month:%Y%m}
-    FOR VALUES FROM ('{latest_month}') TO ('{latest_month_end}');
+ALTER TABLE {schema}.usage_daily ATTACH PARTITION {schema}.usage_daily_{part} FOR VALUES FROM ({from}) TO ({to});
+-- @analyze
 ANALYZE {schema}.usage_daily;
 -- @partition
--- One month's partition, made by the engine for a month after the build's latest that a build or increment reaches.
+-- One month's empty partition, made by the engine for a month after the build's latest that an increment reaches.
 CREATE TABLE {schema}.usage_daily_p{month:%Y%m} PARTITION OF {schema}.usage_daily
     FOR VALUES FROM ('{month}') TO ('{month_end}') WITH (fillfactor = 90);  -- room for in-place (HOT) updates
--- @fill_month
--- A rebuild's days of a month after the newest usage fact's (facts dated later than it; usually none).
-INSERT INTO {schema}.usage_daily
-SELECT r.customer_id, f.meter, (f.event_time AT TIME ZONE 'UTC')::date, sum(f.quantity)::bigint, count(*)
-FROM usage_facts f
-JOIN {schema}.link_range r
-  ON r.source = f.source AND r.source_customer_id = f.source_customer_id
- AND r.known_through = 9223372036854775807
- AND r.valid_from <= f.event_time AND f.event_time < r.valid_to
-WHERE f.position <= {head} AND f.event_time >= '{month}'::timestamp AT TIME ZONE 'UTC'
-  AND f.event_time < '{month_end}'::timestamp AT TIME ZONE 'UTC'
-GROUP BY 1, 2, 3;
 -- @delta
 DROP TABLE IF EXISTS {stage}.risk_relink, {stage}.risk_delta;
 CREATE TEMP TABLE {stage}.risk_relink ON COMMIT DROP AS

@@ -25,7 +25,8 @@ def test_every_section_renders_full_and_scoped(name):
     target = Target("ledger_proj", head=42, checkpoint=7)
     for section, text in sections(name).items():
         cutoff = {"cutoff": CutoffCase([(dt.datetime(2026, 1, 1), 10)]), "anomaly_score": 6.0,
-                  "anomaly_min_units": 100, "latest_month": dt.date(2026, 5, 1), "latest_month_end": dt.date(2026, 6, 1),
+                  "anomaly_min_units": 100, "part": "p202605", "since": "'-infinity'::timestamptz",
+                  "until": "'2026-06-01'::timestamptz", "from": "MINVALUE", "to": "'2026-06-01'",
                   "month": dt.date(2026, 7, 1), "month_end": dt.date(2026, 8, 1)}
         for scopes in (FULL, SCOPED):
             rendered = target.render(text, {**scopes, **cutoff})

@@ -89,9 +89,9 @@ def _run_risk(conn: psycopg.Connection, target: "Target", steps, thresholds: Thr
 
 
 def _fill_usage_daily(conn: psycopg.Connection, target: "Target", options: dict) -> None:
-    """usage_daily's rebuild: a history partition and the partition of the newest usage fact's month (each
-    written by CREATE TABLE AS), then, through the table, any later month's days (a fact dated after the newest
-    one's month: read through usage_facts' BRIN index on event_time, usually none)."""
+    """usage_daily's rebuild, one partition at a time: the history (every day before the newest usage fact's
+    month), that month, and any later month with facts (dated after the newest one's month: usually none, found
+    through usage_facts' BRIN index on event_time)."""
     row = conn.execute("SELECT event_time FROM usage_facts WHERE position <= %s ORDER BY position DESC LIMIT 1",
                        (target.head,)).fetchone()
     latest = (row[0] if row else dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).date().replace(day=1)
@@ -99,11 +99,17 @@ def _fill_usage_daily(conn: psycopg.Connection, target: "Target", options: dict)
         "SELECT DISTINCT date_trunc('month', event_time AT TIME ZONE 'UTC')::date FROM usage_facts"
         " WHERE position <= %s AND event_time >= %s::date::timestamp AT TIME ZONE 'UTC' ORDER BY 1",
         (target.head, _month_after(latest))).fetchall()
-    _run(conn, target, "usage_daily", "fill", {**options, "latest_month": latest, "latest_month_end": _month_after(latest)})
-    for (month,) in later:
-        bounds = {**options, "month": month, "month_end": _month_after(month)}
-        _run(conn, target, "usage_daily", "partition", bounds)
-        _run(conn, target, "usage_daily", "fill_month", bounds)
+
+    def instant(day: dt.date) -> str:
+        return f"'{day}'::timestamp AT TIME ZONE 'UTC'"
+
+    _run(conn, target, "usage_daily", "fill", {**options, "part": "history", "since": "'-infinity'::timestamptz",
+                                               "until": instant(latest), "from": "MINVALUE", "to": f"'{latest}'"})
+    for month in (latest, *(m for (m,) in later)):
+        end = _month_after(month)
+        _run(conn, target, "usage_daily", "fill", {**options, "part": f"p{month:%Y%m}", "since": instant(month),
+                                                   "until": instant(end), "from": f"'{month}'", "to": f"'{end}'"})
+    _run(conn, target, "usage_daily", "analyze")
 
 
 def _month_after(month: dt.date) -> dt.date:
