@@ -73,17 +73,24 @@ SELECT c.customer_id, c.month, c.active_days, c.meters_used, c.usage_units,
 FROM paired c
 LEFT JOIN {schema}.adoption kept ON kept.customer_id = c.customer_id AND kept.month = c.previous_month;
 -- @next
--- The month after a scoped row, outside the scope: its units_mom_pct follows the new previous month.
+-- The month after a scoped row, outside the scope: its units_mom_pct follows the new previous month. Both rows are
+-- read through the key (OFFSET 0 keeps the subquery a per-row index read), and only the rows whose value changes
+-- are joined for the update: a join of the scope's months with the table read the whole table each increment.
 UPDATE {schema}.adoption a
-SET units_mom_pct = CASE WHEN p.usage_units > 0
-                         THEN round((a.usage_units - p.usage_units) * 100.0 / p.usage_units, 1) END
-FROM (SELECT DISTINCT customer_id, to_char(to_date(month, 'YYYY-MM') + interval '1 month', 'YYYY-MM') AS month
-      FROM {stage}.adoption_scope) n
-LEFT JOIN {schema}.adoption p
-       ON p.customer_id = n.customer_id
-      AND p.month = to_char(to_date(n.month, 'YYYY-MM') - interval '1 month', 'YYYY-MM')
-WHERE a.customer_id = n.customer_id AND a.month = n.month
-  AND NOT {adopt[a.customer_id, a.month]}
-  AND a.units_mom_pct IS DISTINCT FROM CASE WHEN p.usage_units > 0
-                                            THEN round((a.usage_units - p.usage_units) * 100.0 / p.usage_units, 1) END;
+SET units_mom_pct = x.units_mom_pct
+FROM (SELECT n.customer_id, n.month, cur.units_mom_pct
+      FROM (SELECT DISTINCT customer_id, to_char(to_date(month, 'YYYY-MM') + interval '1 month', 'YYYY-MM') AS month
+            FROM {stage}.adoption_scope) n
+      CROSS JOIN LATERAL (SELECT CASE WHEN p.usage_units > 0
+                                      THEN round((a.usage_units - p.usage_units) * 100.0 / p.usage_units, 1)
+                                 END AS units_mom_pct, a.units_mom_pct AS kept
+                          FROM {schema}.adoption a
+                          LEFT JOIN {schema}.adoption p
+                                 ON p.customer_id = a.customer_id
+                                AND p.month = to_char(to_date(a.month, 'YYYY-MM') - interval '1 month', 'YYYY-MM')
+                          WHERE a.customer_id = n.customer_id AND a.month = n.month
+                          OFFSET 0) cur
+      WHERE NOT {adopt[n.customer_id, n.month]}
+        AND cur.units_mom_pct IS DISTINCT FROM cur.kept) x
+WHERE a.customer_id = x.customer_id AND a.month = x.month;
 RESET enable_seqscan;

@@ -140,16 +140,21 @@ DELETE FROM {schema}.anomalies a
 USING {stage}.anomaly_scope s
 WHERE a.customer_id = s.customer_id AND a.meter = s.meter AND a.day BETWEEN s.lo AND s.hi;
 -- @refill_sparse
--- The scope's candidates, each with its baseline read through the primary key (28 days of its pair).
+-- The scope's candidates, each with its baseline read through the primary key (28 days of its pair). Each range's
+-- candidate days are read through the key too (OFFSET 0 keeps the subquery a per-range index scan): joined as a
+-- table, the planner hashed the scope and scanned every partition of usage_daily, the history's included, so an
+-- increment's cost grew with the store.
 INSERT INTO {schema}.anomalies
-SELECT c.customer_id, c.day, c.meter, c.units, s.baseline_units, round(s.score, 2)
+SELECT r.customer_id, c.day, r.meter, c.units, s.baseline_units, round(s.score, 2)
 FROM {stage}.anomaly_scope r
-JOIN {schema}.usage_daily c
-  ON c.customer_id = r.customer_id AND c.meter = r.meter
- AND c.day BETWEEN greatest(r.lo, r.first_day + 7) AND r.hi AND c.units >= {anomaly_min_units}
+CROSS JOIN LATERAL (SELECT d.day, d.units
+                    FROM {schema}.usage_daily d
+                    WHERE d.customer_id = r.customer_id AND d.meter = r.meter
+                      AND d.day BETWEEN greatest(r.lo, r.first_day + 7) AND r.hi AND d.units >= {anomaly_min_units}
+                    OFFSET 0) c
 CROSS JOIN LATERAL (SELECT array_agg(b.units) AS usage_units   -- the units of the previous 28 days that had usage
                     FROM {schema}.usage_daily b
-                    WHERE b.customer_id = c.customer_id AND b.meter = c.meter
+                    WHERE b.customer_id = r.customer_id AND b.meter = r.meter
                       AND b.day >= c.day - 28 AND b.day < c.day AND b.units > 0) w
 CROSS JOIN LATERAL {schema}.anomaly_score(c.units, w.usage_units, c.day - r.first_day, {anomaly_score}) s
 WHERE r.first_day IS NOT NULL;
@@ -164,15 +169,18 @@ WITH span AS MATERIALIZED (   -- each range's first and last candidate day: a ra
         FROM {schema}.usage_daily d
         WHERE d.customer_id = s.customer_id AND d.meter = s.meter
           AND d.day BETWEEN greatest(s.lo, s.first_day + 7) AND s.hi
-          AND d.units >= {anomaly_min_units}) c
+          AND d.units >= {anomaly_min_units}
+        OFFSET 0) c    -- a per-range index scan (as in @refill_sparse), not a scan of every partition
     WHERE s.first_day IS NOT NULL
     GROUP BY s.customer_id, s.meter, s.lo, s.first_day
 ), series AS (     -- the daily units from 28 days before its first candidate to its last (ranges read disjoint days)
     SELECT s.customer_id, s.meter, s.lo, s.first_day, s.first_candidate, s.last_candidate, d.day, d.units
     FROM span s
-    JOIN {schema}.usage_daily d
-      ON d.customer_id = s.customer_id AND d.meter = s.meter
-     AND d.day BETWEEN s.first_candidate - 28 AND s.last_candidate
+    CROSS JOIN LATERAL (SELECT d.day, d.units
+                        FROM {schema}.usage_daily d
+                        WHERE d.customer_id = s.customer_id AND d.meter = s.meter
+                          AND d.day BETWEEN s.first_candidate - 28 AND s.last_candidate
+                        OFFSET 0) d
 ), framed AS (     -- the units of the previous 28 days that had usage
     SELECT customer_id, meter, first_day, first_candidate, day, units,
            array_agg(units) FILTER (WHERE units > 0) OVER (
