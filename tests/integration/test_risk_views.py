@@ -507,3 +507,20 @@ def test_a_new_link_moves_a_source_ids_days_and_rescores_both_customers(feed, pr
     totals = dict(conn.execute(f"SELECT customer_id, sum(units) FROM {LIVE_SCHEMA}.usage_daily GROUP BY 1"))
     assert totals == {"cus_a": sum(a1), "cus_b": sum(a2) + sum(b)}
     rebuild_equals_incremental()
+
+
+def test_project_reports_the_risk_views_catching_up_on_their_own(feed, ledger):
+    u = Usage("report")
+    feed("identities", [link("product", "pr_rep", "cus_rep")])
+    feed("usage", u.daily("pr_rep", "api_calls", JAN1, [10, 20]))
+    built = json.loads(ledger("project", "--json", check_exit=0).stdout)
+    assert built["mode"] == "rebuild"
+    feed("usage", u.daily("pr_rep", "api_calls", JAN1 + timedelta(days=2), [30]))
+    finance = json.loads(ledger("project", "--finance-only", "--json", check_exit=0).stdout)
+    assert (finance["mode"], finance["risk_from_position"]) == ("incremental", None)  # left for a later run
+
+    caught_up = json.loads(ledger("project", "--json", check_exit=0).stdout)
+    # nothing new for Finance; the risk views came from their own checkpoint, where the build left them
+    assert (caught_up["mode"], caught_up["facts_applied"]) == ("noop", 0)
+    assert caught_up["risk_from_position"] == built["to_position"] < caught_up["to_position"]
+    assert "risk and sales views" not in ledger("project", check_exit=0).stdout  # all current: nothing to say

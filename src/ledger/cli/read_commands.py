@@ -48,7 +48,9 @@ def project(
         emit_json(vars(report))
     else:
         print(f"{report.mode}: {report.facts_applied} facts applied, positions {report.from_position}→"
-              f"{report.to_position}, {report.seconds:.2f}s" + (f" ({report.reason})" if report.reason else ""))
+              f"{report.to_position}, {report.seconds:.2f}s" + (f" ({report.reason})" if report.reason else "")
+              + (f"; risk and sales views caught up from position {report.risk_from_position}"
+                 if report.risk_from_position is not None else ""))
 
 
 @app.command()

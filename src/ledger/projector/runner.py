@@ -34,8 +34,11 @@ class ProjectReport:
     to_position: int
     facts_applied: int
     seconds: float
-    mode: str  # "incremental", "rebuild" or "noop"
+    mode: str  # "incremental", "rebuild" or "noop" (of Finance's read models)
     reason: str | None = None  # why a run of `project` rebuilt instead of applying the new facts
+    # the Risk and Sales views' own checkpoint when this run brought them from there to to_position (None: they
+    # were current, or were left for a later run)
+    risk_from_position: int | None = None
 
 
 def _head_position(conn: psycopg.Connection) -> int:
@@ -95,11 +98,14 @@ def _rebuild_locked(conn: psycopg.Connection, started: float, settings: Settings
     return ProjectReport(0, head, applied, time.perf_counter() - started, "rebuild", reason)
 
 
-def _catch_up_risk(conn: psycopg.Connection, head: int, settings: Settings) -> None:
-    """Brings the Risk and Sales views (their own checkpoint) up to HEAD."""
+def _catch_up_risk(conn: psycopg.Connection, head: int, settings: Settings) -> int | None:
+    """Brings the Risk and Sales views (their own checkpoint) up to HEAD; returns the checkpoint they were at, or
+    None when they were current."""
     risk_checkpoint = _checkpoint(conn, LIVE_SCHEMA, "risk_checkpoint")
-    if head > risk_checkpoint:
-        engine.apply_risk_increment(conn, LIVE_SCHEMA, risk_checkpoint, head, _thresholds(settings))
+    if head <= risk_checkpoint:
+        return None
+    engine.apply_risk_increment(conn, LIVE_SCHEMA, risk_checkpoint, head, _thresholds(settings))
+    return risk_checkpoint
 
 
 def project(conn: psycopg.Connection, settings: Settings | None = None, *, risk: bool = True) -> ProjectReport:
@@ -123,10 +129,9 @@ def project(conn: psycopg.Connection, settings: Settings | None = None, *, risk:
             new = engine.count_new_facts(conn, checkpoint, head)
             engine.apply_increment(conn, LIVE_SCHEMA, checkpoint, head, new, _thresholds(settings))
             report = ProjectReport(checkpoint, head, new.total, 0.0, "incremental" if new.total else "noop")
-        if risk:
-            _catch_up_risk(conn, max(head, checkpoint), settings)
+        risk_from = _catch_up_risk(conn, max(head, checkpoint), settings) if risk else None
         return ProjectReport(report.from_position, report.to_position, report.facts_applied,
-                             time.perf_counter() - started, report.mode)
+                             time.perf_counter() - started, report.mode, risk_from_position=risk_from)
 
 
 def rebuild(conn: psycopg.Connection, settings: Settings | None = None) -> ProjectReport:
