@@ -53,3 +53,21 @@ def test_server_start_keeps_it_up_until_stop(tmp_path):
     finally:
         subprocess.run([LEDGER_BIN, "server", "stop"], env=env_for(home), check=True, capture_output=True)
     assert not server_running(home)
+
+
+def test_a_slow_statements_plan_goes_to_the_server_log(tmp_path):
+    import psycopg
+
+    from ledger.store.embedded import DATABASE, EmbeddedServer
+
+    home = tmp_path / "home"
+    subprocess.run([LEDGER_BIN, "server", "start"], env=env_for(home), check=True, capture_output=True)
+    try:
+        with psycopg.connect(EmbeddedServer(home).conninfo(DATABASE), autocommit=True) as conn:
+            assert conn.execute("SHOW auto_explain.log_min_duration").fetchone()[0] == "10s"
+            conn.execute("SET auto_explain.log_min_duration = 0")  # every statement counts as slow here
+            conn.execute("SELECT count(*) AS marked_for_the_log FROM generate_series(1, 10)")
+    finally:
+        subprocess.run([LEDGER_BIN, "server", "stop"], env=env_for(home), check=True, capture_output=True)
+    log = (home / "pgdata" / "server.log").read_text()
+    assert "marked_for_the_log" in log and "Function Scan on generate_series" in log

@@ -34,6 +34,10 @@ checkpoint_timeout = 15min
 max_parallel_workers_per_gather = 2
 jit = off
 log_min_messages = warning
+# the plan of any statement slower than this goes to the server log (LOG level, which log_min_messages keeps): a
+# projector run that is suddenly slow leaves the plan that made it so
+session_preload_libraries = 'auto_explain'
+auto_explain.log_min_duration = '10s'
 """
 
 
