@@ -50,6 +50,29 @@ LEFT JOIN {schema}.customer_month_attrs a ON a.customer_id = c.customer_id AND a
 LEFT JOIN {schema}.plan_month_meter p ON p.plan = a.plan AND p.month = c.month AND p.meter = c.meter;
 -- @index
 ALTER TABLE {schema}.customer_month_meter ADD PRIMARY KEY (customer_id, month, meter);
+-- @apply
+-- An increment's scoped refill, applied as a difference: the engine first writes @fill's rows for the scope into
+-- {stage}.customer_month_meter_new; here the keys gone are deleted, the rows that changed updated in place and the
+-- new keys inserted. Deleting and re-inserting every scoped row cost about 12 us a row (the key's uniqueness check
+-- visits the deleted versions) for rows that mostly had not changed: 0.6 s of a 10k-fact late increment at 10M.
+ANALYZE {stage}.customer_month_meter_new;
+DELETE FROM {schema}.customer_month_meter c
+WHERE {cm[c.customer_id, c.month]}
+  AND NOT EXISTS (SELECT 1 FROM {stage}.customer_month_meter_new n
+                  WHERE n.customer_id = c.customer_id AND n.month = c.month AND n.meter = c.meter);
+MERGE INTO {schema}.customer_month_meter c
+USING {stage}.customer_month_meter_new n
+   ON c.customer_id = n.customer_id AND c.month = n.month AND c.meter = n.meter
+WHEN MATCHED AND (c.on_time_units, c.late_units, c.included_units, c.overage_units, c.expected_cents,
+                  c.billed_units, c.billed_cents, c.on_time_facts)
+                 IS DISTINCT FROM (n.on_time_units, n.late_units, n.included_units, n.overage_units,
+                                   n.expected_cents, n.billed_units, n.billed_cents, n.on_time_facts) THEN
+    UPDATE SET on_time_units = n.on_time_units, late_units = n.late_units, included_units = n.included_units,
+               overage_units = n.overage_units, expected_cents = n.expected_cents, billed_units = n.billed_units,
+               billed_cents = n.billed_cents, on_time_facts = n.on_time_facts
+WHEN NOT MATCHED THEN
+    INSERT VALUES (n.customer_id, n.month, n.meter, n.on_time_units, n.late_units, n.included_units,
+                   n.overage_units, n.expected_cents, n.billed_units, n.billed_cents, n.on_time_facts);
 -- @add_on_time
 -- Fast path: on-time units added to open months; plans and prices are unchanged, so only the rows' overage moves.
 -- The rows it reaches, old and new values side by side, are kept for customer_month's and exceptions' fast paths

@@ -524,3 +524,25 @@ def test_project_reports_the_risk_views_catching_up_on_their_own(feed, ledger):
     assert (caught_up["mode"], caught_up["facts_applied"]) == ("noop", 0)
     assert caught_up["risk_from_position"] == built["to_position"] < caught_up["to_position"]
     assert "risk and sales views" not in ledger("project", check_exit=0).stdout  # all current: nothing to say
+
+
+def test_a_relink_that_takes_a_customers_only_usage_removes_its_month_meter_rows(feed, project, conn, ledger):
+    """Finance's scoped refill is applied as a difference: a key left without facts must be deleted, not kept."""
+    u = Usage("gone")
+    feed("identities", [link("product", "pr_g", "cus_before")])
+    feed("usage", [u("pr_g", "api_calls", 5, "2026-01-10T08:00:00Z"),
+                   u("pr_g", "fraud_checks", 2, "2026-01-11T08:00:00Z")])
+    project()
+
+    def meters(customer: str) -> set[tuple[str, str, int]]:
+        return set(conn.execute(f"SELECT month, meter, on_time_units FROM {LIVE_SCHEMA}.customer_month_meter"
+                                " WHERE customer_id = %s", (customer,)).fetchall())
+
+    assert meters("cus_before") == {("2026-01", "api_calls", 5), ("2026-01", "fraud_checks", 2)}
+    # January is open: its on-time facts resolve with every link known now, all of them to cus_after
+    feed("identities", [link("product", "pr_g", "cus_after", "2025-12-15T00:00:00Z")])
+    project()
+    assert meters("cus_before") == set()
+    assert meters("cus_after") == {("2026-01", "api_calls", 5), ("2026-01", "fraud_checks", 2)}
+    result = json.loads(ledger("project", "--check", "--json", check_exit=0).stdout)
+    assert all(r["equal"] for r in result.values()), result

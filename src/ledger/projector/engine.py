@@ -133,7 +133,10 @@ def _add_day_partitions(conn: psycopg.Connection, target: "Target") -> None:
         if f"usage_daily_p{month:%Y%m}" not in names:
             _run(conn, target, "usage_daily", "partition", {"month": month, "month_end": _month_after(month)})
 STAGE_TABLES = ("usage_group_stage", "usage_fact_stage", "usage_fact_resolved", "usage_batch_stage", "on_time_delta",
-                "customer_month_meter_change", "invoice_line_stage")
+                "customer_month_meter_change", "customer_month_meter_new", "invoice_line_stage")
+# Read models whose scoped refill in an increment is applied as a difference (their @apply section): @fill's rows
+# for the scope go into {stage}.NAME_new instead of the table, and @apply updates only what changed.
+APPLIED_AS_DIFFERENCE = ("customer_month_meter",)
 SCOPE_TABLES = {
     "scope_cm": "customer_id text, month text",
     "scope_cm_posting": "customer_id text, month text",
@@ -427,5 +430,20 @@ def _apply_marts(conn: psycopg.Connection, t: Target, scopes: dict[str, Scope]) 
         _run(conn, t, "late_adjustments", "touched", scopes)
         conn.execute(f"INSERT INTO {STAGE}.scope_cm SELECT customer_id, month FROM {STAGE}.scope_cm_posting")
     for name in ("customer_month_meter", "customer_month", "exceptions"):
+        if name in APPLIED_AS_DIFFERENCE and scopes is not FULL:
+            _refill_as_difference(conn, t, name, scopes)
+            continue
         _run(conn, t, name, "delete", scopes)
         _run(conn, t, name, "fill", scopes)
+
+
+def _refill_as_difference(conn: psycopg.Connection, t: Target, name: str, scopes: dict[str, Scope]) -> None:
+    """NAME's @fill for the scope into {stage}.NAME_new (a copy of the table's columns), then its @apply."""
+    into = f"INSERT INTO {{schema}}.{name}\n"
+    fill = sections(name)["fill"]
+    if not fill.startswith(into) or fill.count("INSERT INTO") != 1:
+        raise ValueError(f"{name}.sql @fill must be one INSERT INTO {{schema}}.{name} to be applied as a difference")
+    conn.execute(sql.SQL("CREATE TABLE {}.{} (LIKE {}.{})").format(
+        sql.Identifier(STAGE), sql.Identifier(f"{name}_new"), sql.Identifier(t.schema), sql.Identifier(name)))
+    conn.execute(t.render(f"INSERT INTO {{stage}}.{name}_new\n" + fill[len(into):], scopes))
+    _run(conn, t, name, "apply", scopes)
