@@ -9,7 +9,8 @@ Both run the same SQL files of `projections/`. The incremental step:
    whose rows it replaces) and adds them to `usage_on_time` / `usage_late`;
 3. then restricts the customer-month read models to a scope (temporary tables of the customer-months,
    source ids, invoices and customers the new facts can change), deletes the scoped rows and re-inserts them
-   with the rebuild's SQL; a new price recomputes them whole.
+   with the rebuild's SQL (customer_month_meter: computes them with it and writes only the difference); a new
+   price recomputes them whole.
 A period close changes no existing row (facts before it keep their status) but the posting of later late facts.
 """
 
