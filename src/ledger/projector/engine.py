@@ -133,11 +133,11 @@ def _add_day_partitions(conn: psycopg.Connection, target: "Target") -> None:
     for (month,) in months:
         if f"usage_daily_p{month:%Y%m}" not in names:
             _run(conn, target, "usage_daily", "partition", {"month": month, "month_end": _month_after(month)})
-STAGE_TABLES = ("usage_group_stage", "usage_fact_stage", "usage_fact_resolved", "usage_batch_stage", "on_time_delta",
-                "customer_month_meter_change", "customer_month_meter_new", "invoice_line_stage")
 # Read models whose scoped refill in an increment is applied as a difference (their @apply section): @fill's rows
 # for the scope go into {stage}.NAME_new instead of the table, and @apply updates only what changed.
 APPLIED_AS_DIFFERENCE = ("customer_month_meter",)
+STAGE_TABLES = ("usage_group_stage", "usage_fact_stage", "usage_fact_resolved", "usage_batch_stage", "on_time_delta",
+                "customer_month_meter_change", "invoice_line_stage", *(f"{n}_new" for n in APPLIED_AS_DIFFERENCE))
 SCOPE_TABLES = {
     "scope_cm": "customer_id text, month text",
     "scope_cm_posting": "customer_id text, month text",

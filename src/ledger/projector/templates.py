@@ -3,7 +3,8 @@
 A file in `projections/` states its grain, key and facts in its first lines, then holds sections that start
 with a `-- @name` line: `create` (DDL), `fill` / `fill_rebuild` / `fill_incremental` / `merge` (fill the
 table), `delete` (drop the rows of an incremental scope), `apply` (write an incremental scope's recomputed
-rows, from {stage}.NAME_new, as a difference), `touched` (record the keys an incremental step changed) and `index`. Placeholders, filled by `render`:
+rows, from {stage}.NAME_new, as a difference), `touched` (record the keys an incremental step changed) and
+`index`. Placeholders, filled by `render`:
 
     {schema}      the target schema (a quoted identifier)
     {stage}       where transient tables live (pg_temp)
