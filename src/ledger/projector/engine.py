@@ -17,6 +17,8 @@ A period close changes no existing row (facts before it keep their status) but t
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -163,12 +165,19 @@ def _drop_stage(conn: psycopg.Connection) -> None:
     conn.execute(f"DROP TABLE IF EXISTS {names}")
 
 
-def _analyze(conn: psycopg.Connection, target: Target, *tables: str) -> None:
-    """Statistics for the joins that follow: a small sample will do (row counts and rough distinct counts)."""
+@contextmanager
+def _coarse_statistics(conn: psycopg.Connection) -> Iterator[None]:
+    """ANALYZE inside takes a small sample: the joins that follow need row counts and rough distinct counts only.
+    (The default sample cost 0.12 s of a 100k-fact increment for its 78k-row stage table.)"""
     conn.execute("SET LOCAL default_statistics_target = 10")
-    for t in tables:
-        conn.execute(sql.SQL("ANALYZE {}.{}").format(sql.Identifier(target.schema), sql.Identifier(t)))
+    yield
     conn.execute("RESET default_statistics_target")
+
+
+def _analyze(conn: psycopg.Connection, target: Target, *tables: str) -> None:
+    with _coarse_statistics(conn):
+        for t in tables:
+            conn.execute(sql.SQL("ANALYZE {}.{}").format(sql.Identifier(target.schema), sql.Identifier(t)))
 
 
 # ------------------------------------------------------------------------------------------------ full build
@@ -302,11 +311,15 @@ def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head
         # `source` alone through the (source, event_id) key: 16 s at 10M facts instead of a 2 s hash join)
         conn.execute(f"ANALYZE {STAGE}.relink_source")
 
-    if new["usage_facts"] and new.total == new["usage_facts"] and _batch_all_on_time_in_open_months(conn, t):
-        _add_on_time(conn, t)
-        conn.execute(f"UPDATE {q}.checkpoint SET position = %s", (head,))
-        _drop_stage(conn)
-        return
+    if new["usage_facts"] and new.total == new["usage_facts"]:
+        with _coarse_statistics(conn):  # for the stage tables of the additive path
+            additive = _batch_all_on_time_in_open_months(conn, t)
+            if additive:
+                _add_on_time(conn, t)
+        if additive:
+            conn.execute(f"UPDATE {q}.checkpoint SET position = %s", (head,))
+            _drop_stage(conn)
+            return
 
     if new["usage_facts"] or new["identity_link_facts"]:
         _resolve_usage(conn, t, relinked=bool(new["identity_link_facts"]))
