@@ -3,8 +3,10 @@
 -- facts read: usage_facts (through link_range), identity_link_facts (through link_range)
 -- Transient ({stage} = pg_temp), the fast incremental path: a batch of usage facts only, each resolved with every
 -- link known now (the last link version, known_through = +inf) and aggregated straight away, without staging
--- fact by fact. It answers for the batch when every group has a customer and an open month (SPEC §4.1: such a
--- fact is on time, its customer that resolution); otherwise the engine drops it and resolves fact by fact.
+-- fact by fact. A group with a customer and an open month is on time as a whole (SPEC §4.1: such a fact is on
+-- time, its customer that resolution) and is added in place; @split removes the other groups, whose facts (late
+-- ones, and ones that resolve nowhere) the engine resolves one by one (usage_fact_stage's @fill_incremental_rest,
+-- whose conditions are the same, fact by fact).
 -- @fill
 CREATE TABLE {stage}.usage_batch_stage AS
 SELECT customer_id, to_char(month_start, 'YYYY-MM') AS month, meter, source, source_customer_id, units,
@@ -23,6 +25,11 @@ FROM (SELECT r.customer_id, date_trunc('month', f.event_time AT TIME ZONE 'UTC')
             AND r.valid_from <= f.event_time AND f.event_time < r.valid_to
       WHERE f.position > {checkpoint} AND f.position <= {head}
       GROUP BY 1, 2, 3, 4, 5) g;
--- @all_on_time_in_open_months
-SELECT NOT EXISTS (SELECT 1 FROM {stage}.usage_batch_stage
-                   WHERE customer_id IS NULL OR month IN (SELECT month FROM {schema}.period_close));
+-- @split
+-- Leaves the groups to add in place; returns the number and the digest of the facts the removed groups hold.
+WITH rest AS (
+    DELETE FROM {stage}.usage_batch_stage
+    WHERE customer_id IS NULL OR month IN (SELECT month FROM {schema}.period_close)
+    RETURNING event_count, digest
+)
+SELECT coalesce(sum(event_count), 0)::bigint, coalesce(bit_xor(digest), 0) FROM rest;

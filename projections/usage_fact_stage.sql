@@ -38,6 +38,20 @@ SELECT f.position, f.source, f.source_customer_id, f.meter, f.quantity, f.event_
 FROM usage_facts f
 LEFT JOIN {schema}.period_close c ON c.month_start = date_trunc('month', f.event_time AT TIME ZONE 'UTC')
 WHERE f.position > {checkpoint} AND f.position <= {head};
+-- @fill_incremental_rest
+-- The new facts of a usage-only batch that usage_batch_stage's @split left out of the in-place addition: those of
+-- a closed month, and those that resolve nowhere with every link known now (its join's conditions, fact by fact).
+INSERT INTO {stage}.usage_fact_stage
+SELECT f.position, f.source, f.source_customer_id, f.meter, f.quantity, f.event_time,
+       to_char(f.event_time AT TIME ZONE 'UTC', 'YYYY-MM'), coalesce(c.close_position, 9223372036854775807)
+FROM usage_facts f
+LEFT JOIN {schema}.period_close c ON c.month_start = date_trunc('month', f.event_time AT TIME ZONE 'UTC')
+WHERE f.position > {checkpoint} AND f.position <= {head}
+  AND (c.month_start IS NOT NULL
+       OR NOT EXISTS (SELECT 1 FROM {schema}.link_range r
+                      WHERE r.source = f.source AND r.source_customer_id = f.source_customer_id
+                        AND r.known_through = 9223372036854775807
+                        AND r.valid_from <= f.event_time AND f.event_time < r.valid_to));
 -- @fill_relinked
 -- Only when identity links are new: a relinked source id's facts of the months from the one of its earliest new
 -- link's effective_from on (usage_on_time's and usage_late's rows of those months were deleted; a fact before

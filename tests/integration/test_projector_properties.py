@@ -165,18 +165,22 @@ def checksums(conn: psycopg.Connection) -> dict[str, str]:
     return {t: runner.table_checksum(conn, runner.LIVE_SCHEMA, t) for t in engine.TABLES}
 
 
-def run_split(conn: psycopg.Connection, facts: Facts, cuts: list[bool], on_batch=None) -> None:
-    """Projects an empty store, then appends the facts batch by batch (a cut after fact i), projecting each."""
+def run_split(conn: psycopg.Connection, facts: Facts, cuts: list[bool], on_batch=None) -> list[str | None]:
+    """Projects an empty store, then appends the facts batch by batch (a cut after fact i), projecting each;
+    returns each batch's path through Finance's read models."""
     projector.project(conn)
     start = 0
+    paths = []
     for i in range(len(facts.rows)):
         if i == len(facts.rows) - 1 or cuts[i % len(cuts)]:
             facts.insert(conn, start, i + 1)
             report = projector.project(conn)
             assert report.to_position == i + 1 and report.from_position == start
+            paths.append(report.path)
             start = i + 1
             if on_batch:
                 on_batch(start)
+    return paths
 
 
 def rows(conn: psycopg.Connection, query: str) -> list[tuple]:
@@ -339,9 +343,7 @@ def test_customer_month_balance_is_invoiced_minus_credits_plus_late_adjustments(
     assert bad == [] and missing == []
 
 
-def test_on_time_usage_of_open_months_takes_the_additive_path_and_equals_rebuild(dsn, monkeypatch):
-    calls = []
-    monkeypatch.setattr(engine, "_add_on_time", lambda *a, _real=engine._add_on_time: (calls.append(1), _real(*a)))
+def test_on_time_usage_of_open_months_takes_the_additive_path_and_equals_rebuild(dsn):
     ops = [("link", SOURCE_IDS[0], "c1", EFFECTIVE[0]), ("link", SOURCE_IDS[1], "c2", EFFECTIVE[0]),
            ("attr", "c1", EFFECTIVE[0], {"plan": "pa"}), ("price", "pa", "2025-12", 100, {"m1": (3, 2)}),
            ("invoice", SOURCE_IDS[0], "2026-02", 100, {"m1": 4}),
@@ -353,8 +355,8 @@ def test_on_time_usage_of_open_months_takes_the_additive_path_and_equals_rebuild
     facts = Facts.from_ops(ops)
     with psycopg.connect(dsn) as conn:
         reset(conn)
-        run_split(conn, facts, [False] * 6 + [True, False, True, False])
-        assert calls, "the additive path was not taken"
+        paths = run_split(conn, facts, [False] * 6 + [True, False, True, False])
+        assert paths == ["scoped", "additive", "additive"]
         report = projector.check(conn)
         assert all(r["equal"] for r in report.values()), {t: r for t, r in report.items() if not r["equal"]}
 
@@ -364,19 +366,18 @@ def test_on_time_usage_of_open_months_takes_the_additive_path_and_equals_rebuild
     ("usage", SOURCE_IDS[0], "m2", "2026-01", OFFSETS[4], 6),   # a fact of the closed month: late
     ("usage", SOURCE_IDS[1], "m1", "2026-02", OFFSETS[0], 2),   # open month, before its source id's first link
 ])
-def test_a_usage_batch_with_one_fact_not_on_time_in_an_open_month_takes_the_general_path(dsn, monkeypatch, odd_one_out):
-    calls = []
-    monkeypatch.setattr(engine, "_add_on_time", lambda *a, _real=engine._add_on_time: (calls.append(1), _real(*a)))
+def test_a_usage_batch_adds_its_on_time_facts_in_place_and_refills_for_the_others(dsn, odd_one_out):
     ops = [("link", SOURCE_IDS[0], "c1", EFFECTIVE[0]), ("link", SOURCE_IDS[1], "c2", EFFECTIVE[3]),
            ("attr", "c1", EFFECTIVE[0], {"plan": "pa"}), ("price", "pa", "2025-12", 100, {"m1": (3, 2)}),
            ("usage", SOURCE_IDS[0], "m1", "2026-01", OFFSETS[1], 2), ("close",),
            ("usage", SOURCE_IDS[0], "m1", "2026-02", OFFSETS[1], 5),   # on time in an open month ...
            odd_one_out,                                                # ... in one batch with this fact
-           ("usage", SOURCE_IDS[0], "m1", "2026-03", OFFSETS[2], 4)]   # additive again, on its own
+           ("usage", SOURCE_IDS[0], "m1", "2026-03", OFFSETS[2], 4),   # additive again, on its own
+           odd_one_out[:4] + (OFFSETS[3], 1)]                          # and a batch of only such a fact
     facts = Facts.from_ops(ops)
     with psycopg.connect(dsn) as conn:
         reset(conn)
-        run_split(conn, facts, [False] * 5 + [True, False, True, False])
-        assert len(calls) == 1, "only the last batch is all on time in open months"
+        paths = run_split(conn, facts, [False] * 5 + [True, False, True, True, False])
+        assert paths == ["scoped", "additive+scoped", "additive", "scoped"]
         report = projector.check(conn)
         assert all(r["equal"] for r in report.values()), {t: r for t, r in report.items() if not r["equal"]}

@@ -47,7 +47,8 @@ def project(
     if as_json:
         emit_json(vars(report))
     else:
-        print(f"{report.mode}: {report.facts_applied} facts applied, positions {report.from_position}→"
+        print(f"{report.mode}" + (f" ({report.path})" if report.path else "")
+              + f": {report.facts_applied} facts applied, positions {report.from_position}→"
               f"{report.to_position}, {report.seconds:.2f}s" + (f" ({report.reason})" if report.reason else "")
               + (f"; risk and sales views caught up from position {report.risk_from_position}"
                  if report.risk_from_position is not None else ""))

@@ -289,8 +289,13 @@ def count_built_facts(conn: psycopg.Connection, schema: str, head: int) -> int:
 
 
 def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head: int, new: NewFacts,
-                    thresholds: Thresholds = Thresholds()) -> None:
-    """Applies the facts in (CHECKPOINT, HEAD] to the read models of SCHEMA (inside the caller's transaction)."""
+                    thresholds: Thresholds = Thresholds()) -> str:
+    """Applies the facts in (CHECKPOINT, HEAD] to the read models of SCHEMA (inside the caller's transaction).
+
+    Returns the path it took: "additive" (usage facts only, every one on time in an open month: added in place),
+    "additive+scoped" (usage facts only: those added in place, the others, late or resolving nowhere, through
+    scoped refills) or "scoped" (scoped refills for everything; a new price refills the customer-month models whole).
+    """
     t = Target(schema, head, checkpoint, _relinked_since(conn, checkpoint, head) if new["identity_link_facts"] else None)
     q = sql.Identifier(schema).as_string(conn)
     conn.execute("SET LOCAL work_mem = '256MB'")
@@ -311,17 +316,23 @@ def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head
         # `source` alone through the (source, event_id) key: 16 s at 10M facts instead of a 2 s hash join)
         conn.execute(f"ANALYZE {STAGE}.relink_source")
 
+    path = "scoped"
     if new["usage_facts"] and new.total == new["usage_facts"]:
         with _coarse_statistics(conn):  # for the stage tables of the additive path
-            additive = _batch_all_on_time_in_open_months(conn, t)
-            if additive:
+            rest = _split_batch(conn, t)
+            if rest.facts < new["usage_facts"]:
                 _add_on_time(conn, t)
-        if additive:
+        if not rest.facts:
             conn.execute(f"UPDATE {q}.checkpoint SET position = %s", (head,))
             _drop_stage(conn)
-            return
-
-    if new["usage_facts"] or new["identity_link_facts"]:
+            return "additive"
+        # The other facts (late ones, ones that resolve nowhere) go the general way below, alone. The customer-months
+        # the addition made are complete: they leave the scope (the refills below would only write them again).
+        conn.execute(f"DELETE FROM {STAGE}.scope_cm")
+        _resolve_usage(conn, t, relinked=False, rest=rest)
+        _apply_usage(conn, t)
+        path = "additive+scoped" if rest.facts < new["usage_facts"] else "scoped"
+    elif new["usage_facts"] or new["identity_link_facts"]:
         _resolve_usage(conn, t, relinked=bool(new["identity_link_facts"]))
         _apply_usage(conn, t)
 
@@ -359,6 +370,7 @@ def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head
     _apply_marts(conn, t, marts)
     conn.execute(f"UPDATE {q}.checkpoint SET position = %s", (head,))
     _drop_stage(conn)
+    return path
 
 
 def apply_risk_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head: int,
@@ -383,25 +395,42 @@ def _relinked_since(conn: psycopg.Connection, checkpoint: int, head: int):
                         (checkpoint, head)).fetchone()[0]
 
 
-def _resolve_usage(conn: psycopg.Connection, t: Target, relinked: bool) -> None:
-    """Resolves the new usage facts, and every fact of a relinked source id, one by one (SPEC §4.1)."""
+@dataclass(frozen=True)
+class Rest:
+    """The facts of a usage-only batch left out of the in-place addition: how many, and their digest (bit_xor of
+    hashint8extended(position, quantity), as usage_on_time keeps it)."""
+
+    facts: int
+    digest: int
+
+
+def _resolve_usage(conn: psycopg.Connection, t: Target, relinked: bool, rest: Rest | None = None) -> None:
+    """Resolves the new usage facts, and every fact of a relinked source id, one by one (SPEC §4.1).
+
+    REST: only the batch's facts that the in-place addition left (_split_batch), which must be exactly these: a
+    fact staged here and added in place too, or in neither, would count twice or not at all.
+    """
     for name in ("usage_fact_stage", "usage_fact_resolved"):
         _run(conn, t, name, "create")
-    _run(conn, t, "usage_fact_stage", "fill_incremental")
+    _run(conn, t, "usage_fact_stage", "fill_incremental" if rest is None else "fill_incremental_rest")
     if relinked:
         _run(conn, t, "usage_fact_stage", "fill_relinked")
+    if rest is not None:
+        staged = Rest(*conn.execute(f"SELECT count(*), coalesce(bit_xor(hashint8extended(position, quantity)), 0)"
+                                    f" FROM {STAGE}.usage_fact_stage").fetchone())
+        if staged != rest:  # never expected
+            raise RuntimeError(f"usage facts in ({t.checkpoint}, {t.head}] left out of the in-place addition: {rest},"
+                               f" but staged one by one: {staged}")
     conn.execute(f"ANALYZE {STAGE}.usage_fact_stage")
     _run(conn, t, "usage_fact_resolved", "fill")
 
 
-def _batch_all_on_time_in_open_months(conn: psycopg.Connection, t: Target) -> bool:
-    """Whether every new usage fact is on time in an open month; if so, usage_batch_stage holds their groups."""
+def _split_batch(conn: psycopg.Connection, t: Target) -> Rest:
+    """Fills usage_batch_stage with the new usage facts' groups that are on time in an open month (to add in
+    place); returns what the other groups hold."""
     _run(conn, t, "usage_batch_stage", "fill")
     conn.execute(f"ANALYZE {STAGE}.usage_batch_stage")
-    row = conn.execute(t.render(sections("usage_batch_stage")["all_on_time_in_open_months"], FULL)).fetchone()
-    if not row[0]:
-        conn.execute(f"DROP TABLE {STAGE}.usage_batch_stage")
-    return bool(row[0])
+    return Rest(*conn.execute(t.render(sections("usage_batch_stage")["split"], FULL)).fetchone())
 
 
 def _add_on_time(conn: psycopg.Connection, t: Target) -> None:

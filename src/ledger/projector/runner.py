@@ -39,6 +39,9 @@ class ProjectReport:
     # the Risk and Sales views' own checkpoint when this run brought them from there to to_position (None: they
     # were current, or were left for a later run)
     risk_from_position: int | None = None
+    # an incremental run's way through Finance's read models (engine.apply_increment): "additive", "additive+scoped"
+    # or "scoped"
+    path: str | None = None
 
 
 def _head_position(conn: psycopg.Connection) -> int:
@@ -127,11 +130,13 @@ def project(conn: psycopg.Connection, settings: Settings | None = None, *, risk:
         report = ProjectReport(checkpoint, checkpoint, 0, 0.0, "noop")
         if head > checkpoint:
             new = engine.count_new_facts(conn, checkpoint, head)
-            engine.apply_increment(conn, LIVE_SCHEMA, checkpoint, head, new, _thresholds(settings))
-            report = ProjectReport(checkpoint, head, new.total, 0.0, "incremental" if new.total else "noop")
+            path = engine.apply_increment(conn, LIVE_SCHEMA, checkpoint, head, new, _thresholds(settings))
+            report = ProjectReport(checkpoint, head, new.total, 0.0, "incremental" if new.total else "noop",
+                                   path=path if new.total else None)
         risk_from = _catch_up_risk(conn, max(head, checkpoint), settings) if risk else None
         return ProjectReport(report.from_position, report.to_position, report.facts_applied,
-                             time.perf_counter() - started, report.mode, risk_from_position=risk_from)
+                             time.perf_counter() - started, report.mode, risk_from_position=risk_from,
+                             path=report.path)
 
 
 def rebuild(conn: psycopg.Connection, settings: Settings | None = None) -> ProjectReport:
