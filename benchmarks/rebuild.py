@@ -4,7 +4,7 @@ One run on a fresh embedded default: 10M usage facts over 20,000 customers and 6
 links, attributes, prices, invoices, two period closes and 2% late usage, all appended through the real
 `ledger ingest` path; then times `ledger project --rebuild`, and a single SQL
 `GROUP BY customer, month, meter` over the same usage rows copied into a plain table; then ingests 100k
-new usage facts and times the incremental `ledger project`. Prints JSON.
+new usage facts and times the incremental `ledger project`, then the same with 2% of the batch late. Prints JSON.
 
     python benchmarks/rebuild.py [--events 10000000] [--customers 20000] [--home DIR]
 
@@ -57,6 +57,8 @@ def main() -> None:
         prepared.write_text(str(run))
         data = home / "data"
         relabel(data / "more_raw.ndjson", data / "more.ndjson", f"more{run}_")
+        late_in_mixed = int(args.increment * args.late_share)
+        mixed_batch(data, run, args.increment - late_in_mixed, late_in_mixed)
 
 
         timings["rebuild_wall_s"], rebuilt = must(home, "project", "--rebuild", "--json")
@@ -89,6 +91,12 @@ def main() -> None:
         with psycopg.connect(EmbeddedServer(home).conninfo(DATABASE), autocommit=True) as conn:
             floor = increment_touch_floor(conn, more["first_position"], more["last_position"])
         timings["risk_incremental_wall_s"], risk_incremental = must(home, "project", "--json")
+        # the same size of batch with 2% late facts (into the closed months), as batches arrive after a close
+        _, mixed_ingest = must(home, "ingest", "usage", str(data / "mixed.ndjson"), "--json")
+        with psycopg.connect(EmbeddedServer(home).conninfo(DATABASE), autocommit=True) as conn:
+            conn.execute("CHECKPOINT")  # as before the first increment: the worst case, its pages' first writes
+        _, mixed = must(home, "project", "--finance-only", "--json")
+        _, mixed_risk = must(home, "project", "--json")
 
         rebuild_rate = facts / rebuilt["seconds"]
         finance_rate = facts / timings["rebuild_finance_s"]
@@ -115,6 +123,10 @@ def main() -> None:
             "risk_views_incremental_s": round(risk_incremental["seconds"], 3),
             # the rows of Finance's read models that the increment must change, each only touched (+1, rolled back)
             "increment_touch_floor": floor,
+            "incremental_mixed": {"facts": mixed["facts_applied"], "late_facts": late_in_mixed,
+                                  "path": mixed.get("path"), "project_s": round(mixed["seconds"], 3),
+                                  "risk_views_s": round(mixed_risk["seconds"], 3),
+                                  "appended": mixed_ingest["appended"]},
             "targets": {"rebuild_facts_per_s": 300_000, "ratio_to_group_by": 0.5, "incremental_s": 1.0},
         }, indent=2))
     finally:
@@ -139,6 +151,17 @@ def finance_build_seconds(conn) -> float:
             return time.perf_counter() - started
     finally:
         engine._run_risk = real_run_risk
+
+
+def mixed_batch(data: Path, run: int, on_time: int, late: int) -> None:
+    """mixed.ndjson: ON_TIME facts of the open months (more_raw's first) and LATE facts of the closed ones
+    (late_raw's first), all with new event ids."""
+    with open(data / "mixed.ndjson", "w") as out:
+        for name, count, prefix in (("more_raw.ndjson", on_time, f"mixed{run}_"),
+                                    ("late_raw.ndjson", late, f"mixedlate{run}_")):
+            with open(data / name) as inp:
+                for _, line in zip(range(count), inp):
+                    out.write(line.replace('"event_id":"u', f'"event_id":"{prefix}', 1))
 
 
 FINANCE_PASS = """
