@@ -33,6 +33,11 @@ max_wal_size = 8GB
 checkpoint_timeout = 15min
 max_parallel_workers_per_gather = 2
 jit = off
+# a rebuild writes its new tables in the transaction that creates them: at wal_level minimal they are not copied
+# into the WAL but flushed to disk at commit (a 10M-fact rebuild: 52 s -> 44 s). This server has no replicas and
+# no WAL archive (a store is copied with pg_dump); a PostgreSQL at LEDGER_DATABASE_URL keeps its own setting.
+wal_level = minimal
+max_wal_senders = 0
 log_min_messages = warning
 # the plan of any statement slower than this goes to the server log (LOG level, which log_min_messages keeps): a
 # projector run that is suddenly slow leaves the plan that made it so
