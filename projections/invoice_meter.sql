@@ -19,3 +19,4 @@ JOIN {schema}.invoice_resolved i ON i.invoice_id = l.invoice_id
 WHERE l.usage_meter IS NOT NULL;
 -- @index
 ALTER TABLE {schema}.invoice_meter ADD PRIMARY KEY (invoice_id, meter);
+CREATE INDEX ON {schema}.invoice_meter (customer_id, period);  -- the scoped refills' customer-months

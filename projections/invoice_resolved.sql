@@ -47,3 +47,4 @@ SELECT DISTINCT customer_id, period FROM {schema}.invoice_resolved
 WHERE customer_id IS NOT NULL AND {inv[invoice_id]};
 -- @index
 ALTER TABLE {schema}.invoice_resolved ADD PRIMARY KEY (invoice_id);
+CREATE INDEX ON {schema}.invoice_resolved (customer_id, period);  -- the scoped refills' customer-months

@@ -57,3 +57,4 @@ INSERT INTO {stage}.scope_cm_posting
 SELECT DISTINCT customer_id, posting_month FROM {schema}.late_adjustments WHERE {cm[customer_id, original_month]};
 -- @index
 ALTER TABLE {schema}.late_adjustments ADD PRIMARY KEY (customer_id, original_month, meter, posting_month);
+CREATE INDEX ON {schema}.late_adjustments (customer_id, posting_month);  -- the scoped refills' posting months

@@ -37,3 +37,10 @@ SELECT customer_id, month FROM {stage}.usage_fact_resolved WHERE NOT is_on_time 
 UNION SELECT customer_id, posting_month FROM {stage}.usage_fact_resolved WHERE NOT is_on_time AND customer_id IS NOT NULL;
 INSERT INTO {stage}.scope_src
 SELECT DISTINCT source, source_customer_id FROM {stage}.usage_fact_resolved;
+-- @index
+-- The scoped refills read a scope's late facts through these (by original month and by posting month, and the
+-- unattributed ones by source id), not by scanning every late fact: a general increment's cost follows its
+-- scope, not the store.
+CREATE INDEX ON {schema}.usage_late (customer_id, month);
+CREATE INDEX ON {schema}.usage_late (customer_id, posting_month);
+CREATE INDEX ON {schema}.usage_late (source, source_customer_id) WHERE customer_id IS NULL;
