@@ -381,3 +381,31 @@ def test_a_usage_batch_adds_its_on_time_facts_in_place_and_refills_for_the_other
         assert paths == ["scoped", "additive+scoped", "additive", "scoped"]
         report = projector.check(conn)
         assert all(r["equal"] for r in report.values()), {t: r for t, r in report.items() if not r["equal"]}
+
+
+def test_a_split_that_does_not_add_up_falls_back_to_the_general_path(dsn, monkeypatch):
+    """The facts left out of the in-place addition are checked against those staged one by one; a mismatch (a
+    bug, never expected) rolls the split back and the batch goes the general way, with an error in the log."""
+    from structlog.testing import capture_logs
+
+    real = engine._split_batch
+
+    def miscounted(conn, t):
+        rest = real(conn, t)
+        return engine.Rest(rest.facts, rest.digest ^ 1) if rest.facts else rest
+
+    monkeypatch.setattr(engine, "_split_batch", miscounted)
+    ops = [("link", SOURCE_IDS[0], "c1", EFFECTIVE[0]), ("attr", "c1", EFFECTIVE[0], {"plan": "pa"}),
+           ("price", "pa", "2025-12", 100, {"m1": (3, 2)}),
+           ("usage", SOURCE_IDS[0], "m1", "2026-01", OFFSETS[1], 2), ("close",),
+           ("usage", SOURCE_IDS[0], "m1", "2026-02", OFFSETS[1], 5),   # on time in an open month ...
+           ("usage", SOURCE_IDS[0], "m1", "2026-01", OFFSETS[4], 6)]   # ... and late into the closed one
+    facts = Facts.from_ops(ops)
+    with psycopg.connect(dsn) as conn:
+        reset(conn)
+        with capture_logs() as logs:
+            paths = run_split(conn, facts, [False] * 4 + [True, False])
+        assert paths == ["scoped", "scoped"]
+        assert [e["event"] for e in logs if e["log_level"] == "error"] == ["usage_batch_split_mismatch"]
+        report = projector.check(conn)
+        assert all(r["equal"] for r in report.values()), {t: r for t, r in report.items() if not r["equal"]}

@@ -2,9 +2,10 @@
 
 Both run the same SQL files of `projections/`. The incremental step:
 
-1. when the batch is only usage facts, all on time in open months (the common case), resolves them with the
-   current links and aggregates them in one statement (`usage_batch_stage`), adds their units to the rows they
-   reach (`@merge_batch`, `@add_on_time` sections) and stops;
+1. when the batch is only usage facts (the common case), resolves them with the current links and aggregates them
+   in one statement (`usage_batch_stage`), adds the units of the groups on time in open months to the rows they
+   reach (`@merge_batch`, `@add_on_time` sections), and stops there unless some facts are late or resolve
+   nowhere: those alone go on through steps 2-3;
 2. otherwise resolves the new usage facts one by one (and every fact of a source id that got a new identity link,
    whose rows it replaces) and adds them to `usage_on_time` / `usage_late`;
 3. then restricts the customer-month read models to a scope (temporary tables of the customer-months,
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from ..logging import get_logger
 from .templates import FULL, SCOPED, STAGE, CutoffCase, Scope, Target, definition_digest, sections
 
 # Risk and Sales views, with a checkpoint of their own: adoption (from Finance's usage_on_time) and anomalies (over
@@ -317,22 +319,19 @@ def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head
         conn.execute(f"ANALYZE {STAGE}.relink_source")
 
     path = "scoped"
+    usage_applied = False
     if new["usage_facts"] and new.total == new["usage_facts"]:
-        with _coarse_statistics(conn):  # for the stage tables of the additive path
-            rest = _split_batch(conn, t)
-            if rest.facts < new["usage_facts"]:
-                _add_on_time(conn, t)
-        if not rest.facts:
+        try:
+            with conn.transaction():  # a savepoint: a split that does not add up leaves nothing behind
+                path = _apply_usage_batch(conn, t, new["usage_facts"])
+            usage_applied = True
+        except SplitMismatch as error:  # never expected; the general path below is the reference
+            get_logger().error("usage_batch_split_mismatch", detail=str(error))
+        if path == "additive":
             conn.execute(f"UPDATE {q}.checkpoint SET position = %s", (head,))
             _drop_stage(conn)
-            return "additive"
-        # The other facts (late ones, ones that resolve nowhere) go the general way below, alone. The customer-months
-        # the addition made are complete: they leave the scope (the refills below would only write them again).
-        conn.execute(f"DELETE FROM {STAGE}.scope_cm")
-        _resolve_usage(conn, t, relinked=False, rest=rest)
-        _apply_usage(conn, t)
-        path = "additive+scoped" if rest.facts < new["usage_facts"] else "scoped"
-    elif new["usage_facts"] or new["identity_link_facts"]:
+            return path
+    if not usage_applied and (new["usage_facts"] or new["identity_link_facts"]):
         _resolve_usage(conn, t, relinked=bool(new["identity_link_facts"]))
         _apply_usage(conn, t)
 
@@ -418,11 +417,32 @@ def _resolve_usage(conn: psycopg.Connection, t: Target, relinked: bool, rest: Re
     if rest is not None:
         staged = Rest(*conn.execute(f"SELECT count(*), coalesce(bit_xor(hashint8extended(position, quantity)), 0)"
                                     f" FROM {STAGE}.usage_fact_stage").fetchone())
-        if staged != rest:  # never expected
-            raise RuntimeError(f"usage facts in ({t.checkpoint}, {t.head}] left out of the in-place addition: {rest},"
+        if staged != rest:
+            raise SplitMismatch(f"usage facts in ({t.checkpoint}, {t.head}] left out of the in-place addition: {rest},"
                                f" but staged one by one: {staged}")
     conn.execute(f"ANALYZE {STAGE}.usage_fact_stage")
     _run(conn, t, "usage_fact_resolved", "fill")
+
+
+class SplitMismatch(RuntimeError):
+    """The facts left out of a batch's in-place addition are not exactly those staged one by one."""
+
+
+def _apply_usage_batch(conn: psycopg.Connection, t: Target, usage_facts: int) -> str:
+    """A usage-only batch: its on-time facts of open months added in place; the others (late ones, ones that
+    resolve nowhere) resolved one by one and folded in, for the scoped refills that follow. Returns the path."""
+    with _coarse_statistics(conn):  # for the stage tables of the additive path
+        rest = _split_batch(conn, t)
+        if rest.facts < usage_facts:
+            _add_on_time(conn, t)
+    if not rest.facts:
+        return "additive"
+    # The customer-months the addition made are complete: they leave the scope (the refills would only write them
+    # again).
+    conn.execute(f"DELETE FROM {STAGE}.scope_cm")
+    _resolve_usage(conn, t, relinked=False, rest=rest)
+    _apply_usage(conn, t)
+    return "additive+scoped" if rest.facts < usage_facts else "scoped"
 
 
 def _split_batch(conn: psycopg.Connection, t: Target) -> Rest:
@@ -436,8 +456,9 @@ def _split_batch(conn: psycopg.Connection, t: Target) -> Rest:
 def _add_on_time(conn: psycopg.Connection, t: Target) -> None:
     """The common case, additively: on-time units of open months add to the rows they reach.
 
-    Nothing else can move: open months have no late postings, and no link, attribute, price, invoice or credit
-    fact is new. New customer-months get their attributes first; plan prices are recomputed whole (tiny).
+    Nothing else can move: no link, attribute, price, invoice or credit fact is new, and on-time units change no
+    late posting (late facts of the same batch are refilled by scope afterwards). New customer-months get their
+    attributes first; plan prices are recomputed whole (tiny).
     """
     _run(conn, t, "usage_on_time", "delta", SCOPED)
     _run(conn, t, "usage_on_time", "merge_batch", SCOPED)
