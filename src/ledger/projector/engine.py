@@ -404,23 +404,14 @@ class Rest:
     digest: int
 
 
-def _resolve_usage(conn: psycopg.Connection, t: Target, relinked: bool, rest: Rest | None = None) -> None:
-    """Resolves the new usage facts, and every fact of a relinked source id, one by one (SPEC §4.1).
-
-    REST: only the batch's facts that the in-place addition left (_split_batch), which must be exactly these: a
-    fact staged here and added in place too, or in neither, would count twice or not at all.
-    """
+def _resolve_usage(conn: psycopg.Connection, t: Target, relinked: bool, fill: str = "fill_incremental") -> None:
+    """Resolves the new usage facts (FILL: all of them, or `fill_incremental_rest`: those a split batch did not add
+    in place), and every fact of a relinked source id, one by one (SPEC §4.1)."""
     for name in ("usage_fact_stage", "usage_fact_resolved"):
         _run(conn, t, name, "create")
-    _run(conn, t, "usage_fact_stage", "fill_incremental" if rest is None else "fill_incremental_rest")
+    _run(conn, t, "usage_fact_stage", fill)
     if relinked:
         _run(conn, t, "usage_fact_stage", "fill_relinked")
-    if rest is not None:
-        staged = Rest(*conn.execute(f"SELECT count(*), coalesce(bit_xor(hashint8extended(position, quantity)), 0)"
-                                    f" FROM {STAGE}.usage_fact_stage").fetchone())
-        if staged != rest:
-            raise SplitMismatch(f"usage facts in ({t.checkpoint}, {t.head}] left out of the in-place addition: {rest},"
-                               f" but staged one by one: {staged}")
     conn.execute(f"ANALYZE {STAGE}.usage_fact_stage")
     _run(conn, t, "usage_fact_resolved", "fill")
 
@@ -441,7 +432,13 @@ def _apply_usage_batch(conn: psycopg.Connection, t: Target, usage_facts: int) ->
     # The customer-months the addition made are complete: they leave the scope (the refills would only write them
     # again).
     conn.execute(f"DELETE FROM {STAGE}.scope_cm")
-    _resolve_usage(conn, t, relinked=False, rest=rest)
+    _resolve_usage(conn, t, relinked=False, fill="fill_incremental_rest")
+    # Exactly the facts the addition left, or a fact would count twice or not at all.
+    staged = Rest(*conn.execute(f"SELECT count(*), coalesce(bit_xor(hashint8extended(position, quantity)), 0)"
+                                f" FROM {STAGE}.usage_fact_stage").fetchone())
+    if staged != rest:
+        raise SplitMismatch(f"usage facts in ({t.checkpoint}, {t.head}] left out of the in-place addition: {rest},"
+                            f" but staged one by one: {staged}")
     _apply_usage(conn, t)
     return "additive+scoped" if rest.facts < usage_facts else "scoped"
 
