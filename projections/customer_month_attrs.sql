@@ -1,8 +1,11 @@
 -- grain: one row per customer x month that a read model reports; key: (customer_id, month)
--- facts read: attribute_facts (through dim_customer); the keys come from usage_on_time, usage_late,
---             invoice_resolved and credit_facts
+-- facts read: attribute_facts (through dim_customer), calculation_promoted_facts (through calc_in_force); the keys
+--             come from usage_on_time, usage_late, invoice_resolved, credit_facts and restatements
 -- SPEC §3.3: a customer-month takes the version in effect at the month's first instant; where none is, the first
--- version that starts within the month; else empty attributes.
+-- version that starts within the month; else empty attributes. SPEC §4.0: as known at the month's pricing point
+-- priced_at = E(m) (its close position - 1 once closed, the head while open), and so is its calculation.
+-- is_split: an attribute fact of the customer takes effect strictly inside the month, so its days may have more
+-- than one plan (under daily_prorated, such a month is priced day by day: customer_month_priced).
 -- @create
 CREATE TABLE {schema}.customer_month_attrs (
     customer_id text NOT NULL,
@@ -11,12 +14,17 @@ CREATE TABLE {schema}.customer_month_attrs (
     segment     text,
     owner       text,
     plan        text,
-    region      text
+    region      text,
+    priced_at   bigint NOT NULL,
+    calculation text NOT NULL,
+    plan_rule   text NOT NULL,
+    is_split    boolean NOT NULL
 );
 -- @delete
 DELETE FROM {schema}.customer_month_attrs WHERE {cm[customer_id, month]};
 -- @fill
-INSERT INTO {schema}.customer_month_attrs
+DROP TABLE IF EXISTS {stage}.cm_attr_key, {stage}.version_pair, {stage}.version_fact;
+CREATE TABLE {stage}.cm_attr_key AS
 WITH credit AS (
     SELECT customer_id, to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month
     FROM credit_facts
@@ -32,14 +40,53 @@ WITH credit AS (
     SELECT customer_id, period FROM {schema}.invoice_resolved WHERE customer_id IS NOT NULL AND {cm[customer_id, period]}
     UNION
     SELECT customer_id, month FROM credit WHERE {cm[customer_id, month]}
+    UNION
+    SELECT customer_id, posting_month FROM {schema}.restatements WHERE {cm[customer_id, posting_month]}
+), keyed AS (
+    SELECT cm.customer_id, cm.month, coalesce(pc.close_position - 1, {head}) AS priced_at
+    FROM cm LEFT JOIN {schema}.period_close pc ON pc.month = cm.month
+), attr AS (    -- each reported customer's attribute facts: the latest position, and the months they split
+    SELECT customer_id, max(position) AS last_position,
+           array_agg(DISTINCT to_char(effective_from AT TIME ZONE 'UTC', 'YYYY-MM'))
+               FILTER (WHERE effective_from AT TIME ZONE 'UTC' <> date_trunc('month', effective_from AT TIME ZONE 'UTC'))
+               AS split_months
+    FROM attribute_facts
+    WHERE position <= {head} AND customer_id IN (SELECT customer_id FROM keyed)
+    GROUP BY customer_id
 )
-SELECT DISTINCT ON (cm.customer_id, cm.month)
-       cm.customer_id, cm.month, d.name, d.segment, d.owner, d.plan, d.region
-FROM cm
+SELECT k.customer_id, k.month, k.priced_at, coalesce(a.last_position > k.priced_at, false) AS is_asof,
+       coalesce(k.month = ANY (a.split_months), false) AS is_split, c.name AS calculation, c.plan_rule
+FROM keyed k
+LEFT JOIN attr a ON a.customer_id = k.customer_id
+JOIN {schema}.calc_in_force c ON k.priced_at >= c.from_position AND k.priced_at < c.through_position;
+-- attributes as known at a closed month's pricing point, for the customers with attribute facts since then
+CREATE TABLE {stage}.version_pair AS SELECT DISTINCT customer_id, priced_at AS q FROM {stage}.cm_attr_key WHERE is_asof;
+CREATE TABLE {stage}.version_fact AS
+SELECT position, customer_id, effective_from, attrs FROM attribute_facts
+WHERE position <= {head} AND customer_id IN (SELECT customer_id FROM {stage}.version_pair);
+INSERT INTO {schema}.customer_month_attrs
+SELECT DISTINCT ON (k.customer_id, k.month)
+       k.customer_id, k.month, d.name, d.segment, d.owner, d.plan, d.region, k.priced_at, k.calculation, k.plan_rule,
+       k.is_split
+FROM {stage}.cm_attr_key k
 LEFT JOIN {schema}.dim_customer d
-       ON d.customer_id = cm.customer_id
-      AND d.valid_from < ((cm.month || '-01')::timestamp + interval '1 month') AT TIME ZONE 'UTC'
-      AND (d.valid_to IS NULL OR d.valid_to > (cm.month || '-01')::timestamp AT TIME ZONE 'UTC')
-ORDER BY cm.customer_id, cm.month, d.valid_from;
+       ON d.customer_id = k.customer_id
+      AND d.valid_from < ((k.month || '-01')::timestamp + interval '1 month') AT TIME ZONE 'UTC'
+      AND (d.valid_to IS NULL OR d.valid_to > (k.month || '-01')::timestamp AT TIME ZONE 'UTC')
+WHERE NOT k.is_asof
+ORDER BY k.customer_id, k.month, d.valid_from;
+INSERT INTO {schema}.customer_month_attrs
+SELECT DISTINCT ON (k.customer_id, k.month)
+       k.customer_id, k.month, d.name, d.segment, d.owner, d.plan, d.region, k.priced_at, k.calculation, k.plan_rule,
+       k.is_split
+FROM {stage}.cm_attr_key k
+LEFT JOIN (
+-- @include dim_customer.versions
+) d
+       ON d.customer_id = k.customer_id AND d.q = k.priced_at
+      AND d.valid_from < ((k.month || '-01')::timestamp + interval '1 month') AT TIME ZONE 'UTC'
+      AND (d.valid_to IS NULL OR d.valid_to > (k.month || '-01')::timestamp AT TIME ZONE 'UTC')
+WHERE k.is_asof
+ORDER BY k.customer_id, k.month, d.valid_from;
 -- @index
 ALTER TABLE {schema}.customer_month_attrs ADD PRIMARY KEY (customer_id, month);

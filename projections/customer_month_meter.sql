@@ -3,7 +3,8 @@
 --             attribute_facts (through customer_month_attrs), price_facts (through plan_month_meter)
 -- SPEC §4.3: a row for each (customer, month, meter) with on-time usage facts, attributed late facts of that
 -- original month, or invoice usage lines. included_units / overage_units are empty where the plan's price does
--- not list the meter; expected_cents is empty without a plan (0 for an unpriced meter).
+-- not list the meter; expected_cents is empty without a plan (0 for an unpriced meter). Priced at the month's
+-- pricing point (SPEC §4.0): a customer-month priced day by day takes its lines from customer_month_priced.
 -- @create
 CREATE TABLE {schema}.customer_month_meter (
     customer_id    text NOT NULL,
@@ -16,7 +17,9 @@ CREATE TABLE {schema}.customer_month_meter (
     expected_cents bigint,
     billed_units   bigint NOT NULL,
     billed_cents   bigint NOT NULL,
-    on_time_facts  bigint NOT NULL            -- not exported: whether on-time facts exist (unpriced_meter)
+    on_time_facts  bigint NOT NULL,           -- not exported: whether on-time facts exist (unpriced_meter)
+    unpriced_units bigint NOT NULL,           -- not exported: on-time units no price of the month's plans lists
+    is_unpriced    boolean NOT NULL           -- not exported: an unpriced_meter exception (SPEC §5)
 ) WITH (fillfactor = 85);  -- room for in-place (HOT) updates by the additive incremental path
 -- @delete
 DELETE FROM {schema}.customer_month_meter WHERE {cm[customer_id, month]};
@@ -40,14 +43,30 @@ WITH part AS (
     FROM part
     GROUP BY customer_id, month, meter
 )
-SELECT c.customer_id, c.month, c.meter, c.on_time_units, c.late_units, p.included_units,
-       CASE WHEN p.meter IS NOT NULL THEN greatest(0, c.on_time_units - p.included_units) END,
-       CASE WHEN p.meter IS NOT NULL THEN greatest(0, c.on_time_units - p.included_units) * p.unit_price_cents
+SELECT c.customer_id, c.month, c.meter, c.on_time_units, c.late_units,
+       CASE WHEN d.is_daily THEN d.included_units ELSE p.included_units END,
+       CASE WHEN d.is_daily THEN d.overage_units
+            WHEN p.meter IS NOT NULL THEN greatest(0, c.on_time_units - p.included_units) END,
+       CASE WHEN d.is_daily THEN CASE WHEN d.has_plan THEN d.amount_cents END
+            WHEN p.meter IS NOT NULL THEN greatest(0, c.on_time_units - p.included_units) * p.unit_price_cents
             WHEN a.plan IS NOT NULL THEN 0 END,
-       c.billed_units, c.billed_cents, c.on_time_facts
+       c.billed_units, c.billed_cents, c.on_time_facts,
+       CASE WHEN d.is_daily THEN d.unpriced_units
+            WHEN a.plan IS NOT NULL AND p.meter IS NULL THEN c.on_time_units ELSE 0 END,
+       CASE WHEN d.is_daily THEN d.unpriced_units > 0
+            ELSE c.on_time_facts > 0 AND a.plan IS NOT NULL AND p.meter IS NULL END
 FROM cmm c
 LEFT JOIN {schema}.customer_month_attrs a ON a.customer_id = c.customer_id AND a.month = c.month
-LEFT JOIN {schema}.plan_month_meter p ON p.plan = a.plan AND p.month = c.month AND p.meter = c.meter;
+LEFT JOIN {schema}.plan_month_meter p ON p.plan = a.plan AND p.month = c.month AND p.meter = c.meter
+LEFT JOIN LATERAL (    -- a customer-month priced day by day: its line of this meter, if any
+    SELECT true AS is_daily, EXISTS (SELECT 1 FROM {schema}.customer_month_priced b
+                                     WHERE b.customer_id = c.customer_id AND b.month = c.month AND b.meter = '') AS has_plan,
+           coalesce(l.amount_cents, 0) AS amount_cents, l.included_units, l.overage_units,
+           coalesce(l.unpriced_units, 0) AS unpriced_units
+    FROM (SELECT 1) one
+    LEFT JOIN {schema}.customer_month_priced l ON l.customer_id = c.customer_id AND l.month = c.month AND l.meter = c.meter
+    WHERE a.is_split AND a.plan_rule = 'daily_prorated'
+) d ON true;
 -- @index
 ALTER TABLE {schema}.customer_month_meter ADD PRIMARY KEY (customer_id, month, meter);
 -- @apply
@@ -64,17 +83,22 @@ MERGE INTO {schema}.customer_month_meter c
 USING {stage}.customer_month_meter_new n
    ON c.customer_id = n.customer_id AND c.month = n.month AND c.meter = n.meter
 WHEN MATCHED AND (c.on_time_units, c.late_units, c.included_units, c.overage_units, c.expected_cents,
-                  c.billed_units, c.billed_cents, c.on_time_facts)
+                  c.billed_units, c.billed_cents, c.on_time_facts, c.unpriced_units, c.is_unpriced)
                  IS DISTINCT FROM (n.on_time_units, n.late_units, n.included_units, n.overage_units,
-                                   n.expected_cents, n.billed_units, n.billed_cents, n.on_time_facts) THEN
+                                   n.expected_cents, n.billed_units, n.billed_cents, n.on_time_facts,
+                                   n.unpriced_units, n.is_unpriced) THEN
     UPDATE SET on_time_units = n.on_time_units, late_units = n.late_units, included_units = n.included_units,
                overage_units = n.overage_units, expected_cents = n.expected_cents, billed_units = n.billed_units,
-               billed_cents = n.billed_cents, on_time_facts = n.on_time_facts
+               billed_cents = n.billed_cents, on_time_facts = n.on_time_facts, unpriced_units = n.unpriced_units,
+               is_unpriced = n.is_unpriced
 WHEN NOT MATCHED THEN
     INSERT VALUES (n.customer_id, n.month, n.meter, n.on_time_units, n.late_units, n.included_units,
-                   n.overage_units, n.expected_cents, n.billed_units, n.billed_cents, n.on_time_facts);
+                   n.overage_units, n.expected_cents, n.billed_units, n.billed_cents, n.on_time_facts,
+                   n.unpriced_units, n.is_unpriced);
 -- @add_on_time
 -- Fast path: on-time units added to open months; plans and prices are unchanged, so only the rows' overage moves.
+-- (A customer-month priced day by day is written here as if it had one plan, then refilled by scope in the same
+-- run: the engine's _add_on_time.)
 -- The rows it reaches, old and new values side by side, are kept for customer_month's and exceptions' fast paths
 -- ({stage}.customer_month_meter_change): neither reads this table again.
 CREATE TABLE {stage}.customer_month_meter_change AS
@@ -87,7 +111,9 @@ SELECT d.customer_id, d.month, d.meter, d.units, c.customer_id IS NOT NULL AS is
        CASE WHEN p.meter IS NOT NULL
             THEN greatest(0, coalesce(c.on_time_units, 0) + d.units - p.included_units) * p.unit_price_cents
             WHEN a.plan IS NOT NULL THEN 0 END AS expected_cents,
-       c.expected_cents AS old_expected_cents, a.plan IS NOT NULL AS has_plan
+       c.expected_cents AS old_expected_cents, a.plan IS NOT NULL AS has_plan,
+       CASE WHEN a.plan IS NOT NULL AND p.meter IS NULL THEN coalesce(c.on_time_units, 0) + d.units ELSE 0 END
+           AS unpriced_units
 FROM {stage}.on_time_delta d
 LEFT JOIN {schema}.customer_month_attrs a ON a.customer_id = d.customer_id AND a.month = d.month
 LEFT JOIN {schema}.plan_month_meter p ON p.plan = a.plan AND p.month = d.month AND p.meter = d.meter
@@ -100,7 +126,8 @@ USING {stage}.customer_month_meter_change n
   AND c.month = ANY (ARRAY(SELECT DISTINCT month FROM {stage}.on_time_delta))
 WHEN MATCHED THEN
     UPDATE SET on_time_units = n.on_time_units, on_time_facts = n.on_time_facts, overage_units = n.overage_units,
-               expected_cents = n.expected_cents
+               expected_cents = n.expected_cents, unpriced_units = n.unpriced_units,
+               is_unpriced = n.has_plan AND n.included_units IS NULL
 WHEN NOT MATCHED THEN
     INSERT VALUES (n.customer_id, n.month, n.meter, n.on_time_units, 0, n.included_units, n.overage_units,
-                   n.expected_cents, 0, 0, n.on_time_facts);
+                   n.expected_cents, 0, 0, n.on_time_facts, n.unpriced_units, n.has_plan AND n.included_units IS NULL);

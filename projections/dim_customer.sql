@@ -19,24 +19,36 @@ CREATE TABLE {schema}.dim_customer (
 -- @delete
 DELETE FROM {schema}.dim_customer WHERE {cust[customer_id]};
 -- @fill
+DROP TABLE IF EXISTS {stage}.version_pair, {stage}.version_fact;
+CREATE TABLE {stage}.version_fact AS
+SELECT position, customer_id, effective_from, attrs FROM attribute_facts WHERE position <= {head} AND {cust[customer_id]};
+CREATE TABLE {stage}.version_pair AS SELECT DISTINCT customer_id, {head}::bigint AS q FROM {stage}.version_fact;
 INSERT INTO {schema}.dim_customer
+SELECT customer_id, version, valid_from, valid_to, name, segment, owner, plan, region
+FROM (
+-- @include dim_customer.versions
+) v;
+-- @versions
+-- The rule itself, for every (customer_id, q) of {stage}.version_pair: the versions as known from the attribute
+-- facts at positions <= q ({stage}.version_fact holds at least those). dim_customer is the case q = head; a closed
+-- month's attributes are the case q = its close position - 1 (SPEC §4.0).
 WITH fact AS (
-    SELECT customer_id, effective_from, attrs,
-           count(*) FILTER (WHERE jsonb_exists(attrs, 'name')) OVER w AS name_fact,
-           count(*) FILTER (WHERE jsonb_exists(attrs, 'segment')) OVER w AS segment_fact,
-           count(*) FILTER (WHERE jsonb_exists(attrs, 'owner')) OVER w AS owner_fact,
-           count(*) FILTER (WHERE jsonb_exists(attrs, 'plan')) OVER w AS plan_fact,
-           count(*) FILTER (WHERE jsonb_exists(attrs, 'region')) OVER w AS region_fact
-    FROM attribute_facts
-    WHERE position <= {head} AND {cust[customer_id]}
-    WINDOW w AS (PARTITION BY customer_id ORDER BY effective_from)
+    SELECT p.customer_id, p.q, f.effective_from, f.attrs,
+           count(*) FILTER (WHERE jsonb_exists(f.attrs, 'name')) OVER w AS name_fact,
+           count(*) FILTER (WHERE jsonb_exists(f.attrs, 'segment')) OVER w AS segment_fact,
+           count(*) FILTER (WHERE jsonb_exists(f.attrs, 'owner')) OVER w AS owner_fact,
+           count(*) FILTER (WHERE jsonb_exists(f.attrs, 'plan')) OVER w AS plan_fact,
+           count(*) FILTER (WHERE jsonb_exists(f.attrs, 'region')) OVER w AS region_fact
+    FROM {stage}.version_pair p
+    JOIN {stage}.version_fact f ON f.customer_id = p.customer_id AND f.position <= p.q
+    WINDOW w AS (PARTITION BY p.customer_id, p.q ORDER BY f.effective_from)
 ), state AS (   -- the five values in effect from each fact's effective_from
-    SELECT customer_id, effective_from,
-           first_value(attrs ->> 'name') OVER (PARTITION BY customer_id, name_fact ORDER BY effective_from) AS name,
-           first_value(attrs ->> 'segment') OVER (PARTITION BY customer_id, segment_fact ORDER BY effective_from) AS segment,
-           first_value(attrs ->> 'owner') OVER (PARTITION BY customer_id, owner_fact ORDER BY effective_from) AS owner,
-           first_value(attrs ->> 'plan') OVER (PARTITION BY customer_id, plan_fact ORDER BY effective_from) AS plan,
-           first_value(attrs ->> 'region') OVER (PARTITION BY customer_id, region_fact ORDER BY effective_from) AS region
+    SELECT customer_id, q, effective_from,
+           first_value(attrs ->> 'name') OVER (PARTITION BY customer_id, q, name_fact ORDER BY effective_from) AS name,
+           first_value(attrs ->> 'segment') OVER (PARTITION BY customer_id, q, segment_fact ORDER BY effective_from) AS segment,
+           first_value(attrs ->> 'owner') OVER (PARTITION BY customer_id, q, owner_fact ORDER BY effective_from) AS owner,
+           first_value(attrs ->> 'plan') OVER (PARTITION BY customer_id, q, plan_fact ORDER BY effective_from) AS plan,
+           first_value(attrs ->> 'region') OVER (PARTITION BY customer_id, q, region_fact ORDER BY effective_from) AS region
     FROM fact
 ), change AS (
     SELECT *,
@@ -45,12 +57,12 @@ WITH fact AS (
            OR owner IS DISTINCT FROM lag(owner) OVER w OR plan IS DISTINCT FROM lag(plan) OVER w
            OR region IS DISTINCT FROM lag(region) OVER w AS starts_version
     FROM state
-    WINDOW w AS (PARTITION BY customer_id ORDER BY effective_from)
+    WINDOW w AS (PARTITION BY customer_id, q ORDER BY effective_from)
 )
-SELECT customer_id, row_number() OVER w, effective_from, lead(effective_from) OVER w,
-       name, segment, owner, plan, region
+SELECT customer_id, q, row_number() OVER w AS version, effective_from AS valid_from,
+       lead(effective_from) OVER w AS valid_to, name, segment, owner, plan, region
 FROM change
 WHERE starts_version
-WINDOW w AS (PARTITION BY customer_id ORDER BY effective_from);
+WINDOW w AS (PARTITION BY customer_id, q ORDER BY effective_from)
 -- @index
 ALTER TABLE {schema}.dim_customer ADD PRIMARY KEY (customer_id, version);

@@ -2,7 +2,8 @@
 -- facts read: invoice_facts and invoice_line_facts (through invoice_resolved, customer_month_meter),
 --             usage_facts (through usage_on_time, usage_late), attribute_facts and price_facts (through
 --             customer_month_attrs, plan_month_meter)
--- SPEC §5. difference = actual - expected; keys that do not apply to a kind are null. Scopes for incremental
+-- SPEC §5. difference = actual - expected; unit says what they count; keys that do not apply to a kind are null.
+-- unpriced_meter is priced at the month's pricing point (customer_month_meter.is_unpriced). Scopes for incremental
 -- maintenance: customer-month kinds by (customer_id, month), invoice kinds by invoice_id, unattributed usage by
 -- source id.
 -- @create
@@ -16,7 +17,8 @@ CREATE TABLE {schema}.exceptions (
     meter              text,
     expected           bigint NOT NULL,
     actual             bigint NOT NULL,
-    difference         bigint NOT NULL
+    difference         bigint NOT NULL,
+    unit               text NOT NULL      -- what expected, actual and difference count: cents or units
 );
 -- @delete
 DELETE FROM {schema}.exceptions
@@ -28,26 +30,28 @@ WHERE kind = 'unattributed_usage' AND {src[source, source_customer_id]};
 -- @fill
 INSERT INTO {schema}.exceptions
 SELECT 'invoice_total_mismatch', invoice_id, customer_id, NULL, NULL, period, NULL,
-       lines_cents, total_cents, total_cents - lines_cents
+       lines_cents, total_cents, total_cents - lines_cents, 'cents'
 FROM {schema}.invoice_resolved
 WHERE total_cents <> lines_cents AND {inv[invoice_id]};
 INSERT INTO {schema}.exceptions
-SELECT 'unattributed_invoice', invoice_id, NULL, source, source_customer_id, period, NULL, 0, total_cents, total_cents
+SELECT 'unattributed_invoice', invoice_id, NULL, source, source_customer_id, period, NULL, 0, total_cents, total_cents,
+       'cents'
 FROM {schema}.invoice_resolved
 WHERE customer_id IS NULL AND {inv[invoice_id]};
 INSERT INTO {schema}.exceptions
 SELECT 'billed_vs_metered', NULL, m.customer_id, NULL, NULL, m.month, m.meter,
-       m.on_time_units, m.billed_units, m.billed_units - m.on_time_units
+       m.on_time_units, m.billed_units, m.billed_units - m.on_time_units, 'units'
 FROM {schema}.customer_month_meter m
 WHERE m.on_time_units <> m.billed_units AND {cm[m.customer_id, m.month]}
   AND EXISTS (SELECT 1 FROM {schema}.invoice_resolved i WHERE i.customer_id = m.customer_id AND i.period = m.month);
 INSERT INTO {schema}.exceptions
-SELECT 'unpriced_meter', NULL, m.customer_id, NULL, NULL, m.month, m.meter, 0, m.on_time_units, m.on_time_units
+SELECT 'unpriced_meter', NULL, m.customer_id, NULL, NULL, m.month, m.meter, 0, m.unpriced_units, m.unpriced_units,
+       'units'
 FROM {schema}.customer_month_meter m
-JOIN {schema}.customer_month_attrs a ON a.customer_id = m.customer_id AND a.month = m.month
-WHERE m.on_time_facts > 0 AND a.plan IS NOT NULL AND m.included_units IS NULL AND {cm[m.customer_id, m.month]};
+WHERE m.is_unpriced AND {cm[m.customer_id, m.month]};
 INSERT INTO {schema}.exceptions
-SELECT 'unattributed_usage', NULL, NULL, source, source_customer_id, month, NULL, 0, sum(quantity), sum(quantity)
+SELECT 'unattributed_usage', NULL, NULL, source, source_customer_id, month, NULL, 0, sum(quantity), sum(quantity),
+       'units'
 FROM {schema}.usage_late
 WHERE customer_id IS NULL AND {src[source, source_customer_id]}
 GROUP BY source, source_customer_id, month;
@@ -61,12 +65,13 @@ WHERE e.kind IN ('billed_vs_metered', 'unpriced_meter')
   AND e.customer_id = n.customer_id AND e.month = n.month AND e.meter = n.meter;
 INSERT INTO {schema}.exceptions
 SELECT 'billed_vs_metered', NULL, n.customer_id, NULL, NULL, n.month, n.meter,
-       n.on_time_units, n.billed_units, n.billed_units - n.on_time_units
+       n.on_time_units, n.billed_units, n.billed_units - n.on_time_units, 'units'
 FROM {stage}.customer_month_meter_change n
 WHERE n.on_time_units <> n.billed_units
   AND EXISTS (SELECT 1 FROM {schema}.invoice_resolved i WHERE i.customer_id = n.customer_id AND i.period = n.month);
 INSERT INTO {schema}.exceptions
-SELECT 'unpriced_meter', NULL, n.customer_id, NULL, NULL, n.month, n.meter, 0, n.on_time_units, n.on_time_units
+SELECT 'unpriced_meter', NULL, n.customer_id, NULL, NULL, n.month, n.meter, 0, n.on_time_units, n.on_time_units,
+       'units'
 FROM {stage}.customer_month_meter_change n
 WHERE n.has_plan AND n.included_units IS NULL;
 -- @index

@@ -1,9 +1,9 @@
 -- grain: one row per customer x original_month x meter x posting_month; key: (customer_id, original_month, meter, posting_month)
 -- facts read: usage_facts (through usage_late, usage_on_time), attribute_facts (through customer_month_attrs),
 --             price_facts (through plan_month_meter)
--- SPEC §4.2: marginal pricing of late units with the plan of the ORIGINAL month:
---   amount = overage(m, U0 + L_through) - overage(m, U0 + L_before), 0 without a plan or for an unpriced meter.
--- first/last_position are the facts' attribution positions.
+-- SPEC §4.2: each late unit priced at the margin of its ORIGINAL month, with the plan, prices and calculation as
+-- known at its attribution position a: the sum over the distinct a of amount(a) - amount(a - 1) (pricing.price);
+-- 0 without a plan or for an unpriced meter. first/last_position are the facts' attribution positions.
 -- @create
 CREATE TABLE {schema}.late_adjustments (
     customer_id    text NOT NULL,
@@ -23,35 +23,52 @@ WITH gone AS (
 )
 INSERT INTO {stage}.scope_cm_posting SELECT DISTINCT customer_id, posting_month FROM gone;
 -- @fill
-INSERT INTO {schema}.late_adjustments
-WITH late AS (      -- pre-aggregated: one row per output group
-    SELECT customer_id, month AS original_month, meter, posting_month, sum(quantity)::bigint AS units,
-           count(*) AS event_count, min(attribution_position) AS first_position,
-           max(attribution_position) AS last_position
+DROP TABLE IF EXISTS {stage}.late_segment, {stage}.price_req;
+CREATE TABLE {stage}.late_segment AS
+WITH late AS (
+    SELECT customer_id, month, meter, posting_month, quantity, attribution_position AS a
     FROM {schema}.usage_late
     WHERE customer_id IS NOT NULL AND {cm[customer_id, month]}
-    GROUP BY customer_id, month, meter, posting_month
-), on_time AS (     -- U0, pre-aggregated over source ids
-    SELECT customer_id, month, meter, sum(units)::bigint AS units
-    FROM {schema}.usage_on_time
-    WHERE {cm[customer_id, month]}
-    GROUP BY customer_id, month, meter
-), running AS (
-    SELECT l.*, coalesce(o.units, 0) AS u0,
-           sum(l.units) OVER (PARTITION BY l.customer_id, l.original_month, l.meter
-                              ORDER BY l.posting_month)::bigint AS l_through
-    FROM late l
-    LEFT JOIN on_time o
-           ON o.customer_id = l.customer_id AND o.month = l.original_month AND o.meter = l.meter
+), global_change AS (   -- spans of positions with one set of price facts and one calculation in force
+    SELECT position AS from_position,
+           coalesce(lead(position) OVER (ORDER BY position), 9223372036854775807) AS through_position
+    FROM (SELECT position FROM price_facts WHERE position <= {head}
+          UNION SELECT from_position FROM {schema}.calc_in_force) c
+), customer_change AS ( -- spans of positions with one set of each customer's attribute facts
+    SELECT customer_id, position AS from_position,
+           coalesce(lead(position) OVER (PARTITION BY customer_id ORDER BY position), 9223372036854775807)
+               AS through_position
+    FROM (SELECT customer_id, position FROM attribute_facts
+          WHERE position <= {head} AND customer_id IN (SELECT customer_id FROM late)
+          UNION ALL SELECT DISTINCT customer_id, 0 FROM late) c
 )
-SELECT r.customer_id, r.original_month, r.meter, r.posting_month, r.units,
-       CASE WHEN p.meter IS NULL THEN 0   -- no plan, or a meter its price does not list
-            ELSE (greatest(0, r.u0 + r.l_through - p.included_units)
-                  - greatest(0, r.u0 + r.l_through - r.units - p.included_units)) * p.unit_price_cents END,
-       r.event_count, r.first_position, r.last_position
-FROM running r
-LEFT JOIN {schema}.customer_month_attrs a ON a.customer_id = r.customer_id AND a.month = r.original_month
-LEFT JOIN {schema}.plan_month_meter p ON p.plan = a.plan AND p.month = r.original_month AND p.meter = r.meter;
+-- A segment: the late facts of one group attributed while the customer's pricing stood still (q: the last
+-- position that could change it). Their margins add up to amount(last a) - amount(first a - 1) at q.
+SELECT l.customer_id, l.month, l.meter, l.posting_month, greatest(g.from_position, c.from_position) AS q,
+       sum(l.quantity)::bigint AS units, count(*) AS event_count, min(l.a) AS first_position,
+       max(l.a) AS last_position
+FROM late l
+JOIN global_change g ON l.a >= g.from_position AND l.a < g.through_position
+JOIN customer_change c ON c.customer_id = l.customer_id AND l.a >= c.from_position AND l.a < c.through_position
+GROUP BY 1, 2, 3, 4, 5;
+CREATE TABLE {stage}.price_req AS
+SELECT row_number() OVER () AS req, r.*, f.plan_rule
+FROM (SELECT DISTINCT customer_id, month, q, last_position AS late_through FROM {stage}.late_segment
+      UNION SELECT DISTINCT customer_id, month, q, first_position - 1 FROM {stage}.late_segment) r
+JOIN {schema}.calc_in_force f ON r.q >= f.from_position AND r.q < f.through_position;
+-- @include pricing.price
+INSERT INTO {schema}.late_adjustments
+SELECT s.customer_id, s.month, s.meter, s.posting_month, sum(s.units)::bigint,
+       sum(coalesce(after.amount_cents, 0) - coalesce(before.amount_cents, 0))::bigint,
+       sum(s.event_count)::bigint, min(s.first_position), max(s.last_position)
+FROM {stage}.late_segment s
+JOIN {stage}.price_req ra ON ra.customer_id = s.customer_id AND ra.month = s.month AND ra.q = s.q
+                         AND ra.late_through = s.last_position
+JOIN {stage}.price_req rb ON rb.customer_id = s.customer_id AND rb.month = s.month AND rb.q = s.q
+                         AND rb.late_through = s.first_position - 1
+LEFT JOIN {stage}.price_line after ON after.req = ra.req AND after.meter = s.meter
+LEFT JOIN {stage}.price_line before ON before.req = rb.req AND before.meter = s.meter
+GROUP BY 1, 2, 3, 4;
 -- @touched
 INSERT INTO {stage}.scope_cm_posting
 SELECT DISTINCT customer_id, posting_month FROM {schema}.late_adjustments WHERE {cm[customer_id, original_month]};

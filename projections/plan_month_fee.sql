@@ -1,7 +1,8 @@
 -- grain: one row per plan x month that a customer-month uses and that has a price; key: (plan, month)
 -- facts read: price_facts (plans and months through customer_month_attrs)
--- SPEC §3.4: a plan's price for month m is its entry with the greatest effective_month <= m. A plan-month absent
--- here has base fee 0 and lists no meter. Small: always recomputed whole.
+-- SPEC §3.4: a plan's price for month m is its entry with the greatest effective_month <= m, among the price facts
+-- known at the month's pricing point (SPEC §4.0: E(m), customer_month_attrs.priced_at). A plan-month absent here
+-- has base fee 0 and lists no meter. Small: always recomputed whole.
 -- @create
 CREATE TABLE {schema}.plan_month_fee (
     plan           text NOT NULL,
@@ -15,6 +16,6 @@ DELETE FROM {schema}.plan_month_fee;
 -- @fill
 INSERT INTO {schema}.plan_month_fee
 SELECT DISTINCT ON (pm.plan, pm.month) pm.plan, pm.month, p.base_fee_cents, p.position
-FROM (SELECT DISTINCT plan, month FROM {schema}.customer_month_attrs WHERE plan IS NOT NULL) pm
-JOIN price_facts p ON p.plan = pm.plan AND p.effective_month <= pm.month AND p.position <= {head}
+FROM (SELECT DISTINCT plan, month, priced_at FROM {schema}.customer_month_attrs WHERE plan IS NOT NULL) pm
+JOIN price_facts p ON p.plan = pm.plan AND p.effective_month <= pm.month AND p.position <= pm.priced_at
 ORDER BY pm.plan, pm.month, p.effective_month DESC;

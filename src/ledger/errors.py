@@ -9,7 +9,9 @@
     │   ├── UnknownCustomerError, UnknownInvoiceError, InvoiceCustomerMismatchError,
     │   ├── NonPositiveAmountError, CreditExceedsInvoiceError, MissingActorError,
     │   ├── InvalidReasonError, IdempotencyKeyReusedError
-    │   └── MonthNotEndedError, EarlierMonthOpenError, InvalidMonthError
+    │   ├── MonthNotEndedError, EarlierMonthOpenError, InvalidMonthError
+    │   └── InvalidCalculationNameError, UnknownPlanRuleError, CalculationRuleConflictError,
+    │       UndefinedCalculationError, MissingReasonError
     └── NotFoundError               a trace or export of something that does not exist
 """
 
@@ -98,3 +100,23 @@ class EarlierMonthOpenError(CommandRefusedError):
 
 class InvalidMonthError(CommandRefusedError):
     rule = "invalid_month"
+
+
+class InvalidCalculationNameError(CommandRefusedError):
+    rule = "invalid_calculation_name"
+
+
+class UnknownPlanRuleError(CommandRefusedError):
+    rule = "unknown_plan_rule"
+
+
+class CalculationRuleConflictError(CommandRefusedError):
+    rule = "calculation_rule_conflict"
+
+
+class UndefinedCalculationError(CommandRefusedError):
+    rule = "undefined_calculation"
+
+
+class MissingReasonError(CommandRefusedError):
+    rule = "missing_reason"

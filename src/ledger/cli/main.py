@@ -256,3 +256,5 @@ def server_status() -> None:
 
 from ledger.cli import read_commands  # noqa: E402,F401  (registers project/export/trace/verify/demo)
 from ledger.cli import risk_commands  # noqa: E402,F401  (registers anomalies)
+from ledger.cli.calc_commands import calc_app  # noqa: E402
+app.add_typer(calc_app, name="calc")

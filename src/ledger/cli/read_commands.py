@@ -11,7 +11,7 @@ from ledger.errors import LedgerError
 from ledger.logging import get_logger
 
 RISK_EXPORTS = ("adoption", "anomalies")
-EXPORT_NAMES = "customer-month | customer-month-meter | late-adjustments | dim-customer | exceptions | adoption | anomalies"
+EXPORT_NAMES = "customer-month | customer-month-meter | late-adjustments | restatements | dim-customer | exceptions | adoption | anomalies"
 
 
 @app.command()

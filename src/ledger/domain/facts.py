@@ -40,13 +40,17 @@ PRICE = FactKind("prices", "ledger.PriceSet", ("plan", "effective_month"))
 INVOICE = FactKind("invoices", "ledger.InvoiceIssued", ("invoice_id",))
 CREDIT = FactKind("credits", "ledger.CreditIssued", ("credit_id",))
 PERIOD_CLOSE = FactKind("closes", "ledger.PeriodClosed", ("month",))
+CALC_DEFINED = FactKind("calc_definitions", "ledger.CalculationDefined", ("name",))
+# A promotion is not keyed by its name (a calculation may be promoted again after another): each is the next
+# version of the one promotions stream, so two promotions decided at once cannot both append.
+CALC_PROMOTED = FactKind("calc_promotions", "ledger.CalculationPromoted", ("sequence",))
 
 # Usage facts are rows of usage_facts; each appended batch of them is recorded by one event of this kind
 # (its positions, count, rows digest and file), which the hash chain covers.
 USAGE_BATCH = FactKind("usage_batch", "ledger.UsageBatchRecorded", ("first_position",))
 
 KINDS: dict[str, FactKind] = {k.name: k for k in (USAGE, IDENTITY, ATTRIBUTES, PRICE, INVOICE, CREDIT, PERIOD_CLOSE)}
-BY_TOPIC: dict[str, FactKind] = {k.topic: k for k in (*KINDS.values(), USAGE_BATCH)}
+BY_TOPIC: dict[str, FactKind] = {k.topic: k for k in (*KINDS.values(), USAGE_BATCH, CALC_DEFINED, CALC_PROMOTED)}
 
 # Keys of a stored state that record where and when a fact arrived, not what it says:
 # they are left out when two facts with one key are compared.
@@ -54,6 +58,9 @@ PROVENANCE_FIELDS = frozenset({"timestamp", "recorded_from", "recorded_line", "i
 ATTRIBUTE_NAMES = ("name", "segment", "owner", "plan", "region")
 CREDIT_REASONS = ("late_usage", "service_issue", "goodwill", "billing_error", "other")
 LINE_KINDS = ("subscription", "usage", "adjustment", "other")
+# SPEC §3.8: the plan rules a calculation may apply, and the calculation every store starts with.
+PLAN_RULES = ("month_start", "daily_prorated")
+INITIAL_CALCULATION = ("v1", "month_start")
 
 
 @dataclass(frozen=True)

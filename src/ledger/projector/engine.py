@@ -36,8 +36,8 @@ TABLES = (
     "period_close", "posting_window", "link_range",
     "usage_on_time", "usage_late",
     "invoice_resolved", "invoice_meter",
-    "dim_customer", "customer_month_attrs", "plan_month_fee", "plan_month_meter",
-    "late_adjustments", "customer_month_meter", "customer_month", "exceptions",
+    "dim_customer", "calc_in_force", "restatements", "customer_month_attrs", "plan_month_fee", "plan_month_meter",
+    "customer_month_priced", "late_adjustments", "customer_month_meter", "customer_month", "exceptions",
     *RISK_TABLES,
 )
 RISK_STEPS_BUILD = (("usage_daily", "fill"), ("usage_first_day", "fill"), ("adoption", "fill"), ("anomalies", "fill"),
@@ -141,7 +141,11 @@ def _add_day_partitions(conn: psycopg.Connection, target: "Target") -> None:
 # for the scope go into {stage}.NAME_new instead of the table, and @apply updates only what changed.
 APPLIED_AS_DIFFERENCE = ("customer_month_meter",)
 STAGE_TABLES = ("usage_group_stage", "usage_fact_stage", "usage_fact_resolved", "usage_batch_stage", "on_time_delta",
-                "customer_month_meter_change", "invoice_line_stage", *(f"{n}_new" for n in APPLIED_AS_DIFFERENCE))
+                "customer_month_meter_change", "invoice_line_stage", *(f"{n}_new" for n in APPLIED_AS_DIFFERENCE),
+                # the pricing rule's (pricing.sql) and its callers'
+                "version_pair", "version_fact", "cm_attr_key", "price_req", "req_version", "req_run", "req_plan_days",
+                "req_multi", "req_price", "req_price_meter", "req_plan_units", "price_line", "late_segment",
+                "restatement_candidate", "restatement_change")
 SCOPE_TABLES = {
     "scope_cm": "customer_id text, month text",
     "scope_cm_posting": "customer_id text, month text",
@@ -152,7 +156,8 @@ SCOPE_TABLES = {
 }
 FACT_RELATIONS = (
     "usage_facts", "identity_link_facts", "attribute_facts", "price_facts", "invoice_facts",
-    "invoice_line_facts", "credit_facts", "period_close_facts",
+    "invoice_line_facts", "credit_facts", "period_close_facts", "calculation_defined_facts",
+    "calculation_promoted_facts",
 )
 
 
@@ -223,10 +228,10 @@ def build(conn: psycopg.Connection, schema: str, head: int, thresholds: Threshol
     _analyze(conn, target, "usage_on_time", "usage_late")
 
     joined_later = {"invoice_resolved", "dim_customer", "customer_month_attrs", "plan_month_fee",
-                    "plan_month_meter", "customer_month_meter"}
-    for name in ("invoice_resolved", "invoice_meter", "dim_customer", "customer_month_attrs",
-                 "plan_month_fee", "plan_month_meter", "late_adjustments", "customer_month_meter",
-                 "customer_month", "exceptions"):
+                    "plan_month_meter", "customer_month_meter", "customer_month_priced", "restatements"}
+    for name in ("invoice_resolved", "invoice_meter", "dim_customer", "calc_in_force", "restatements",
+                 "customer_month_attrs", "plan_month_fee", "plan_month_meter", "customer_month_priced",
+                 "late_adjustments", "customer_month_meter", "customer_month", "exceptions"):
         _run(conn, target, name, "fill")
         if name in joined_later:
             _analyze(conn, target, name)
@@ -282,7 +287,8 @@ def count_built_facts(conn: psycopg.Connection, schema: str, head: int) -> int:
     """
     q = sql.Identifier(schema).as_string(conn)
     others = " + ".join(f"(SELECT count(*) FROM {rel} WHERE position <= %(head)s)"
-                        for rel in ("attribute_facts", "price_facts", "credit_facts", "period_close_facts"))
+                        for rel in ("attribute_facts", "price_facts", "credit_facts", "period_close_facts",
+                                    "calculation_defined_facts", "calculation_promoted_facts"))
     row = conn.execute(
         f"SELECT (SELECT coalesce(sum(event_count), 0) FROM {q}.usage_on_time)"
         f" + (SELECT count(*) FROM {q}.usage_late)"
@@ -328,6 +334,8 @@ def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head
             usage_applied = True
         except SplitMismatch as error:  # never expected; the general path below is the reference
             get_logger().error("usage_batch_split_mismatch", detail=str(error))
+        if usage_applied and _scope_daily_priced(conn, t):
+            path = "additive+scoped"
         if path == "additive":
             conn.execute(f"UPDATE {q}.checkpoint SET position = %s", (head,))
             _drop_stage(conn)
@@ -363,8 +371,23 @@ def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head
             f"INSERT INTO {STAGE}.scope_cm SELECT a.customer_id, a.month FROM {q}.customer_month_attrs a "
             f"JOIN {STAGE}.scope_cust s USING (customer_id)")
 
-    # A new price can change any customer-month of its plan: recompute the customer-month read models whole.
-    marts = FULL if new["price_facts"] else SCOPED
+    if new["period_close_facts"]:
+        # a month just closed is priced at its close from now on (SPEC §4.0): its rows say so
+        conn.execute(
+            f"INSERT INTO {STAGE}.scope_cm SELECT a.customer_id, a.month FROM {q}.customer_month_attrs a "
+            f"JOIN {q}.period_close p USING (month) WHERE p.close_position > %(cp)s AND p.close_position <= %(head)s",
+            window)
+    if new["calculation_promoted_facts"]:
+        _run(conn, t, "calc_in_force", "delete")
+        _run(conn, t, "calc_in_force", "fill")
+    if new["attribute_facts"] or new["price_facts"] or new["calculation_promoted_facts"]:
+        # what these facts change in closed months posts as restatements to the earliest open month (SPEC §4.6)
+        _run(conn, t, "restatements", "fill", SCOPED)
+        _run(conn, t, "restatements", "touched", SCOPED)
+
+    # A new price can change any customer-month of its plan, a promotion any open month: recompute the
+    # customer-month read models whole.
+    marts = FULL if new["price_facts"] or new["calculation_promoted_facts"] else SCOPED
     for table in ("scope_cm", "scope_src", "scope_inv", "scope_cust"):
         conn.execute(f"ANALYZE {STAGE}.{table}")
     _apply_marts(conn, t, marts)
@@ -468,6 +491,18 @@ def _add_on_time(conn: psycopg.Connection, t: Target) -> None:
         _run(conn, t, name, "add_on_time", SCOPED)
 
 
+def _scope_daily_priced(conn: psycopg.Connection, t: Target) -> bool:
+    """After an in-place addition: the customer-months it reached that are priced day by day (daily_prorated with
+    more than one plan in the month) go into the scope, to be refilled; the addition priced them with one plan."""
+    if conn.execute(f"SELECT to_regclass('{STAGE}.on_time_delta') IS NULL").fetchone()[0]:
+        return False
+    q = sql.Identifier(t.schema).as_string(conn)
+    return conn.execute(
+        f"INSERT INTO {STAGE}.scope_cm SELECT DISTINCT d.customer_id, d.month FROM {STAGE}.on_time_delta d"
+        f" JOIN {q}.customer_month_attrs a ON a.customer_id = d.customer_id AND a.month = d.month"
+        " WHERE a.is_split AND a.plan_rule = 'daily_prorated'").rowcount > 0
+
+
 def _apply_usage(conn: psycopg.Connection, t: Target) -> None:
     """Folds the resolved usage facts in: relinked source ids replaced, new facts added."""
     for name in ("usage_on_time", "usage_late"):
@@ -485,6 +520,8 @@ def _apply_marts(conn: psycopg.Connection, t: Target, scopes: dict[str, Scope]) 
     for name in ("plan_month_fee", "plan_month_meter"):
         _run(conn, t, name, "delete")
         _run(conn, t, name, "fill")
+    _run(conn, t, "customer_month_priced", "delete", scopes)
+    _run(conn, t, "customer_month_priced", "fill", scopes)
     _run(conn, t, "late_adjustments", "delete", scopes)
     _run(conn, t, "late_adjustments", "fill", scopes)
     if scopes is not FULL:

@@ -46,7 +46,8 @@ def register_export(name: str, table: str, columns: tuple[str, ...] | list[str],
 register_export(
     "customer-month", "customer_month",
     ("customer_id", "month", "segment", "owner", "plan", "region", "usage_units", "expected_cents",
-     "invoiced_cents", "credits_cents", "late_adjustment_cents", "balance_cents", "variance_cents"),
+     "invoiced_cents", "credits_cents", "late_adjustment_cents", "restatement_cents", "balance_cents",
+     "variance_cents", "calculation"),
     ("customer_id", "month"),
 )
 register_export(
@@ -62,6 +63,12 @@ register_export(
     ("customer_id", "original_month", "meter", "posting_month"),
 )
 register_export(
+    "restatements", "restatements",
+    ("customer_id", "original_month", "meter", "posting_month", "cause", "amount_cents", "change_count",
+     "first_position", "last_position"),
+    ("customer_id", "original_month", "meter", "posting_month", "cause"),
+)
+register_export(
     "dim-customer", "dim_customer",
     ("customer_id", "version", "valid_from", "valid_to", "name", "segment", "owner", "plan", "region"),
     ("customer_id", "version"),
@@ -69,7 +76,7 @@ register_export(
 register_export(
     "exceptions", "exceptions",
     ("kind", "invoice_id", "customer_id", "source", "source_customer_id", "month", "meter", "expected",
-     "actual", "difference"),
+     "actual", "difference", "unit"),
     ("kind", "invoice_id", "customer_id", "source", "source_customer_id", "month", "meter"),
 )
 

@@ -4,7 +4,8 @@ A file in `projections/` states its grain, key and facts in its first lines, the
 with a `-- @name` line: `create` (DDL), `fill` / `fill_rebuild` / `fill_incremental` / `merge` (fill the
 table), `delete` (drop the rows of an incremental scope), `apply` (write an incremental scope's recomputed
 rows, from {stage}.NAME_new, as a difference), `touched` (record the keys an incremental step changed) and
-`index`. Placeholders, filled by `render`:
+`index`. A line `-- @include NAME.SECTION` stands for that section of projections/NAME.sql: a rule shared by
+several read models is written once. Placeholders, filled by `render`:
 
     {schema}      the target schema (a quoted identifier)
     {stage}       where transient tables live (pg_temp)
@@ -30,6 +31,7 @@ from pathlib import Path
 from psycopg import sql
 
 _SECTION = re.compile(r"^--\s*@(\w+)\s*$", re.MULTILINE)
+_INCLUDE = re.compile(r"^--\s*@include\s+(\w+)\.(\w+)\s*$", re.MULTILINE)
 STAGE = "pg_temp"
 
 
@@ -45,11 +47,30 @@ def _projection_dir() -> Path:
 
 
 @lru_cache(maxsize=None)
-def sections(name: str) -> dict[str, str]:
-    """The sections of projections/NAME.sql, by section name."""
+def _raw_sections(name: str) -> dict[str, str]:
     text = (_projection_dir() / f"{name}.sql").read_text()
     parts = _SECTION.split(text)
     return {parts[i]: parts[i + 1].strip() for i in range(1, len(parts), 2)}
+
+
+@lru_cache(maxsize=None)
+def sections(name: str) -> dict[str, str]:
+    """The sections of projections/NAME.sql, by section name, their includes resolved."""
+    return {section: _resolve(text) for section, text in _raw_sections(name).items()}
+
+
+def _resolve(text: str, depth: int = 0) -> str:
+    if depth > 8:
+        raise ValueError("-- @include nested more than 8 deep (a cycle?)")
+    return _INCLUDE.sub(lambda match: _resolve(_included(match), depth + 1), text)
+
+
+def _included(match: re.Match) -> str:
+    name, section = match.groups()
+    found = _raw_sections(name).get(section)
+    if found is None:
+        raise KeyError(f"-- @include {name}.{section}: projections/{name}.sql has no @{section} section")
+    return found
 
 
 @lru_cache(maxsize=None)

@@ -1,0 +1,170 @@
+-- grain: none of its own; the pricing rule of SPEC §4.0 for a set of requests, used by customer_month_priced,
+-- late_adjustments, restatements and `ledger calc diff`.
+-- facts read: attribute_facts (through dim_customer and dim_customer.versions), price_facts, usage_facts (the
+--             on-time facts of a month priced day by day), usage_on_time, usage_late, period_close, link_range
+-- @price reads {stage}.price_req (req bigint, customer_id text, month text, q bigint, plan_rule text,
+-- late_through bigint): price the customer-month as known at position q (the attribute and price facts at positions
+-- <= q) under plan_rule, on its on-time units plus the units of its late facts attributed at positions
+-- <= late_through (-1: on-time units alone). It writes {stage}.price_line (req, meter, amount_cents, included_units,
+-- overage_units, unpriced_units): one row per line, the base fee with meter '' and a meter's line for each meter
+-- with units or listed by a price of the month's plans. A line absent from it prices 0.
+-- A month's days take the plan of the version in effect at their first instant, or of the first version that
+-- starts within the month where none is (daily_prorated); under month_start every day takes the month-start
+-- version's plan. Only a request whose days have more than one plan needs its units by day: its on-time facts are
+-- read again through usage_on_time's source ids and positions.
+-- @price
+DROP TABLE IF EXISTS {stage}.version_pair, {stage}.version_fact, {stage}.req_version, {stage}.req_run,
+    {stage}.req_plan_days, {stage}.req_multi, {stage}.req_price, {stage}.req_price_meter, {stage}.req_plan_units,
+    {stage}.price_line;
+ANALYZE {stage}.price_req;
+-- 1. the versions as known at q: dim_customer's where no attribute fact of the customer came after q
+CREATE TABLE {stage}.version_pair AS
+SELECT DISTINCT r.customer_id, r.q
+FROM {stage}.price_req r
+JOIN (SELECT customer_id, max(position) AS last_position FROM attribute_facts
+      WHERE position <= {head} AND customer_id IN (SELECT customer_id FROM {stage}.price_req)
+      GROUP BY customer_id) a ON a.customer_id = r.customer_id AND a.last_position > r.q;
+CREATE TABLE {stage}.version_fact AS
+SELECT position, customer_id, effective_from, attrs FROM attribute_facts
+WHERE position <= {head} AND customer_id IN (SELECT customer_id FROM {stage}.version_pair);
+CREATE TABLE {stage}.req_version AS
+SELECT customer_id, q, valid_from, valid_to, plan FROM (
+-- @include dim_customer.versions
+) v
+UNION ALL
+SELECT p.customer_id, p.q, d.valid_from, d.valid_to, d.plan
+FROM (SELECT DISTINCT customer_id, q FROM {stage}.price_req) p
+JOIN {schema}.dim_customer d ON d.customer_id = p.customer_id
+WHERE NOT EXISTS (SELECT 1 FROM {stage}.version_pair x WHERE x.customer_id = p.customer_id AND x.q = p.q);
+-- 2. the month's days by plan, as runs of days first_day..last_day
+CREATE TABLE {stage}.req_run AS
+WITH m AS (
+    SELECT r.req, r.customer_id, r.q, r.plan_rule, (r.month || '-01')::timestamp AT TIME ZONE 'UTC' AS starts,
+           ((r.month || '-01')::timestamp + interval '1 month') AT TIME ZONE 'UTC' AS ends,
+           ((r.month || '-01')::date + interval '1 month' - interval '1 day')::date
+               - (r.month || '-01')::date + 1 AS days,
+           (r.month || '-01')::date AS first_date
+    FROM {stage}.price_req r
+), v AS (
+    SELECT m.*, v.valid_from, v.valid_to, v.plan, row_number() OVER (PARTITION BY m.req ORDER BY v.valid_from) AS n
+    FROM m
+    JOIN {stage}.req_version v ON v.customer_id = m.customer_id AND v.q = m.q
+     AND v.valid_from < m.ends AND (v.valid_to IS NULL OR v.valid_to > m.starts)
+), spans AS (   -- the days whose first instant falls in the version; the first version also takes the days before it
+    SELECT req, plan, n, plan_rule, days,
+           CASE WHEN n = 1 THEN 1
+                ELSE ((valid_from AT TIME ZONE 'UTC' + interval '1 day' - interval '1 microsecond')::date
+                      - first_date + 1) END AS first_day,
+           CASE WHEN valid_to IS NULL OR valid_to >= ends THEN days
+                ELSE ((valid_to AT TIME ZONE 'UTC' + interval '1 day' - interval '1 microsecond')::date
+                      - first_date) END AS last_day
+    FROM v
+)
+SELECT req, plan, first_day::int, last_day::int, days::int FROM spans
+WHERE plan_rule = 'daily_prorated' AND first_day <= last_day
+UNION ALL
+SELECT req, plan, 1, days::int, days::int FROM spans WHERE plan_rule = 'month_start' AND n = 1;
+CREATE TABLE {stage}.req_plan_days AS
+SELECT req, plan, sum(last_day - first_day + 1)::bigint AS plan_days, min(days)::bigint AS days
+FROM {stage}.req_run GROUP BY req, plan;
+CREATE TABLE {stage}.req_multi AS
+SELECT req FROM {stage}.req_plan_days GROUP BY req HAVING count(*) > 1;
+-- 3. the plans' prices for the month, as known at q
+CREATE TABLE {stage}.req_price AS
+SELECT DISTINCT ON (k.plan, k.month, k.q) k.plan, k.month, k.q, p.base_fee_cents, p.meters
+FROM (SELECT DISTINCT d.plan, r.month, r.q FROM {stage}.req_plan_days d JOIN {stage}.price_req r USING (req)
+      WHERE d.plan IS NOT NULL) k
+JOIN price_facts p ON p.plan = k.plan AND p.effective_month <= k.month AND p.position <= k.q
+ORDER BY k.plan, k.month, k.q, p.effective_month DESC;
+CREATE TABLE {stage}.req_price_meter AS
+SELECT p.plan, p.month, p.q, m.key AS meter, (m.value ->> 'included_units')::bigint AS included_units,
+       (m.value ->> 'unit_price_cents')::bigint AS unit_price_cents
+FROM {stage}.req_price p CROSS JOIN LATERAL jsonb_each(p.meters) m;
+-- 4. units by plan: a single-plan request's units are all its plan's; a multi-plan one's go by day
+CREATE TABLE {stage}.req_plan_units AS
+WITH single AS (
+    SELECT r.*, d.plan FROM {stage}.price_req r
+    LEFT JOIN {stage}.req_plan_days d ON d.req = r.req
+    WHERE r.req NOT IN (SELECT req FROM {stage}.req_multi)
+), multi AS (
+    SELECT r.* FROM {stage}.price_req r WHERE r.req IN (SELECT req FROM {stage}.req_multi)
+), multi_cm AS (
+    SELECT DISTINCT customer_id, month FROM multi
+), on_time_day AS (     -- the on-time facts of the multi-plan customer-months, by day (SPEC §4.1)
+    SELECT o.customer_id, o.month, f.meter, extract(day FROM f.event_time AT TIME ZONE 'UTC')::int AS day,
+           sum(f.quantity)::bigint AS units
+    FROM multi_cm s
+    JOIN {schema}.usage_on_time o ON o.customer_id = s.customer_id AND o.month = s.month
+    LEFT JOIN {schema}.period_close pc ON pc.month = o.month
+    JOIN usage_facts f
+      ON f.source = o.source AND f.source_customer_id = o.source_customer_id AND f.meter = o.meter
+     AND f.position >= o.first_position AND f.position <= o.last_position AND f.position <= {head}
+     AND f.position < coalesce(pc.close_position, 9223372036854775807)
+     AND f.event_time >= (o.month || '-01')::timestamp AT TIME ZONE 'UTC'
+     AND f.event_time < ((o.month || '-01')::timestamp + interval '1 month') AT TIME ZONE 'UTC'
+    JOIN {schema}.link_range lr
+      ON lr.source = f.source AND lr.source_customer_id = f.source_customer_id
+     AND lr.known_after < coalesce(pc.close_position, 9223372036854775807)
+     AND coalesce(pc.close_position, 9223372036854775807) <= lr.known_through
+     AND f.event_time >= lr.valid_from AND f.event_time < lr.valid_to AND lr.customer_id = o.customer_id
+    GROUP BY 1, 2, 3, 4
+), day_units AS (
+    SELECT m.req, d.meter, d.day, d.units
+    FROM multi m JOIN on_time_day d ON d.customer_id = m.customer_id AND d.month = m.month
+    UNION ALL
+    SELECT m.req, l.meter, extract(day FROM l.event_time AT TIME ZONE 'UTC')::int, l.quantity
+    FROM multi m JOIN {schema}.usage_late l
+      ON l.customer_id = m.customer_id AND l.month = m.month AND l.attribution_position <= m.late_through
+)
+SELECT s.req, s.plan, o.meter, sum(o.units)::bigint AS units
+FROM single s JOIN {schema}.usage_on_time o ON o.customer_id = s.customer_id AND o.month = s.month
+GROUP BY 1, 2, 3
+UNION ALL
+SELECT s.req, s.plan, l.meter, sum(l.quantity)::bigint
+FROM single s JOIN {schema}.usage_late l
+  ON l.customer_id = s.customer_id AND l.month = s.month AND l.attribution_position <= s.late_through
+GROUP BY 1, 2, 3
+UNION ALL
+SELECT u.req, r.plan, u.meter, sum(u.units)::bigint
+FROM day_units u JOIN {stage}.req_run r ON r.req = u.req AND u.day BETWEEN r.first_day AND r.last_day
+GROUP BY 1, 2, 3;
+-- 5. the lines: the base fee rounded once (half to even), each meter's overage over its plans' included units
+CREATE TABLE {stage}.price_line AS
+WITH r AS (
+    SELECT req, month, q FROM {stage}.price_req
+), pd AS (
+    SELECT d.req, d.plan, d.plan_days, d.days, r.month, r.q
+    FROM {stage}.req_plan_days d JOIN r USING (req) WHERE d.plan IS NOT NULL
+), fee AS (
+    SELECT pd.req, sum(coalesce(p.base_fee_cents, 0) * pd.plan_days)::bigint AS num, min(pd.days) AS days
+    FROM pd LEFT JOIN {stage}.req_price p ON p.plan = pd.plan AND p.month = pd.month AND p.q = pd.q
+    GROUP BY pd.req
+), units AS (
+    SELECT req, plan, meter, sum(units)::bigint AS units FROM {stage}.req_plan_units GROUP BY 1, 2, 3
+), meters AS (
+    SELECT req, meter FROM units
+    UNION
+    SELECT pd.req, pm.meter FROM pd
+    JOIN {stage}.req_price_meter pm ON pm.plan = pd.plan AND pm.month = pd.month AND pm.q = pd.q
+), per_plan AS (
+    SELECT m.req, m.meter, coalesce(u.units, 0) AS units, pm.unit_price_cents,
+           pm.included_units * pd.plan_days / pd.days AS included_units    -- floor: integers >= 0
+    FROM meters m
+    JOIN pd ON pd.req = m.req
+    LEFT JOIN units u ON u.req = m.req AND u.meter = m.meter AND u.plan = pd.plan
+    LEFT JOIN {stage}.req_price_meter pm
+           ON pm.plan = pd.plan AND pm.month = pd.month AND pm.q = pd.q AND pm.meter = m.meter
+)
+SELECT req, meter,
+       coalesce(sum(greatest(0, units - included_units) * unit_price_cents), 0)::bigint AS amount_cents,
+       sum(included_units)::bigint AS included_units,
+       sum(greatest(0, units - included_units))::bigint AS overage_units,
+       coalesce(sum(units) FILTER (WHERE included_units IS NULL), 0)::bigint AS unpriced_units
+FROM per_plan
+GROUP BY req, meter
+UNION ALL
+SELECT req, '', CASE WHEN 2 * (num % days) > days THEN num / days + 1
+                     WHEN 2 * (num % days) = days THEN num / days + (num / days) % 2
+                     ELSE num / days END,
+       NULL, NULL, 0
+FROM fee;
