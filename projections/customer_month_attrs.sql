@@ -15,7 +15,7 @@ CREATE TABLE {schema}.customer_month_attrs (
     owner       text,
     plan        text,
     region      text,
-    priced_at   bigint NOT NULL,
+    priced_at   bigint,                    -- E(m) of a closed month; null while open (the head)
     calculation text NOT NULL,
     plan_rule   text NOT NULL,
     is_split    boolean NOT NULL
@@ -43,7 +43,7 @@ WITH credit AS (
     UNION
     SELECT customer_id, posting_month FROM {schema}.restatements WHERE {cm[customer_id, posting_month]}
 ), keyed AS (
-    SELECT cm.customer_id, cm.month, coalesce(pc.close_position - 1, {head}) AS priced_at
+    SELECT cm.customer_id, cm.month, pc.close_position - 1 AS closed_at, coalesce(pc.close_position - 1, {head}) AS priced_at
     FROM cm LEFT JOIN {schema}.period_close pc ON pc.month = cm.month
 ), attr AS (    -- each reported customer's attribute facts: the latest position, and the months they split
     SELECT customer_id, max(position) AS last_position,
@@ -54,7 +54,7 @@ WITH credit AS (
     WHERE position <= {head} AND customer_id IN (SELECT customer_id FROM keyed)
     GROUP BY customer_id
 )
-SELECT k.customer_id, k.month, k.priced_at, coalesce(a.last_position > k.priced_at, false) AS is_asof,
+SELECT k.customer_id, k.month, k.closed_at, k.priced_at, coalesce(a.last_position > k.priced_at, false) AS is_asof,
        coalesce(k.month = ANY (a.split_months), false) AS is_split, c.name AS calculation, c.plan_rule
 FROM keyed k
 LEFT JOIN attr a ON a.customer_id = k.customer_id
@@ -66,7 +66,7 @@ SELECT position, customer_id, effective_from, attrs FROM attribute_facts
 WHERE position <= {head} AND customer_id IN (SELECT customer_id FROM {stage}.version_pair);
 INSERT INTO {schema}.customer_month_attrs
 SELECT DISTINCT ON (k.customer_id, k.month)
-       k.customer_id, k.month, d.name, d.segment, d.owner, d.plan, d.region, k.priced_at, k.calculation, k.plan_rule,
+       k.customer_id, k.month, d.name, d.segment, d.owner, d.plan, d.region, k.closed_at, k.calculation, k.plan_rule,
        k.is_split
 FROM {stage}.cm_attr_key k
 LEFT JOIN {schema}.dim_customer d
@@ -77,7 +77,7 @@ WHERE NOT k.is_asof
 ORDER BY k.customer_id, k.month, d.valid_from;
 INSERT INTO {schema}.customer_month_attrs
 SELECT DISTINCT ON (k.customer_id, k.month)
-       k.customer_id, k.month, d.name, d.segment, d.owner, d.plan, d.region, k.priced_at, k.calculation, k.plan_rule,
+       k.customer_id, k.month, d.name, d.segment, d.owner, d.plan, d.region, k.closed_at, k.calculation, k.plan_rule,
        k.is_split
 FROM {stage}.cm_attr_key k
 LEFT JOIN (

@@ -17,5 +17,5 @@ DELETE FROM {schema}.plan_month_fee;
 INSERT INTO {schema}.plan_month_fee
 SELECT DISTINCT ON (pm.plan, pm.month) pm.plan, pm.month, p.base_fee_cents, p.position
 FROM (SELECT DISTINCT plan, month, priced_at FROM {schema}.customer_month_attrs WHERE plan IS NOT NULL) pm
-JOIN price_facts p ON p.plan = pm.plan AND p.effective_month <= pm.month AND p.position <= pm.priced_at
+JOIN price_facts p ON p.plan = pm.plan AND p.effective_month <= pm.month AND p.position <= coalesce(pm.priced_at, {head})
 ORDER BY pm.plan, pm.month, p.effective_month DESC;
