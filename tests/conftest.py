@@ -34,8 +34,7 @@ from ledger.store.embedded import EmbeddedServer
 from ledger.store.migrate import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-EXAMPLE = SHARED / "examples" / "basic"
+EXAMPLE = ROOT / "tests" / "fixtures" / "examples" / "basic"  # a copy of ../shared/examples/basic (.ci/run checks)
 LEDGER_BIN = str(Path(sys.executable).with_name("ledger"))
 
 
@@ -73,15 +72,69 @@ def template_db(pg_admin) -> str:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _clone(pg_admin: str, template: str) -> str:
+    name = f"ledger_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return name
+
+
+def _drop(pg_admin: str, names: list[str]) -> None:
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def db_url(pg_admin, template_db) -> str:
     """A fresh, migrated database for this test alone."""
-    name = f"ledger_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    name = _clone(pg_admin, template_db)
     yield _with_dbname(pg_admin, name)
-    with psycopg.connect(pg_admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _drop(pg_admin, [name])
+
+
+@pytest.fixture
+def fresh_db_url(pg_admin, template_db) -> Callable[[], str]:
+    """More fresh, migrated databases for this test (one per hypothesis example, say); dropped at its end."""
+    names: list[str] = []
+
+    def create() -> str:
+        names.append(_clone(pg_admin, template_db))
+        return _with_dbname(pg_admin, names[-1])
+
+    yield create
+    _drop(pg_admin, names)
+
+
+@pytest.fixture(scope="session")
+def example_template(pg_admin, template_db, tmp_path_factory) -> str:
+    """A database holding the basic example scenario, replayed once through the real ingest and commands."""
+    from tests.scenarios import Replay
+
+    name = _clone(pg_admin, template_db)
+    with Replay(_with_dbname(pg_admin, name), tmp_path_factory.mktemp("example")) as feeding:
+        feeding.steps()
+    yield name
+    _drop(pg_admin, [name])
+
+
+@pytest.fixture
+def example_db_url(pg_admin, example_template) -> str:
+    """A fresh database holding the basic example scenario (no projections yet), for this test alone."""
+    name = _clone(pg_admin, example_template)
+    yield _with_dbname(pg_admin, name)
+    _drop(pg_admin, [name])
+
+
+@pytest.fixture
+def replay(db_url, tmp_path):
+    """The real ingest and commands, in process, on this test's database (tests/scenarios.py)."""
+    from tests.scenarios import Replay
+
+    work = tmp_path / "replay"
+    work.mkdir()
+    with Replay(db_url, work) as feeding:
+        yield feeding
 
 
 @pytest.fixture
