@@ -156,10 +156,9 @@ def conn(db_url) -> psycopg.Connection:
         yield connection
 
 
-@pytest.fixture
-def ledger(db_url, tmp_path) -> Callable[..., subprocess.CompletedProcess]:
-    """Run the `ledger` command against this test's database."""
-    env = {**os.environ, "LEDGER_DATABASE_URL": db_url, "LEDGER_HOME": str(tmp_path / "home")}
+def ledger_runner(database_url: str, home: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Runs the `ledger` command against one database."""
+    env = {**os.environ, "LEDGER_DATABASE_URL": database_url, "LEDGER_HOME": str(home)}
 
     def run(*args: str, input: str | bytes | None = None, check_exit: int | None = None,
             extra_env: dict | None = None) -> subprocess.CompletedProcess:
@@ -171,6 +170,18 @@ def ledger(db_url, tmp_path) -> Callable[..., subprocess.CompletedProcess]:
         return result
 
     return run
+
+
+@pytest.fixture
+def ledger(db_url, tmp_path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run the `ledger` command against this test's database."""
+    return ledger_runner(db_url, tmp_path / "home")
+
+
+@pytest.fixture
+def example_ledger(example_db_url, tmp_path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run the `ledger` command against a fresh database holding the basic example scenario."""
+    return ledger_runner(example_db_url, tmp_path / "home")
 
 
 def write_lines(path: Path, lines: list[str | bytes]) -> Path:

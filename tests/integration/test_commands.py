@@ -99,6 +99,7 @@ def test_the_refusal_names_the_remaining_amount(cli, billed):
     assert "remaining creditable amount of 300 cents" in result.stderr and "credited 700" in result.stderr
 
 
+@pytest.mark.slow  # many processes at once
 def test_credits_from_many_processes_never_exceed_the_invoice(billed, db_url, conn, tmp_path):
     env = {**os.environ, "LEDGER_DATABASE_URL": db_url}
     # 20 processes, 150 cents each, against a 1,000-cent invoice: at most 6 can succeed.

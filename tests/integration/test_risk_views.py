@@ -390,6 +390,7 @@ def test_anomalies_export_lists_only_flagged_rows_sorted_by_keys(feed, project, 
 
 
 # ------------------------------------------------------------------------------------------------ a busier history
+@pytest.mark.slow  # thousands of facts over several runs
 def test_rebuild_equals_incremental_over_a_busy_history(feed, project, conn, ledger, rebuild_equals_incremental):
     """Several runs with new usage, late usage after closes, mid-day merges, quantity-0 facts and unknown ids."""
     rng = random.Random(7)

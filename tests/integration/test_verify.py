@@ -12,18 +12,6 @@ from tests.builders import line, usage
 from tests.conftest import write_lines
 
 
-def _has_projector_check() -> bool:
-    try:
-        from ledger import projector
-    except ImportError:
-        return False
-    return callable(getattr(projector, "check", None)) and callable(getattr(projector, "project", None))
-
-
-needs_projector = pytest.mark.skipif(not _has_projector_check(),
-                                     reason="ledger.projector.check is not there yet: projection checks untested")
-
-
 @pytest.fixture
 def store(ledger, tmp_path):
     """Five usage facts (positions 1–5), their batch event (6) and one identity link (7)."""
@@ -66,14 +54,12 @@ def test_an_empty_store_verifies(ledger):
     assert report["facts"] == 0 and report["head"]["position"] is None and report["ok"] is True
 
 
-@needs_projector
 def test_a_clean_store_verifies_with_its_projections(store):
     report = json.loads(store("verify", "--json", check_exit=0).stdout)
     assert report["ok"] is True and report["projections"]
     assert all(table["equal"] for table in report["projections"].values())
 
 
-@needs_projector
 def test_an_edited_projection_row_is_found(store, conn):
     store("project", check_exit=0)
     edited = conn.execute("UPDATE ledger_proj.customer_month_meter SET on_time_units = on_time_units + 1").rowcount
