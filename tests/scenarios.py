@@ -94,10 +94,11 @@ class Replay:
         return [self.step(step) for step in (example_steps(self.example) if steps is None else steps)]
 
     # -- a test's own records ------------------------------------------------------------------------------
-    def ingest(self, kind: str, records: list[dict[str, Any]]) -> IngestReport:
-        """Appends records of one kind through `ingest_file` (NDJSON); every record must be appended."""
+    def ingest(self, kind: str, records: list[dict[str, Any]], name: str | None = None) -> IngestReport:
+        """Appends records of one kind through `ingest_file`, from an NDJSON file in the work directory (NAME, or
+        one numbered in order); every record must be appended."""
         self.files += 1
-        path = self.work_dir / f"{self.files:05d}-{kind}.ndjson"
+        path = self.work_dir / (name or f"{self.files:05d}-{kind}.ndjson")
         path.write_text("".join(json.dumps(record) + "\n" for record in records))
         report = ingest_file(self.database, kind, str(path), "ndjson", now=now())
         if report.appended != len(records):
