@@ -3,6 +3,11 @@
 The server is the embedded one (started once per test session under a temporary LEDGER_HOME) unless
 LEDGER_DATABASE_URL names another; CI runs the suite both ways. Every test gets a fresh database
 cloned from a migrated template, so tests never see each other's facts.
+
+Facts go in the way `ledger` appends them: through the `ledger` fixture (the command), or `replay`
+(the real ingest and commands in process, tests/scenarios.py). `example_db_url` is a fresh database
+holding the basic example scenario (tests/fixtures/examples/basic), replayed once per session and cloned.
+Tests marked `slow` are left out of the fast lane, `pytest -m "not slow"`.
 """
 
 from __future__ import annotations
