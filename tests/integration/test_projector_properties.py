@@ -103,7 +103,8 @@ class Facts:
     @classmethod
     def from_ops(cls, ops: list[tuple]) -> "Facts":
         """The ops as facts the store accepts: a repeated key is left out (the store would count it a duplicate
-        or quarantine it), and so is a credit to a customer nothing has named yet (the credit rule refuses it)."""
+        or quarantine it); a credit to a customer nothing has named yet (the credit rule refuses it) comes after an
+        attribute fact that names the customer."""
         facts, keys, closed, customers, n = cls(), set(), [], set(), 0
         for op in ops:
             kind = op[0]
@@ -151,8 +152,11 @@ class Facts:
                                 "amount_cents": q * 2} for i, (m, q) in enumerate(lines.items())]})
             elif kind == "credit":
                 _, customer, month, amount = op
-                if customer not in customers:
-                    continue
+                if customer not in customers:  # named first, by an attribute fact without attributes
+                    keys.add((customer, EFFECTIVE[0]))
+                    customers.add(customer)
+                    facts.rows.append(Fact("attribute_facts", (customer, EFFECTIVE[0], "{}"), "attributes",
+                                           {"customer_id": customer, "effective_from": _ts(EFFECTIVE[0])}))
                 n += 1
                 issued = month_start(month) + dt.timedelta(days=2)
                 row = Fact("credit_facts", (f"cr{n}", customer, None, amount, "goodwill", None, "prop", issued),
