@@ -3,6 +3,11 @@
 The server is the embedded one (started once per test session under a temporary LEDGER_HOME) unless
 LEDGER_DATABASE_URL names another; CI runs the suite both ways. Every test gets a fresh database
 cloned from a migrated template, so tests never see each other's facts.
+
+Facts go in the way `ledger` appends them: through the `ledger` fixture (the command), or `replay`
+(the real ingest and commands in process, tests/scenarios.py). `example_db_url` is a fresh database
+holding the basic example scenario (tests/fixtures/examples/basic), replayed once per session and cloned.
+Tests marked `slow` are left out of the fast lane, `pytest -m "not slow"`.
 """
 
 from __future__ import annotations
@@ -34,8 +39,7 @@ from ledger.store.embedded import EmbeddedServer
 from ledger.store.migrate import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-EXAMPLE = SHARED / "examples" / "basic"
+EXAMPLE = ROOT / "tests" / "fixtures" / "examples" / "basic"  # a copy of ../shared/examples/basic (.ci/run checks)
 LEDGER_BIN = str(Path(sys.executable).with_name("ledger"))
 
 
@@ -73,15 +77,69 @@ def template_db(pg_admin) -> str:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _clone(pg_admin: str, template: str) -> str:
+    name = f"ledger_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return name
+
+
+def _drop(pg_admin: str, names: list[str]) -> None:
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def db_url(pg_admin, template_db) -> str:
     """A fresh, migrated database for this test alone."""
-    name = f"ledger_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    name = _clone(pg_admin, template_db)
     yield _with_dbname(pg_admin, name)
-    with psycopg.connect(pg_admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _drop(pg_admin, [name])
+
+
+@pytest.fixture
+def fresh_db_url(pg_admin, template_db) -> Callable[[], str]:
+    """More fresh, migrated databases for this test (one per hypothesis example, say); dropped at its end."""
+    names: list[str] = []
+
+    def create() -> str:
+        names.append(_clone(pg_admin, template_db))
+        return _with_dbname(pg_admin, names[-1])
+
+    yield create
+    _drop(pg_admin, names)
+
+
+@pytest.fixture(scope="session")
+def example_template(pg_admin, template_db, tmp_path_factory) -> str:
+    """A database holding the basic example scenario, replayed once through the real ingest and commands."""
+    from tests.scenarios import Replay
+
+    name = _clone(pg_admin, template_db)
+    with Replay(_with_dbname(pg_admin, name), tmp_path_factory.mktemp("example")) as feeding:
+        feeding.steps()
+    yield name
+    _drop(pg_admin, [name])
+
+
+@pytest.fixture
+def example_db_url(pg_admin, example_template) -> str:
+    """A fresh database holding the basic example scenario (no projections yet), for this test alone."""
+    name = _clone(pg_admin, example_template)
+    yield _with_dbname(pg_admin, name)
+    _drop(pg_admin, [name])
+
+
+@pytest.fixture
+def replay(db_url, tmp_path):
+    """The real ingest and commands, in process, on this test's database (tests/scenarios.py)."""
+    from tests.scenarios import Replay
+
+    work = tmp_path / "replay"
+    work.mkdir()
+    with Replay(db_url, work) as feeding:
+        yield feeding
 
 
 @pytest.fixture
@@ -103,10 +161,9 @@ def conn(db_url) -> psycopg.Connection:
         yield connection
 
 
-@pytest.fixture
-def ledger(db_url, tmp_path) -> Callable[..., subprocess.CompletedProcess]:
-    """Run the `ledger` command against this test's database."""
-    env = {**os.environ, "LEDGER_DATABASE_URL": db_url, "LEDGER_HOME": str(tmp_path / "home")}
+def ledger_runner(database_url: str, home: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Runs the `ledger` command against one database."""
+    env = {**os.environ, "LEDGER_DATABASE_URL": database_url, "LEDGER_HOME": str(home)}
 
     def run(*args: str, input: str | bytes | None = None, check_exit: int | None = None,
             extra_env: dict | None = None) -> subprocess.CompletedProcess:
@@ -118,6 +175,18 @@ def ledger(db_url, tmp_path) -> Callable[..., subprocess.CompletedProcess]:
         return result
 
     return run
+
+
+@pytest.fixture
+def ledger(db_url, tmp_path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run the `ledger` command against this test's database."""
+    return ledger_runner(db_url, tmp_path / "home")
+
+
+@pytest.fixture
+def example_ledger(example_db_url, tmp_path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run the `ledger` command against a fresh database holding the basic example scenario."""
+    return ledger_runner(example_db_url, tmp_path / "home")
 
 
 def write_lines(path: Path, lines: list[str | bytes]) -> Path:

@@ -11,15 +11,7 @@ import pytest
 from tests.conftest import LEDGER_BIN
 
 
-def _projector_ready() -> bool:
-    try:
-        from ledger import projector
-    except ImportError:
-        return False
-    return callable(getattr(projector, "project", None))
-
-
-pytestmark = pytest.mark.skipif(not _projector_ready(), reason="ledger.projector.project is not there yet")
+pytestmark = pytest.mark.slow  # two demo scenarios end to end
 
 SECTIONS = ("== A generated scenario", "== Replaying", "== Projections brought up to date", "== Customer-months",
             "== Exceptions for reconciliation", "== Explore further", "ledger trace invoice", "ledger verify")
@@ -49,10 +41,7 @@ def test_the_demo_runs_end_to_end_twice_on_the_embedded_default(tmp_path):
     assert second.stdout.split("== Customer-months")[1].split("== Exceptions")[0] == \
         first.stdout.split("== Customer-months")[1].split("== Exceptions")[0]
 
-    from ledger import projector
-
-    checks = [] if callable(getattr(projector, "check", None)) else ["--skip-projections"]
-    verified = run(home, "verify", "--json", *checks)
+    verified = run(home, "verify", "--json")
     assert verified.returncode == 0, (verified.stdout[-3000:], verified.stderr[-3000:])
     assert json.loads(verified.stdout)["ok"] is True
 

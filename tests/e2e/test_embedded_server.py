@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from tests.builders import line, link, usage
 from tests.conftest import LEDGER_BIN, write_lines
 
@@ -73,6 +75,7 @@ def test_a_slow_statements_plan_goes_to_the_server_log(tmp_path):
     assert "marked_for_the_log" in log and "Function Scan on generate_series" in log
 
 
+@pytest.mark.slow  # a server killed and recovered
 def test_a_committed_rebuild_survives_a_server_crash(tmp_path):
     """At wal_level minimal a rebuild's new tables are flushed at its commit instead of written to the WAL (those
     over wal_skip_threshold; the rebuild here sets it to 0, so every one of its tables is): crash recovery, which

@@ -1,4 +1,4 @@
-"""The shared example (../shared/examples/basic), run through the `ledger` command: every step's exit code
+"""The basic example (tests/fixtures/examples/basic, a copy of Finance's), run through the `ledger` command: every step's exit code
 and counts as expected, and every export equal to the independently computed CSVs, cell by cell."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import json
 import pytest
 
 from tests.conftest import EXAMPLE
+
+pytestmark = pytest.mark.slow  # every step a `ledger` process (the projector's example tests run it in process)
 
 IGNORED = {"first_position", "last_position"}
 EXPORTS = ["customer-month", "customer-month-meter", "late-adjustments", "dim-customer", "exceptions"]

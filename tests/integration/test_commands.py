@@ -27,11 +27,10 @@ def cli(db_url, tmp_path):
 
 
 @pytest.fixture
-def billed(ledger, tmp_path):
-    """cus_1 (billing id bc_1) with a 1,000-cent January invoice in_1."""
-    ledger("ingest", "identities", str(write_lines(tmp_path / "l.ndjson", [
-        json.dumps(link("billing", "bc_1", "cus_1")), json.dumps(link("billing", "bc_2", "cus_2"))])), check_exit=0)
-    ledger("ingest", "invoices", str(write_lines(tmp_path / "i.ndjson", [json.dumps(invoice())])), check_exit=0)
+def billed(replay):
+    """cus_1 (billing id bc_1) with a 1,000-cent January invoice in_1 (ingested in process)."""
+    replay.ingest("identities", [link("billing", "bc_1", "cus_1"), link("billing", "bc_2", "cus_2")])
+    replay.ingest("invoices", [invoice()])
 
 
 def credit(cli, *extra, amount="300", key="k1", customer="cus_1", invoice_id="in_1", actor="ana@fin"):
@@ -99,6 +98,7 @@ def test_the_refusal_names_the_remaining_amount(cli, billed):
     assert "remaining creditable amount of 300 cents" in result.stderr and "credited 700" in result.stderr
 
 
+@pytest.mark.slow  # many processes at once
 def test_credits_from_many_processes_never_exceed_the_invoice(billed, db_url, conn, tmp_path):
     env = {**os.environ, "LEDGER_DATABASE_URL": db_url}
     # 20 processes, 150 cents each, against a 1,000-cent invoice: at most 6 can succeed.

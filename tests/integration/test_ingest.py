@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 
+import pytest
+
 from tests.builders import line, link, usage
 from tests.conftest import write_lines
 
@@ -84,6 +86,7 @@ def test_csv_by_extension_and_cloudevents_by_flag(ledger, conn, tmp_path):
     assert conn.execute("SELECT quantity FROM usage_facts WHERE event_id = 'ce1'").fetchone()[0] == 4
 
 
+@pytest.mark.slow  # a large file
 def test_a_large_file_streams_through_worker_processes(ledger, conn, tmp_path):
     # above the parallel threshold: parsed in worker processes, appended in order
     lines = [line(usage(i, source_customer_id=f"pr_{i % 50}", properties={"pad": "x" * 60})) for i in range(60_000)]

@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import psycopg
+import pytest
 
 from tests.builders import line, usage
 from tests.conftest import LEDGER_BIN, write_lines
@@ -31,6 +32,7 @@ def assert_whole_batches(conn, partial: int) -> None:
     assert conn.execute("SELECT max(line) FROM usage_facts").fetchone()[0] == partial
 
 
+@pytest.mark.slow  # an ingest killed mid-run
 def test_a_killed_ingest_rerun_gives_each_fact_exactly_once(db_url, conn, tmp_path, ledger):
     path = big_file(tmp_path)
     env = {**os.environ, "LEDGER_DATABASE_URL": db_url, "LEDGER_BATCH_SIZE": "2000"}
@@ -49,6 +51,7 @@ def test_a_killed_ingest_rerun_gives_each_fact_exactly_once(db_url, conn, tmp_pa
     assert facts(conn) == (N, N)
 
 
+@pytest.mark.slow  # a connection killed mid-ingest
 def test_a_lost_connection_mid_ingest_leaves_whole_batches(db_url, conn, tmp_path, ledger, pg_admin):
     path = big_file(tmp_path, 40_000)
     env = {**os.environ, "LEDGER_DATABASE_URL": db_url, "LEDGER_BATCH_SIZE": "2000"}

@@ -1,19 +1,18 @@
-"""The shared example scenario through the projector: every export equals Finance's expected CSV."""
+"""The basic example scenario through the projector: every export equals Finance's expected CSV.
+
+The scenario's facts come through the real ingest and commands (tests/scenarios.py), into the migrated store.
+"""
 
 from __future__ import annotations
 
 import io
 import json
-import sys
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from ledger import projector
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from projector_fixtures import FakeStore, apply_step, example_steps, expected_csv, load_example, scratch_database
+from tests.scenarios import example_steps, expected_csv, expected_steps
 
 EXPORTS = ["customer-month", "customer-month-meter", "late-adjustments", "dim-customer", "exceptions"]
 
@@ -32,41 +31,32 @@ def _export(conn: psycopg.Connection, name: str, fmt: str = "csv") -> str:
     return out.getvalue()
 
 
-@pytest.fixture(scope="module")
-def example_db():
-    with scratch_database() as dsn:
-        with psycopg.connect(dsn) as conn:
-            load_example(conn)
-        yield dsn
-
-
 @pytest.mark.parametrize("name", EXPORTS)
-def test_rebuild_reproduces_expected_export(example_db, name):
-    with psycopg.connect(example_db) as conn:
+def test_rebuild_reproduces_expected_export(example_db_url, name):
+    with psycopg.connect(example_db_url) as conn:
         projector.rebuild(conn)
         got = _export(conn, name)
     assert _without_positions(name, got) == _without_positions(name, expected_csv(name))
 
 
-def test_incremental_step_by_step_reproduces_every_export_and_equals_rebuild():
-    with scratch_database() as dsn, psycopg.connect(dsn) as conn:
-        store = FakeStore()
-        modes = []
-        for step in example_steps():
-            apply_step(store, step)
-            store.flush(conn)
-            conn.commit()
-            modes.append(projector.project(conn).mode)
+def test_incremental_step_by_step_reproduces_every_export_and_equals_rebuild(replay):
+    modes = []
+    with psycopg.connect(replay.database.conninfo) as projecting:
+        for step, want in zip(example_steps(), expected_steps(), strict=True):
+            outcome = replay.step(step)
+            assert (outcome.exit, outcome.appended) == (want["exit"], want.get("appended", 0)), step
+            modes.append(projector.project(projecting).mode)
         assert modes[0] == "rebuild" and "incremental" in modes
         for name in EXPORTS:
-            assert _without_positions(name, _export(conn, name)) == _without_positions(name, expected_csv(name)), name
-        report = projector.check(conn)
+            got = _export(projecting, name)
+            assert _without_positions(name, got) == _without_positions(name, expected_csv(name)), name
+        report = projector.check(projecting)
         assert report and all(r["equal"] for r in report.values()), report
-        assert projector.project(conn).mode == "noop"
+        assert projector.project(projecting).mode == "noop"
 
 
-def test_json_export_has_the_csv_rows_with_numbers_and_nulls(example_db):
-    with psycopg.connect(example_db) as conn:
+def test_json_export_has_the_csv_rows_with_numbers_and_nulls(example_db_url):
+    with psycopg.connect(example_db_url) as conn:
         projector.project(conn)
         rows = json.loads(_export(conn, "customer-month-meter", "json"))
         csv_lines = _export(conn, "customer-month-meter").splitlines()
@@ -76,16 +66,16 @@ def test_json_export_has_the_csv_rows_with_numbers_and_nulls(example_db):
     assert unpriced["overage_units"] is None and isinstance(unpriced["on_time_units"], int)
 
 
-def test_dim_customer_json_timestamps_are_utc_microseconds(example_db):
-    with psycopg.connect(example_db) as conn:
+def test_dim_customer_json_timestamps_are_utc_microseconds(example_db_url):
+    with psycopg.connect(example_db_url) as conn:
         projector.project(conn)
         rows = json.loads(_export(conn, "dim-customer", "json"))
     assert rows[0]["valid_from"] == "2025-12-01T00:00:00.000000Z"
     assert any(r["valid_to"] is None for r in rows)
 
 
-def test_unknown_export_is_refused(example_db):
+def test_unknown_export_is_refused(example_db_url):
     from ledger.errors import NotFoundError
 
-    with psycopg.connect(example_db) as conn, pytest.raises(NotFoundError):
+    with psycopg.connect(example_db_url) as conn, pytest.raises(NotFoundError):
         _export(conn, "no-such-export")

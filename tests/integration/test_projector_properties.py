@@ -6,6 +6,9 @@
 - SCD2 versions (SPEC §3.3) equal a direct Python reading, never overlap and leave no gaps;
 - a closed month's on-time units never change after its close;
 - customer_month: balance = invoiced - credits + late adjustments, each from its own facts.
+
+Every example gets a fresh migrated store, and its facts go in through the real ingest and commands
+(tests/scenarios.py): records of one kind in a row are one ingested file, a close is `close_period`.
 """
 
 from __future__ import annotations
@@ -13,10 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -24,10 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import projector
+from ledger.domain.time import format_timestamp
 from ledger.projector import engine, runner
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from projector_fixtures import scratch_database  # noqa: E402
+from tests.scenarios import Replay, head_position
 
 UTC = dt.timezone.utc
 SOURCE_IDS = [("billing", "b1"), ("billing", "b2"), ("product", "p1")]
@@ -77,109 +78,175 @@ fact_ops = st.lists(st.one_of(usage_op, usage_op, usage_op, link_op, link_op, at
                               close_op, close_op), min_size=1, max_size=30)
 
 
+@dataclass(frozen=True)
+class Fact:
+    """One generated fact: the relation the projector reads it from, its columns there (after the position) as
+    the rule readings below use them, and how it is appended (an ingest kind and its record, or a close)."""
+
+    table: str
+    values: tuple
+    kind: str
+    record: dict[str, Any]
+
+
+def _ts(moment: dt.datetime) -> str:
+    return format_timestamp(moment)
+
+
 @dataclass
 class Facts:
-    """The facts of one generated sequence, by relation, each row starting with its position."""
+    """The facts of one generated sequence, in order; `positions` holds each one's position once appended."""
 
-    rows: list[tuple[str, tuple]] = field(default_factory=list)
+    rows: list[Fact] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
 
     @classmethod
     def from_ops(cls, ops: list[tuple]) -> "Facts":
-        facts, keys, closed, n = cls(), set(), [], 0
+        """The ops as facts the store accepts: a repeated key is left out (the store would count it a duplicate
+        or quarantine it); a credit to a customer nothing has named yet (the credit rule refuses it) comes after an
+        attribute fact that names the customer."""
+        facts, keys, closed, customers, n = cls(), set(), [], set(), 0
         for op in ops:
             kind = op[0]
             if kind == "usage":
                 _, (src, scid), meter, month, offset, qty = op
-                row = ("usage_facts", (f"e{len(facts.rows)}", src, scid, meter, qty, month_start(month) + offset))
+                event_id, at = f"e{len(facts.rows)}", month_start(month) + offset
+                row = Fact("usage_facts", (event_id, src, scid, meter, qty, at), "usage",
+                           {"event_id": event_id, "source": src, "source_customer_id": scid, "meter": meter,
+                            "quantity": qty, "event_time": _ts(at)})
             elif kind == "link":
                 _, (src, scid), customer, eff = op
                 if (src, scid, eff) in keys:
                     continue
                 keys.add((src, scid, eff))
-                row = ("identity_link_facts", (src, scid, customer, eff))
+                customers.add(customer)
+                row = Fact("identity_link_facts", (src, scid, customer, eff), "identities",
+                           {"source": src, "source_customer_id": scid, "customer_id": customer,
+                            "effective_from": _ts(eff)})
             elif kind == "attr":
                 _, customer, eff, attrs = op
                 if (customer, eff) in keys:
                     continue
                 keys.add((customer, eff))
-                row = ("attribute_facts", (customer, eff, json.dumps(attrs)))
+                customers.add(customer)
+                row = Fact("attribute_facts", (customer, eff, json.dumps(attrs)), "attributes",
+                           {"customer_id": customer, "effective_from": _ts(eff), **attrs})
             elif kind == "price":
                 _, plan, month, fee, meters = op
                 if (plan, month) in keys:
                     continue
                 keys.add((plan, month))
                 meters = {m: {"included_units": inc, "unit_price_cents": p} for m, (inc, p) in meters.items()}
-                row = ("price_facts", (plan, month, fee, json.dumps(meters)))
+                row = Fact("price_facts", (plan, month, fee, json.dumps(meters)), "prices",
+                           {"plan": plan, "effective_month": month, "base_fee_cents": fee, "meters": meters})
             elif kind == "invoice":
                 _, (src, scid), period, fee, lines = op
                 n += 1
                 total = fee + sum(lines.values()) * 2 + (n % 2)  # every other invoice mismatches its lines
-                row = ("invoice_facts", (f"in{n}", src, scid, period, month_start(next_month(period)), "USD", total),
-                       [(f"in{n}", 1, "L1", "subscription", None, None, fee)]
-                       + [(f"in{n}", i + 2, f"L{i + 2}", "usage", m, q, q * 2) for i, (m, q) in enumerate(lines.items())])
+                issued = month_start(next_month(period))
+                row = Fact("invoice_facts", (f"in{n}", src, scid, period, issued, "USD", total), "invoices",
+                           {"invoice_id": f"in{n}", "source": src, "source_customer_id": scid, "period": period,
+                            "issued_at": _ts(issued), "currency": "USD", "total_cents": total,
+                            "lines": [{"line_id": "L1", "kind": "subscription", "amount_cents": fee}]
+                            + [{"line_id": f"L{i + 2}", "kind": "usage", "meter": m, "quantity": q,
+                                "amount_cents": q * 2} for i, (m, q) in enumerate(lines.items())]})
             elif kind == "credit":
                 _, customer, month, amount = op
+                if customer not in customers:  # named first, by an attribute fact without attributes
+                    keys.add((customer, EFFECTIVE[0]))
+                    customers.add(customer)
+                    facts.rows.append(Fact("attribute_facts", (customer, EFFECTIVE[0], "{}"), "attributes",
+                                           {"customer_id": customer, "effective_from": _ts(EFFECTIVE[0])}))
                 n += 1
-                row = ("credit_facts", (f"cr{n}", customer, None, amount, "goodwill", None, "prop",
-                                        month_start(month) + dt.timedelta(days=2)))
+                issued = month_start(month) + dt.timedelta(days=2)
+                row = Fact("credit_facts", (f"cr{n}", customer, None, amount, "goodwill", None, "prop", issued),
+                           "credits", {"credit_id": f"cr{n}", "customer_id": customer, "amount_cents": amount,
+                                       "reason": "goodwill", "actor": "prop", "issued_at": _ts(issued)})
             else:
                 month = next((m for m in MONTHS if m not in closed), None)
                 if month is None:
                     continue
                 closed.append(month)
-                row = ("period_close_facts", (month, "prop", month_start(next_month(month))))
+                closed_at = month_start(next_month(month))
+                row = Fact("period_close_facts", (month, "prop", closed_at), "close",
+                           {"month": month, "closed_at": closed_at})
             facts.rows.append(row)
         return facts
 
-    def insert(self, conn: psycopg.Connection, start: int, stop: int) -> None:
-        """Appends facts [start, stop) at positions start+1 .. stop (position = index + 1)."""
-        with conn.cursor() as cur:
-            for i in range(start, stop):
-                table, values, *lines = self.rows[i]
-                marks = ", ".join(["%s"] * (len(values) + 1))
-                cur.execute(f"INSERT INTO {table} VALUES ({marks})", (i + 1, *values))
-                if table != "usage_facts":  # as in the store: every other fact is an events row
-                    cur.execute("INSERT INTO ledger_events VALUES (%s)", (i + 1,))
-                for line in (lines[0] if lines else []):
-                    cur.execute("INSERT INTO invoice_line_facts VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", (i + 1, *line))
-        conn.commit()
+    def insert(self, store: Replay, conn: psycopg.Connection, start: int, stop: int) -> None:
+        """Appends facts [start, stop) through the real ingest: each run of one kind as one file, a close as a
+        command; records each fact's position."""
+        i = start
+        while i < stop:
+            kind = self.rows[i].kind
+            j = i + 1
+            while kind != "close" and j < stop and self.rows[j].kind == kind:
+                j += 1
+            batch = self.rows[i:j]
+            if kind == "close":
+                closed = store.close_month(batch[0].record["month"], "prop", batch[0].record["closed_at"])
+                assert closed.created, batch[0]
+                self.positions.append(closed.position)
+            elif kind == "usage":
+                store.ingest(kind, [f.record for f in batch])
+                where = dict(conn.execute("SELECT event_id, position FROM usage_facts WHERE event_id = ANY(%s)",
+                                          ([f.values[0] for f in batch],)).fetchall())
+                self.positions.extend(where[f.values[0]] for f in batch)
+            else:
+                report = store.ingest(kind, [f.record for f in batch])
+                assert report.last_position - report.first_position == j - i - 1  # one block, in file order
+                self.positions.extend(range(report.first_position, report.last_position + 1))
+            i = j
 
     def of(self, table: str) -> list[tuple]:
-        return [(i + 1, *r[1]) for i, r in enumerate(self.rows) if r[0] == table]
+        """The appended facts of one relation, each row starting with its position."""
+        return [(self.positions[i], *f.values) for i, f in enumerate(self.rows[:len(self.positions)])
+                if f.table == table]
 
 
 # ------------------------------------------------------------------------------------------------ harness
-@pytest.fixture(scope="module")
-def dsn():
-    with scratch_database("proj_dev_prop") as dsn:
-        yield dsn
+@pytest.fixture
+def new_store(fresh_db_url, tmp_path):
+    """A fresh, migrated store per call (one per hypothesis example), fed through the real ingest."""
+    opened: list[tuple[Replay, psycopg.Connection]] = []
 
+    def make() -> tuple[Replay, psycopg.Connection]:
+        work = tmp_path / f"store-{len(opened)}"
+        work.mkdir()
+        store = Replay(fresh_db_url(), work)
+        opened.append((store, psycopg.connect(store.database.conninfo, autocommit=True)))
+        return opened[-1]
 
-def reset(conn: psycopg.Connection) -> None:
-    conn.execute("DROP SCHEMA IF EXISTS ledger_proj CASCADE")
-    conn.execute("TRUNCATE ledger_events, " + ", ".join(engine.FACT_RELATIONS))
-    conn.commit()
+    yield make
+    for store, conn in opened:
+        conn.close()
+        store.close()
 
 
 def checksums(conn: psycopg.Connection) -> dict[str, str]:
     return {t: runner.table_checksum(conn, runner.LIVE_SCHEMA, t) for t in engine.TABLES}
 
 
-def run_split(conn: psycopg.Connection, facts: Facts, cuts: list[bool], on_batch=None) -> list[str | None]:
+def run_split(store: Replay, conn: psycopg.Connection, facts: Facts, cuts: list[bool], on_batch=None,
+              project_each: bool = True) -> list[str | None]:
     """Projects an empty store, then appends the facts batch by batch (a cut after fact i), projecting each;
-    returns each batch's path through Finance's read models."""
+    returns each batch's path through Finance's read models. PROJECT_EACH false: the batches are appended alike
+    (so every fact has the same position) and projected in one incremental pass after the last."""
     projector.project(conn)
-    start = 0
+    start, checkpoint = 0, 0
     paths = []
     for i in range(len(facts.rows)):
-        if i == len(facts.rows) - 1 or cuts[i % len(cuts)]:
-            facts.insert(conn, start, i + 1)
-            report = projector.project(conn)
-            assert report.to_position == i + 1 and report.from_position == start
-            paths.append(report.path)
+        last = i == len(facts.rows) - 1
+        if last or cuts[i % len(cuts)]:
+            facts.insert(store, conn, start, i + 1)
             start = i + 1
-            if on_batch:
-                on_batch(start)
+            if project_each or last:
+                report = projector.project(conn)
+                assert (report.from_position, report.to_position) == (checkpoint, head_position(conn))
+                checkpoint = report.to_position
+                paths.append(report.path)
+                if on_batch:
+                    on_batch(start)
     return paths
 
 
@@ -188,28 +255,29 @@ def rows(conn: psycopg.Connection, query: str) -> list[tuple]:
 
 
 # ------------------------------------------------------------------------------------------------ properties
+@pytest.mark.slow  # a fresh store per example
 @SETTINGS
 @given(ops=fact_ops, cuts=st.lists(st.booleans(), min_size=1, max_size=8))
-def test_rebuild_equals_incremental_for_any_split(dsn, ops, cuts):
+def test_rebuild_equals_incremental_for_any_split(new_store, ops, cuts):
     facts = Facts.from_ops(ops)
-    with psycopg.connect(dsn) as conn:
-        reset(conn)
-        run_split(conn, facts, cuts)
-        report = projector.check(conn)
-        assert report and all(r["equal"] for r in report.values()), {t: r for t, r in report.items() if not r["equal"]}
+    store, conn = new_store()
+    run_split(store, conn, facts, cuts)
+    report = projector.check(conn)
+    assert report and all(r["equal"] for r in report.values()), {t: r for t, r in report.items() if not r["equal"]}
 
 
+@pytest.mark.slow  # a fresh store per example
 @SETTINGS
 @given(ops=fact_ops, cuts=st.lists(st.booleans(), min_size=1, max_size=8))
-def test_incremental_batch_split_equals_one_pass(dsn, ops, cuts):
+def test_incremental_batch_split_equals_one_pass(new_store, ops, cuts):
     facts = Facts.from_ops(ops)
-    with psycopg.connect(dsn) as conn:
-        reset(conn)
-        run_split(conn, facts, [False])  # one incremental pass over every fact
-        one_pass = checksums(conn)
-        reset(conn)
-        run_split(conn, facts, cuts)
-        assert checksums(conn) == one_pass
+    store, conn = new_store()
+    run_split(store, conn, facts, cuts, project_each=False)  # one incremental pass over every fact
+    one_pass = checksums(conn)
+    store, conn = new_store()
+    facts = Facts.from_ops(ops)
+    run_split(store, conn, facts, cuts)  # a pass per batch, over the same facts at the same positions
+    assert checksums(conn) == one_pass
 
 
 def expected_resolution(facts: Facts):
@@ -239,18 +307,18 @@ def expected_resolution(facts: Facts):
     return dict(on_time), late
 
 
+@pytest.mark.slow  # a fresh store per example
 @SETTINGS
 @given(ops=fact_ops, cuts=st.lists(st.booleans(), min_size=1, max_size=8))
-def test_usage_resolution_follows_the_rule_fact_by_fact(dsn, ops, cuts):
+def test_usage_resolution_follows_the_rule_fact_by_fact(new_store, ops, cuts):
     facts = Facts.from_ops(ops)
+    store, conn = new_store()
+    run_split(store, conn, facts, cuts)
     on_time, late = expected_resolution(facts)
-    with psycopg.connect(dsn) as conn:
-        reset(conn)
-        run_split(conn, facts, cuts)
-        got_on_time = {(c, m, k): int(u) for c, m, k, u in rows(
-            conn, "SELECT customer_id, month, meter, sum(units) FROM ledger_proj.usage_on_time GROUP BY 1, 2, 3")}
-        got_late = {p: (c, a, pm) for p, c, a, pm in rows(
-            conn, "SELECT position, customer_id, attribution_position, posting_month FROM ledger_proj.usage_late")}
+    got_on_time = {(c, m, k): int(u) for c, m, k, u in rows(
+        conn, "SELECT customer_id, month, meter, sum(units) FROM ledger_proj.usage_on_time GROUP BY 1, 2, 3")}
+    got_late = {p: (c, a, pm) for p, c, a, pm in rows(
+        conn, "SELECT position, customer_id, attribution_position, posting_month FROM ledger_proj.usage_late")}
     assert got_on_time == on_time
     assert got_late == late
 
@@ -275,17 +343,17 @@ def expected_versions(facts: Facts) -> dict[str, list[tuple]]:
     return versions
 
 
+@pytest.mark.slow  # a fresh store per example
 @SETTINGS
 @given(ops=fact_ops, cuts=st.lists(st.booleans(), min_size=1, max_size=8))
-def test_scd2_versions_follow_the_rule_and_never_overlap_or_gap(dsn, ops, cuts):
+def test_scd2_versions_follow_the_rule_and_never_overlap_or_gap(new_store, ops, cuts):
     facts = Facts.from_ops(ops)
-    with psycopg.connect(dsn) as conn:
-        reset(conn)
-        run_split(conn, facts, cuts)
-        got = defaultdict(list)
-        for r in rows(conn, "SELECT customer_id, version, valid_from, valid_to, name, segment, owner, plan, region "
-                            "FROM ledger_proj.dim_customer ORDER BY customer_id, version"):
-            got[r[0]].append(tuple(r[1:]))
+    store, conn = new_store()
+    run_split(store, conn, facts, cuts)
+    got = defaultdict(list)
+    for r in rows(conn, "SELECT customer_id, version, valid_from, valid_to, name, segment, owner, plan, region "
+                        "FROM ledger_proj.dim_customer ORDER BY customer_id, version"):
+        got[r[0]].append(tuple(r[1:]))
     assert dict(got) == expected_versions(facts)
     for versions in got.values():
         assert [v[0] for v in versions] == list(range(1, len(versions) + 1))
@@ -295,55 +363,56 @@ def test_scd2_versions_follow_the_rule_and_never_overlap_or_gap(dsn, ops, cuts):
         assert versions[-1][2] is None
 
 
+@pytest.mark.slow  # a fresh store per example
 @SETTINGS
 @given(ops=fact_ops, cuts=st.lists(st.booleans(), min_size=1, max_size=8))
-def test_closed_month_on_time_units_never_change_after_close(dsn, ops, cuts):
+def test_closed_month_on_time_units_never_change_after_close(new_store, ops, cuts):
     facts = Facts.from_ops(ops)
     frozen: dict[str, list] = {}
     query = ("SELECT month, customer_id, meter, sum(units) FROM ledger_proj.usage_on_time "
              "WHERE month IN (SELECT month FROM ledger_proj.period_close) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
 
-    with psycopg.connect(dsn) as conn:
-        def observe(_position):
-            by_month = defaultdict(list)
-            for month, *rest in rows(conn, query):
-                by_month[month].append(tuple(rest))
-            closed = [r[0] for r in rows(conn, "SELECT month FROM ledger_proj.period_close")]
-            for month in closed:
-                snapshot = by_month.get(month, [])
-                assert frozen.setdefault(month, snapshot) == snapshot, month
+    store, conn = new_store()
 
-        reset(conn)
-        run_split(conn, facts, cuts, on_batch=observe)
+    def observe(_position):
+        by_month = defaultdict(list)
+        for month, *rest in rows(conn, query):
+            by_month[month].append(tuple(rest))
+        closed = [r[0] for r in rows(conn, "SELECT month FROM ledger_proj.period_close")]
+        for month in closed:
+            snapshot = by_month.get(month, [])
+            assert frozen.setdefault(month, snapshot) == snapshot, month
+
+    run_split(store, conn, facts, cuts, on_batch=observe)
 
 
+@pytest.mark.slow  # a fresh store per example
 @SETTINGS
 @given(ops=fact_ops)
-def test_customer_month_balance_is_invoiced_minus_credits_plus_late_adjustments(dsn, ops):
+def test_customer_month_balance_is_invoiced_minus_credits_plus_late_adjustments(new_store, ops):
     facts = Facts.from_ops(ops)
-    with psycopg.connect(dsn) as conn:
-        reset(conn)
-        run_split(conn, facts, [True, False])
-        bad = rows(conn, """
-            WITH inv AS (SELECT customer_id, period AS month, sum(total_cents) AS v FROM ledger_proj.invoice_resolved
-                         WHERE customer_id IS NOT NULL GROUP BY 1, 2),
-                 cr AS (SELECT customer_id, to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month,
-                               sum(amount_cents) AS v FROM credit_facts GROUP BY 1, 2),
-                 la AS (SELECT customer_id, posting_month AS month, sum(amount_cents) AS v
-                        FROM ledger_proj.late_adjustments GROUP BY 1, 2)
-            SELECT cm.* FROM ledger_proj.customer_month cm
-            LEFT JOIN inv USING (customer_id, month) LEFT JOIN cr USING (customer_id, month)
-            LEFT JOIN la USING (customer_id, month)
-            WHERE cm.balance_cents <> cm.invoiced_cents - cm.credits_cents + cm.late_adjustment_cents
-               OR cm.invoiced_cents <> coalesce(inv.v, 0) OR cm.credits_cents <> coalesce(cr.v, 0)
-               OR cm.late_adjustment_cents <> coalesce(la.v, 0)""")
-        missing = rows(conn, """
-            SELECT customer_id, to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM') FROM credit_facts
-            EXCEPT SELECT customer_id, month FROM ledger_proj.customer_month""")
+    store, conn = new_store()
+    run_split(store, conn, facts, [True, False])
+    bad = rows(conn, """
+        WITH inv AS (SELECT customer_id, period AS month, sum(total_cents) AS v FROM ledger_proj.invoice_resolved
+                     WHERE customer_id IS NOT NULL GROUP BY 1, 2),
+             cr AS (SELECT customer_id, to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month,
+                           sum(amount_cents) AS v FROM credit_facts GROUP BY 1, 2),
+             la AS (SELECT customer_id, posting_month AS month, sum(amount_cents) AS v
+                    FROM ledger_proj.late_adjustments GROUP BY 1, 2)
+        SELECT cm.* FROM ledger_proj.customer_month cm
+        LEFT JOIN inv USING (customer_id, month) LEFT JOIN cr USING (customer_id, month)
+        LEFT JOIN la USING (customer_id, month)
+        WHERE cm.balance_cents <> cm.invoiced_cents - cm.credits_cents + cm.late_adjustment_cents
+           OR cm.invoiced_cents <> coalesce(inv.v, 0) OR cm.credits_cents <> coalesce(cr.v, 0)
+           OR cm.late_adjustment_cents <> coalesce(la.v, 0)""")
+    missing = rows(conn, """
+        SELECT customer_id, to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM') FROM credit_facts
+        EXCEPT SELECT customer_id, month FROM ledger_proj.customer_month""")
     assert bad == [] and missing == []
 
 
-def test_on_time_usage_of_open_months_takes_the_additive_path_and_equals_rebuild(dsn):
+def test_on_time_usage_of_open_months_takes_the_additive_path_and_equals_rebuild(new_store):
     ops = [("link", SOURCE_IDS[0], "c1", EFFECTIVE[0]), ("link", SOURCE_IDS[1], "c2", EFFECTIVE[0]),
            ("attr", "c1", EFFECTIVE[0], {"plan": "pa"}), ("price", "pa", "2025-12", 100, {"m1": (3, 2)}),
            ("invoice", SOURCE_IDS[0], "2026-02", 100, {"m1": 4}),
@@ -353,12 +422,11 @@ def test_on_time_usage_of_open_months_takes_the_additive_path_and_equals_rebuild
            ("usage", SOURCE_IDS[1], "m1", "2026-03", OFFSETS[0], 7),
            ("usage", SOURCE_IDS[0], "m1", "2026-02", OFFSETS[3], 4)]
     facts = Facts.from_ops(ops)
-    with psycopg.connect(dsn) as conn:
-        reset(conn)
-        paths = run_split(conn, facts, [False] * 6 + [True, False, True, False])
-        assert paths == ["scoped", "additive", "additive"]
-        report = projector.check(conn)
-        assert all(r["equal"] for r in report.values()), {t: r for t, r in report.items() if not r["equal"]}
+    store, conn = new_store()
+    paths = run_split(store, conn, facts, [False] * 6 + [True, False, True, False])
+    assert paths == ["scoped", "additive", "additive"]
+    report = projector.check(conn)
+    assert all(r["equal"] for r in report.values()), {t: r for t, r in report.items() if not r["equal"]}
 
 
 @pytest.mark.parametrize("odd_one_out", [
@@ -366,7 +434,7 @@ def test_on_time_usage_of_open_months_takes_the_additive_path_and_equals_rebuild
     ("usage", SOURCE_IDS[0], "m2", "2026-01", OFFSETS[4], 6),   # a fact of the closed month: late
     ("usage", SOURCE_IDS[1], "m1", "2026-02", OFFSETS[0], 2),   # open month, before its source id's first link
 ])
-def test_a_usage_batch_adds_its_on_time_facts_in_place_and_refills_for_the_others(dsn, odd_one_out):
+def test_a_usage_batch_adds_its_on_time_facts_in_place_and_refills_for_the_others(new_store, odd_one_out):
     ops = [("link", SOURCE_IDS[0], "c1", EFFECTIVE[0]), ("link", SOURCE_IDS[1], "c2", EFFECTIVE[3]),
            ("attr", "c1", EFFECTIVE[0], {"plan": "pa"}), ("price", "pa", "2025-12", 100, {"m1": (3, 2)}),
            ("usage", SOURCE_IDS[0], "m1", "2026-01", OFFSETS[1], 2), ("close",),
@@ -375,15 +443,14 @@ def test_a_usage_batch_adds_its_on_time_facts_in_place_and_refills_for_the_other
            ("usage", SOURCE_IDS[0], "m1", "2026-03", OFFSETS[2], 4),   # additive again, on its own
            odd_one_out[:4] + (OFFSETS[3], 1)]                          # and a batch of only such a fact
     facts = Facts.from_ops(ops)
-    with psycopg.connect(dsn) as conn:
-        reset(conn)
-        paths = run_split(conn, facts, [False] * 5 + [True, False, True, True, False])
-        assert paths == ["scoped", "additive+scoped", "additive", "scoped"]
-        report = projector.check(conn)
-        assert all(r["equal"] for r in report.values()), {t: r for t, r in report.items() if not r["equal"]}
+    store, conn = new_store()
+    paths = run_split(store, conn, facts, [False] * 5 + [True, False, True, True, False])
+    assert paths == ["scoped", "additive+scoped", "additive", "scoped"]
+    report = projector.check(conn)
+    assert all(r["equal"] for r in report.values()), {t: r for t, r in report.items() if not r["equal"]}
 
 
-def test_a_split_that_does_not_add_up_falls_back_to_the_general_path(dsn, monkeypatch):
+def test_a_split_that_does_not_add_up_falls_back_to_the_general_path(new_store, monkeypatch):
     """The facts left out of the in-place addition are checked against those staged one by one; a mismatch (a
     bug, never expected) rolls the split back and the batch goes the general way, with an error in the log."""
     from structlog.testing import capture_logs
@@ -401,11 +468,10 @@ def test_a_split_that_does_not_add_up_falls_back_to_the_general_path(dsn, monkey
            ("usage", SOURCE_IDS[0], "m1", "2026-02", OFFSETS[1], 5),   # on time in an open month ...
            ("usage", SOURCE_IDS[0], "m1", "2026-01", OFFSETS[4], 6)]   # ... and late into the closed one
     facts = Facts.from_ops(ops)
-    with psycopg.connect(dsn) as conn:
-        reset(conn)
-        with capture_logs() as logs:
-            paths = run_split(conn, facts, [False] * 4 + [True, False])
-        assert paths == ["scoped", "scoped"]
-        assert [e["event"] for e in logs if e["log_level"] == "error"] == ["usage_batch_split_mismatch"]
-        report = projector.check(conn)
-        assert all(r["equal"] for r in report.values()), {t: r for t, r in report.items() if not r["equal"]}
+    store, conn = new_store()
+    with capture_logs() as logs:
+        paths = run_split(store, conn, facts, [False] * 4 + [True, False])
+    assert paths == ["scoped", "scoped"]
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["usage_batch_split_mismatch"]
+    report = projector.check(conn)
+    assert all(r["equal"] for r in report.values()), {t: r for t, r in report.items() if not r["equal"]}

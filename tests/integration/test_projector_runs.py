@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import io
-import sys
 import threading
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from ledger import projector
 from ledger.projector import engine
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from projector_fixtures import FakeStore, apply_step, example_steps, load_example, scratch_database  # noqa: E402
+from tests.scenarios import example_steps, head_position
 
 
 @pytest.fixture()
-def example_dsn():
-    with scratch_database() as dsn:
-        with psycopg.connect(dsn) as conn:
-            load_example(conn)
-        yield dsn
+def example_dsn(example_db_url):
+    return example_db_url
+
+
+@pytest.fixture()
+def example_head(example_dsn):
+    """The last position of the example scenario's store."""
+    with psycopg.connect(example_dsn) as conn:
+        return head_position(conn)
 
 
 def test_concurrent_projects_apply_each_fact_once(example_dsn):
@@ -45,10 +45,11 @@ def test_concurrent_projects_apply_each_fact_once(example_dsn):
         t.join()
     assert not errors
     assert sorted(r.mode for r in reports) == ["noop", "noop", "rebuild"]
-    assert sum(r.facts_applied for r in reports) == 501
+    with psycopg.connect(example_dsn) as conn:
+        assert sum(r.facts_applied for r in reports) == facts_in_store(conn) > 500
 
 
-def test_killed_rebuild_leaves_the_old_tables_serving(example_dsn, monkeypatch):
+def test_killed_rebuild_leaves_the_old_tables_serving(example_dsn, example_head, monkeypatch):
     with psycopg.connect(example_dsn) as conn:
         projector.project(conn)
         before = conn.execute("SELECT count(*), sum(balance_cents) FROM ledger_proj.customer_month").fetchone()
@@ -73,7 +74,7 @@ def test_killed_rebuild_leaves_the_old_tables_serving(example_dsn, monkeypatch):
         conn.execute("CREATE TABLE ledger_proj_next.junk (x int)")
         conn.commit()
         report = projector.rebuild(conn)
-        assert report.mode == "rebuild" and report.to_position == 501
+        assert report.mode == "rebuild" and report.to_position == example_head
         assert conn.execute("SELECT count(*), sum(balance_cents) FROM ledger_proj.customer_month").fetchone() == before
 
 
@@ -94,26 +95,28 @@ def test_export_does_not_project(example_dsn):
         assert conn.execute("SELECT to_regnamespace('ledger_proj')").fetchone()[0] is None
 
 
-def test_facts_appended_while_projected_wait_for_the_next_run():
-    with scratch_database() as dsn, psycopg.connect(dsn) as conn:
-        store = FakeStore()
-        steps = example_steps()
-        for step in steps[:5]:
-            apply_step(store, step)
-        store.flush(conn)
-        conn.commit()
+def test_facts_appended_while_projected_wait_for_the_next_run(replay):
+    steps = example_steps()
+    with psycopg.connect(replay.database.conninfo) as conn:
+        replay.steps(steps[:5])
+        middle = head_position(conn)
         first = projector.project(conn)
-        for step in steps[5:]:
-            apply_step(store, step)
-        store.flush(conn)
-        conn.commit()
+        replay.steps(steps[5:])
+        head = head_position(conn)
         second = projector.project(conn)
-        assert (first.to_position, second.from_position, second.to_position) == (218, 218, 501)
-        assert first.facts_applied + second.facts_applied == 501
+        assert middle < head
+        assert (first.to_position, second.from_position, second.to_position) == (middle, middle, head)
+        assert first.facts_applied + second.facts_applied == facts_in_store(conn)
+
+
+def facts_in_store(conn: psycopg.Connection) -> int:
+    """Every fact the projector applies: a usage row, or an events row of another kind (not a usage batch's)."""
+    return conn.execute("SELECT (SELECT count(*) FROM usage_facts) + (SELECT count(*) FROM ledger_events"
+                        " WHERE topic <> 'ledger.UsageBatchRecorded')").fetchone()[0]
 
 
 @pytest.mark.parametrize("older", ["other definitions", "no definitions recorded"])
-def test_read_models_built_by_other_projection_files_are_rebuilt(example_dsn, older):
+def test_read_models_built_by_other_projection_files_are_rebuilt(example_dsn, example_head, older):
     with psycopg.connect(example_dsn) as conn:
         projector.project(conn)
         conn.commit()
@@ -123,7 +126,7 @@ def test_read_models_built_by_other_projection_files_are_rebuilt(example_dsn, ol
             conn.execute("DROP TABLE ledger_proj.definition")
         conn.commit()
         report = projector.project(conn)
-        assert (report.mode, report.from_position, report.to_position) == ("rebuild", 0, 501)
+        assert (report.mode, report.from_position, report.to_position) == ("rebuild", 0, example_head)
         assert report.reason == "the projection files changed since the read models were built"
         assert engine.built_by_current_definitions(conn, "ledger_proj")
         assert projector.project(conn).mode == "noop"

@@ -1,4 +1,5 @@
-"""The risk views (adoption, anomalies) on real PostgreSQL: facts ingested through the `ledger` command, then projected.
+"""The risk views (adoption, anomalies) on real PostgreSQL: facts ingested through the real ingest (in process), then
+projected by the `ledger` command.
 
 `project` runs `ledger project` (the views keep a checkpoint of their own); `rebuild_equals_incremental` compares
 each view with a rebuild from position 0 through `ledger project --check`.
@@ -19,8 +20,7 @@ import pytest
 from ledger import projector
 from ledger.projector import runner
 from ledger.projector.runner import LIVE_SCHEMA
-from tests.builders import line, link, usage
-from tests.conftest import write_lines
+from tests.builders import link, usage
 
 RISK_VIEWS = ("usage_daily", "adoption", "anomalies")
 UTC = timezone.utc
@@ -46,13 +46,11 @@ def rebuild_equals_incremental(ledger, conn):
 
 
 @pytest.fixture
-def feed(ledger, tmp_path):
-    """Ingests records of one kind through `ledger ingest` (exit 0 expected)."""
-    counter = iter(range(10**6))
+def feed(replay):
+    """Ingests records of one kind through the real ingest, in process (every record appended)."""
 
     def ingest(kind: str, records: list[dict]) -> None:
-        path = write_lines(tmp_path / f"{kind}-{next(counter)}.ndjson", [line(r) for r in records])
-        ledger("ingest", kind, str(path), check_exit=0)
+        replay.ingest(kind, records)
 
     return ingest
 
@@ -390,6 +388,7 @@ def test_anomalies_export_lists_only_flagged_rows_sorted_by_keys(feed, project, 
 
 
 # ------------------------------------------------------------------------------------------------ a busier history
+@pytest.mark.slow  # thousands of facts over several runs
 def test_rebuild_equals_incremental_over_a_busy_history(feed, project, conn, ledger, rebuild_equals_incremental):
     """Several runs with new usage, late usage after closes, mid-day merges, quantity-0 facts and unknown ids."""
     rng = random.Random(7)

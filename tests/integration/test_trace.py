@@ -1,4 +1,4 @@
-"""`ledger trace`: the facts behind an invoice's numbers, against the shared example's expected exports."""
+"""`ledger trace`: the facts behind an invoice's numbers, against the basic example's expected exports."""
 
 from __future__ import annotations
 
@@ -8,27 +8,21 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import EXAMPLE
-from tests.e2e.test_shared_example import step_command
+import pytest
+
 from tests.builders import invoice, line, link, usage
-from tests.conftest import write_lines
-
-
-def run_example(ledger) -> None:
-    for step in json.loads((EXAMPLE / "input" / "steps.json").read_text()):
-        ledger(*step_command(step))
+from tests.conftest import EXAMPLE, write_lines
 
 
 def expected(name: str) -> list[dict]:
     return list(csv.DictReader((EXAMPLE / "expected" / f"{name}.csv").open()))
 
 
-def test_trace_of_every_example_invoice_matches_the_expected_exports(ledger):
-    run_example(ledger)
+def test_trace_of_every_example_invoice_matches_the_expected_exports(example_ledger):
     meters = {(r["customer_id"], r["month"], r["meter"]): r for r in expected("customer-month-meter")}
     traced_lines = 0
     for inv in ["in_202601_0001", "in_202601_0002", "in_202601_0011", "in_202602_0001", "in_202602_0006"]:
-        trace = json.loads(ledger("trace", "invoice", inv, "--json", check_exit=0).stdout)
+        trace = json.loads(example_ledger("trace", "invoice", inv, "--json", check_exit=0).stdout)
         head = trace["invoice"]
         assert head["invoice_id"] == inv and head["position"] > 0
         for item in trace["lines"]:
@@ -46,25 +40,24 @@ def test_trace_of_every_example_invoice_matches_the_expected_exports(ledger):
     assert traced_lines >= 10
 
 
-def test_trace_names_the_resolution_credits_adjustments_and_exceptions(ledger):
-    run_example(ledger)
-    trace = json.loads(ledger("trace", "invoice", "in_202601_0011", "--json", check_exit=0).stdout)
+def test_trace_names_the_resolution_credits_adjustments_and_exceptions(example_ledger):
+    trace = json.loads(example_ledger("trace", "invoice", "in_202601_0011", "--json", check_exit=0).stdout)
     assert trace["invoice"]["customer_id"] == "cus_0011"
     assert trace["resolution"]["customer_id"] == "cus_0011" and trace["resolution"]["position"] > 0
     kinds = {e["kind"] for e in trace["exceptions"]}
     assert "invoice_total_mismatch" in kinds  # 5188 billed against lines summing to 4938
     late = {(a["original_month"], a["meter"], a["posting_month"]): a for a in trace["late_adjustments"]}
     assert late[("2026-01", "fraud_checks", "2026-02")]["amount_cents"] == 325
-    credited = json.loads(ledger("trace", "invoice", "in_202601_0001", "--json", check_exit=0).stdout)
+    credited = json.loads(example_ledger("trace", "invoice", "in_202601_0001", "--json", check_exit=0).stdout)
     assert [(c["credit_id"], c["amount_cents"], c["actor"]) for c in credited["credits"]] == [
         ("cr_000", 500, "fin.ops@example.com")]
-    text = ledger("trace", "invoice", "in_202601_0001", check_exit=0).stdout
+    text = example_ledger("trace", "invoice", "in_202601_0001", check_exit=0).stdout
     assert "via identity link at position" in text and "cr_000" in text
 
 
-def test_events_list_the_contributing_facts_and_reproduce_the_digest(ledger):
-    run_example(ledger)
-    trace = json.loads(ledger("trace", "invoice", "in_202601_0001", "--json", "--events", check_exit=0).stdout)
+def test_events_list_the_contributing_facts_and_reproduce_the_digest(example_ledger):
+    trace = json.loads(example_ledger("trace", "invoice", "in_202601_0001", "--json", "--events",
+                                      check_exit=0).stdout)
     for item in trace["lines"]:
         if item["kind"] == "usage" and item["usage"]["fact_count"]:
             events = item["events"]
@@ -73,13 +66,13 @@ def test_events_list_the_contributing_facts_and_reproduce_the_digest(ledger):
             assert [e["position"] for e in events] == sorted(e["position"] for e in events)
             # each fact names the file and line it was read from
             assert all(e["recorded_from"].endswith(".ndjson") and e["recorded_line"] >= 1 for e in events)
-    text = ledger("trace", "invoice", "in_202601_0001", "--events", check_exit=0).stdout
+    text = example_ledger("trace", "invoice", "in_202601_0001", "--events", check_exit=0).stdout
     assert "DOES NOT MATCH" not in text and text.count("matches") >= 2
 
 
-def test_trace_customer_month(ledger):
-    run_example(ledger)
-    trace = json.loads(ledger("trace", "customer", "cus_0002", "--month", "2026-02", "--json", check_exit=0).stdout)
+def test_trace_customer_month(example_ledger):
+    trace = json.loads(example_ledger("trace", "customer", "cus_0002", "--month", "2026-02", "--json",
+                                      check_exit=0).stdout)
     want = next(r for r in expected("customer-month") if r["customer_id"] == "cus_0002" and r["month"] == "2026-02")
     assert trace["customer_month"]["balance_cents"] == int(want["balance_cents"])
     assert trace["attribute_version"]["owner"] == "zed"
@@ -91,6 +84,7 @@ def test_unknown_invoice_is_one_line_exit_2(ledger):
     assert result.returncode == 2 and "in_nope" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # 200k usage facts
 def test_events_of_a_large_line_stream_with_bounded_memory(ledger, tmp_path, db_url):
     n = 200_000
     ledger("ingest", "identities", str(write_lines(tmp_path / "l.ndjson", [

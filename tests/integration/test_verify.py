@@ -8,31 +8,16 @@ import psycopg
 import pytest
 
 from ledger.audit.verify import Anchor, verify_store
-from tests.builders import line, usage
-from tests.conftest import write_lines
-
-
-def _has_projector_check() -> bool:
-    try:
-        from ledger import projector
-    except ImportError:
-        return False
-    return callable(getattr(projector, "check", None)) and callable(getattr(projector, "project", None))
-
-
-needs_projector = pytest.mark.skipif(not _has_projector_check(),
-                                     reason="ledger.projector.check is not there yet: projection checks untested")
+from tests.builders import usage
 
 
 @pytest.fixture
-def store(ledger, tmp_path):
-    """Five usage facts (positions 1–5), their batch event (6) and one identity link (7)."""
-    ledger("ingest", "usage", str(write_lines(tmp_path / "u.ndjson", [line(usage(i, quantity=i)) for i in range(1, 6)])),
-           check_exit=0)
-    links = tmp_path / "links.ndjson"
-    links.write_text(json.dumps({"source": "product", "source_customer_id": "pr_1", "customer_id": "cus_1",
-                                 "effective_from": "2025-12-01T00:00:00Z"}) + "\n")
-    ledger("ingest", "identities", str(links), check_exit=0)
+def store(ledger, replay):
+    """Five usage facts (positions 1–5), their batch event (6) and one identity link (7), ingested in process;
+    `ledger` to run commands on them."""
+    replay.ingest("usage", [usage(i, quantity=i) for i in range(1, 6)], "u.ndjson")
+    replay.ingest("identities", [{"source": "product", "source_customer_id": "pr_1", "customer_id": "cus_1",
+                                  "effective_from": "2025-12-01T00:00:00Z"}])
     return ledger
 
 
@@ -66,14 +51,12 @@ def test_an_empty_store_verifies(ledger):
     assert report["facts"] == 0 and report["head"]["position"] is None and report["ok"] is True
 
 
-@needs_projector
 def test_a_clean_store_verifies_with_its_projections(store):
     report = json.loads(store("verify", "--json", check_exit=0).stdout)
     assert report["ok"] is True and report["projections"]
     assert all(table["equal"] for table in report["projections"].values())
 
 
-@needs_projector
 def test_an_edited_projection_row_is_found(store, conn):
     store("project", check_exit=0)
     edited = conn.execute("UPDATE ledger_proj.customer_month_meter SET on_time_units = on_time_units + 1").rowcount
@@ -132,8 +115,9 @@ def test_a_tampered_usage_quantity_is_found(store, conn, tmp_path):
     tamper(conn, "UPDATE usage_facts SET quantity = quantity + 100 WHERE position = 2")
     result = store("verify", "--skip-projections", check_exit=1)
     assert "chain: ok" in result.stdout
-    reason = (f"the usage rows of the batch recorded at position 6 (positions 1–5, {tmp_path / 'u.ndjson'} from "
-              "line 1) no longer hash to its rows_sha256: a row was edited")
+    ingested = tmp_path / "replay" / "u.ndjson"
+    reason = (f"the usage rows of the batch recorded at position 6 (positions 1–5, {ingested} from line 1) no longer "
+              "hash to its rows_sha256: a row was edited")
     assert f"usage batches: first mismatch at position 1: {reason}" in result.stdout
     report = json.loads(store("verify", "--skip-projections", "--json", check_exit=1).stdout)
     assert report["usage_batches"] == {"position": 1, "batch": 6, "reason": reason}
