@@ -100,6 +100,8 @@ def ingest(
               f" in {report.seconds:.2f}s ({report.events_per_second:,.0f} records/s)")
         if report.quarantined:
             print("see `ledger quarantine list` for the rejected records and their reasons")
+        if report.empty:
+            print(f"the file holds no records: {report.file} is empty or only blank lines")
     raise typer.Exit(report.exit_code)
 
 

@@ -221,12 +221,30 @@ def _copy_events(cur: psycopg.Cursor, kind: FactKind, fresh: Sequence[Candidate]
         copy.write(b"".join(parts))
 
 
+def storable_text(text: str) -> str:
+    """Text PostgreSQL can hold: U+0000 and lone surrogates written as backslash escapes (the record's exact bytes
+    are kept beside it, in raw_bytes)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _quarantine_row(kind: str, source_file: str, r: Rejection) -> tuple:
+    raw, raw_bytes = storable_text(r.raw), r.raw_bytes
+    if raw != r.raw and raw_bytes is None:
+        raw_bytes = r.raw.encode("utf-8", "surrogatepass")
+    reason = storable_text(r.reason)
+    return (kind, storable_text(source_file), r.line, raw, raw_bytes, r.field and storable_text(r.field), reason,
+            record_digest(raw, reason))
+
+
 def write_quarantine(cur: psycopg.Cursor, kind: str, source_file: str, rejections: Iterable[Rejection]) -> int:
     """Keep rejected records with their file, line, raw text and reason; each (file, line, record) once."""
-    rows = [
-        (kind, source_file, r.line, r.raw, r.raw_bytes, r.field, r.reason, record_digest(r.raw, r.reason))
-        for r in rejections
-    ]
+    rows = [_quarantine_row(kind, source_file, r) for r in rejections]
     if rows:
         cur.executemany(
             "INSERT INTO quarantine (kind, source_file, line_number, raw_text, raw_bytes, field, reason, record_digest)"
