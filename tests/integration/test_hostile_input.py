@@ -276,3 +276,14 @@ def test_a_truncated_gzip_is_refused_naming_what_was_appended(db, conn, tmp_path
     path.write_bytes(whole)
     rerun = ledger("ingest", "usage", str(path), "--json", check_exit=0)
     assert json.loads(rerun.stdout)["appended"] == 30_000 - appended
+
+
+def test_trace_escapes_what_a_terminal_would_interpret(db, conn, tmp_path, ledger):
+    hostile = "in_\x1b[2J\u202eevil\r"
+    ingest(db, tmp_path, "identities", [json.dumps(link(scid="bc_\x07", source="billing")).encode()], "l.ndjson")
+    ingest(db, tmp_path, "invoices", [json.dumps(invoice(hostile, scid="bc_\x07")).encode()], "i.ndjson")
+    out = ledger("trace", "invoice", hostile, check_exit=0).stdout
+    assert "\x1b" not in out and "\u202e" not in out and "\r" not in out and "\x07" not in out
+    assert "invoice in_\\x1b[2J\\u202eevil\\x0d " in out and "billing:bc_\\x07" in out
+    assert json.loads(ledger("trace", "invoice", hostile, "--json", check_exit=0).stdout)["invoice"]["invoice_id"] \
+        == hostile
