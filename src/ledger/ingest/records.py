@@ -188,20 +188,23 @@ def _repeated_key(raw: bytes) -> str | None:
     return None
 
 
-def plainly_safe(line: bytes, keys: int, nested: bytes | None) -> bool:
-    """The hot path's share of the gate: True when a line orjson parsed into an object of `keys` keys, whose one
-    nested value (if any) dumps canonically as `nested`, can hold no NUL, no repeated key and no deep nesting.
+def plainly_safe(line: bytes, keys: int, nested: bytes | None, colons_in_strings: int) -> bool:
+    """The hot path's share of the gate: True when a line that orjson parsed into an object of `keys` keys, whose
+    top-level strings hold `colons_in_strings` colons and whose one nested value (if any) dumps canonically as
+    `nested`, can hold no NUL, no repeated key and no deep nesting. False sends the record to `load_json`.
 
-    False sends the record to `load_json`. NUL can only arrive as a `\\u0000` escape (orjson refuses a raw 0x00),
-    and with no `\\u` escape a string's quotes are written `\\"` in the line as in the canonical dump, so the
-    key ends counted in the line equal the keys parsed plus those in strings exactly when no key repeats.
+    NUL can only arrive as a `\\u0000` escape (orjson refuses a raw 0x00 byte). Without any `\\u` escape every
+    colon of the line is either the one after a key or a character of a string, as in the canonical dump; so the
+    line has exactly the colons of the object parsed when no key is given twice, and more when one is.
     """
     if b"\\u" in line:
         return False
-    if nested is None:
-        return len(KEY_END.findall(line)) == keys
-    return (nested.count(b"{") + nested.count(b"[") < MAX_DEPTH
-            and len(KEY_END.findall(line)) == keys + len(KEY_END.findall(nested)))
+    expected = keys + colons_in_strings
+    if nested is not None:
+        if nested.count(b"{") + nested.count(b"[") >= MAX_DEPTH:
+            return False
+        expected += nested.count(b":")
+    return line.count(b":") == expected
 
 
 def check_cell(name: str, cell: str) -> None:

@@ -202,8 +202,9 @@ def _well_formed_row(line: bytes, number: int) -> tuple[bytes, int, str] | None:
     except ValueError:
         return None
     e, s, c, m = event_id.encode(), source.encode(), customer.encode(), meter.encode()
+    colons = event_id.count(":") + source.count(":") + customer.count(":") + text.count(":")
     if properties is None:
-        if not plainly_safe(line, 6, None):
+        if not plainly_safe(line, 6, None, colons):
             return None
         tail = NULL
     else:
@@ -211,7 +212,7 @@ def _well_formed_row(line: bytes, number: int) -> tuple[bytes, int, str] | None:
             p = dumps(properties, option=SORT_KEYS)
         except TypeError:  # nested past orjson's limit: the detailed checks name the depth
             return None
-        if not plainly_safe(line, 7, p):
+        if not plainly_safe(line, 7, p, colons):
             return None
         tail = LENGTH(len(p)) + p
     row = b"".join((ROW_HEAD, LENGTH(len(e)), e, LENGTH(len(s)), s, LENGTH(len(c)), c, LENGTH(len(m)), m,
