@@ -287,3 +287,14 @@ def test_trace_escapes_what_a_terminal_would_interpret(db, conn, tmp_path, ledge
     assert "invoice in_\\x1b[2J\\u202eevil\\x0d " in out and "billing:bc_\\x07" in out
     assert json.loads(ledger("trace", "invoice", hostile, "--json", check_exit=0).stdout)["invoice"]["invoice_id"] \
         == hostile
+
+
+def test_huge_amounts_are_refused_for_every_money_field(db, conn, tmp_path):
+    lines = [json.dumps(invoice("in_1", total_cents=2**63)).encode(),
+             json.dumps(invoice("in_2", total_cents=2**64)).encode(),
+             json.dumps(price(1, base_fee_cents=2**53)).encode()]
+    ingest(db, tmp_path, "invoices", lines[:2])
+    ingest(db, tmp_path, "prices", lines[2:], "p.ndjson")
+    reasons = [reason for _, _, reason in quarantined(conn)]
+    assert len(reasons) == 3 and all("must be between -2^53 and 2^53" in r for r in reasons), reasons
+    assert_store_readable(conn)
