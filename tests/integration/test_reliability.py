@@ -50,8 +50,9 @@ def exact(conn, n: int, units: int) -> None:
 
 
 def clean(ledger) -> None:
-    ledger("verify", check_exit=0)
-    ledger("project", "--check", check_exit=0)
+    for args in (["verify"], ["project", "--check"]):
+        result = ledger(*args)
+        assert result.returncode == 0, f"{args}: {result.stdout}"
 
 
 def kill_after(args: list[str], env: dict, delay: float) -> subprocess.CompletedProcess | None:
