@@ -257,3 +257,25 @@ def test_generated_hostile_records_never_break_the_store(db, conn, tmp_path, kin
 
     batch()
     assert conn.execute("SELECT count(*) FROM quarantine").fetchone()[0] > 0  # the hostile records did arrive
+
+
+def test_an_error_partway_through_a_file_parsed_by_workers_ends_within_seconds(db_url, conn, tmp_path, pg_admin):
+    """Files of 8 MB and more are parsed by worker processes; a lost connection must not leave their queues
+    joined for ever at exit."""
+    path = usage_file(tmp_path, n=120_000)
+    assert path.stat().st_size >= 8 << 20
+    env = env_for(db_url, tmp_path / "home", LEDGER_INGEST_WORKERS="1")
+    proc = subprocess.Popen([LEDGER_BIN, "ingest", "usage", str(path)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None and conn.execute("SELECT count(*) FROM usage_facts").fetchone()[0] < 4000:
+        time.sleep(0.01)
+    dbname = psycopg.conninfo.conninfo_to_dict(db_url)["dbname"]
+    with psycopg.connect(pg_admin, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
+                      " AND application_name = 'ledger'", (dbname,))
+    started = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - started < 30
+    assert proc.returncode == 4, err
+    appended = conn.execute("SELECT count(*) FROM usage_facts").fetchone()[0]
+    assert f"appended {appended} facts" in err and "connection to the database was lost" in err
