@@ -4,6 +4,7 @@
     ├── ConfigurationError          LEDGER_HOME not writable, bad settings
     ├── DatabaseUnavailableError    the database cannot be reached or started
     ├── InputFileError              a file that does not exist or cannot be read
+    ├── IngestStoppedError          an ingest stopped partway after committing batches (exit 4)
     ├── MigrationError              an applied migration was edited, or one failed
     ├── CommandRefusedError         a Finance command broke a rule; nothing was appended
     │   ├── UnknownCustomerError, UnknownInvoiceError, InvoiceCustomerMismatchError,
@@ -38,6 +39,18 @@ class InputFileError(LedgerError):
     def __init__(self, path: str, reason: str):
         self.path, self.reason = path, reason
         super().__init__(f"{path}: {reason}")
+
+
+class IngestStoppedError(LedgerError):
+    """An ingest stopped partway; the batches it committed stand and a re-run of the file appends the rest."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, appended: int, first_position: int | None, last_position: int | None,
+                 last_line: int | None):
+        self.appended, self.first_position, self.last_position = appended, first_position, last_position
+        self.last_line = last_line
+        super().__init__(message)
 
 
 class MigrationError(LedgerError):

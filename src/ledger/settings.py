@@ -22,6 +22,12 @@ class Settings:
     anomaly_min_units: int = 100
     batch_size: int = 20_000
     build_work_mem: str = "1GB"
+    anchor_key: Path | None = None  # Ed25519 private key of `ledger anchor`, outside the database
+    anchor_public_key: Path | None = None  # the key anchors must be signed with (default: anchor_key's public half)
+
+    @property
+    def anchor_key_path(self) -> Path:
+        return self.anchor_key or self.home / "anchor-key.pem"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -34,6 +40,9 @@ class Settings:
             anomaly_min_units=int(env.get("LEDGER_ANOMALY_MIN_UNITS") or 100),
             batch_size=int(env.get("LEDGER_BATCH_SIZE") or 20_000),
             build_work_mem=_memory(env.get("LEDGER_BUILD_WORK_MEM") or "1GB", "LEDGER_BUILD_WORK_MEM"),
+            anchor_key=Path(env["LEDGER_ANCHOR_KEY"]).expanduser().absolute() if env.get("LEDGER_ANCHOR_KEY") else None,
+            anchor_public_key=(Path(env["LEDGER_ANCHOR_PUBLIC_KEY"]).expanduser().absolute()
+                               if env.get("LEDGER_ANCHOR_PUBLIC_KEY") else None),
         )
 
 

@@ -153,15 +153,16 @@ def test_a_rewrite_that_recomputes_the_whole_chain_is_caught_only_by_an_anchor(s
     target = positions(conn)[1]
     tamper(conn, edit_state("'pr_1'", "'pr_9'"), target)
     previous = GENESIS
-    for position, topic, state in conn.execute(
-            "SELECT notification_id, topic, state FROM ledger_events ORDER BY 1").fetchall():
-        previous = chain_hash(previous, position, topic, bytes(state))
+    for position, stream, version, topic, state in conn.execute(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM ledger_events"
+            " ORDER BY 1").fetchall():
+        previous = chain_hash(previous, position, topic, bytes(state), stream.bytes, version)
         tamper(conn, "UPDATE ledger_events SET chain_hash = %s WHERE notification_id = %s", previous, position)
     store("verify", "--skip-projections", check_exit=0)  # consistent with itself
     result = store("verify", "--skip-projections", "--anchor", f"{head['position']}:{head['chain_hash']}",
                    check_exit=1)
-    assert f"first mismatch at position {head['position']}: the link recomputed here differs from the anchored" \
-        in result.stdout
+    assert f"first mismatch at position {head['position']}: anchor: the link recomputed at position " \
+           f"{head['position']} differs from the anchored one" in result.stdout
 
 
 def test_an_anchor_past_the_end_finds_a_truncated_tail(store, conn):

@@ -12,15 +12,24 @@ Three checks, each independent of the others:
    copied. Each batch's stored rows are read back in the same binary encoding and hashed; every row must lie
    in a recorded batch. An edited, deleted or inserted usage row is found, named by its batch's positions
    (a deleted or stray row by its own position).
-3. **projections** — `ledger.projector.check`: every projection table, incremental against a rebuild from 0.
+3. **quarantine** — the quarantine's own chain (migration 0031), recomputed over every column in id order.
+4. **derived tables** — tables commands decide with (`usage_months`, which the period-close rule reads) are
+   recomputed from the facts and compared: a month missing or added is named.
+5. **anchors** — each anchor given (`--anchor POS:HASH`, or signed anchors from `ledger anchor`,
+   `ledger.audit.anchors`) is checked against the recomputed chains.
+6. **projections** — `ledger.projector.check`: every projection table, incremental against a rebuild from 0.
 
-Checks 1 and 2 read one REPEATABLE READ snapshot, so appends running meanwhile cannot cause a false alarm.
+The chain covers every column of every events row: from migration 0030's boundary on, a link also covers the
+row's stream and stream version (`ledger.store.appender.chain_hash`); rows before it keep the first format.
+Checks 1–5 read one REPEATABLE READ snapshot, so appends running meanwhile cannot cause a false alarm.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -55,6 +64,7 @@ class Anchor:
 
     position: int
     chain_hash: bytes
+    label: str = "anchor"
 
     @classmethod
     def parse(cls, text: str) -> "Anchor":
@@ -76,6 +86,7 @@ class ChainResult:
     head_hash: bytes
     mismatch: Mismatch | None
     breaks: int = 0  # links that differ, each counted once
+    anchor_breaks: list[Mismatch] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,11 @@ class VerifyReport:
     projections: dict[str, dict[str, Any]] | None  # None: not checked
     projection_error: str | None = None  # the projector failed on these facts: not ok either
     seconds: float = 0.0
+    quarantine: Mismatch | None = None
+    quarantine_records: int = 0
+    derived: Mismatch | None = None
+    anchors: list[Mismatch] = field(default_factory=list)
+    anchors_checked: int = 0
 
     @property
     def projection_differences(self) -> list[str]:
@@ -101,12 +117,14 @@ class VerifyReport:
 
     @property
     def first_mismatch(self) -> Mismatch | None:
-        found = [m for m in (self.chain.mismatch, self.usage.mismatch) if m is not None]
+        found = [m for m in (self.chain.mismatch, self.usage.mismatch, self.derived, *self.anchors)
+                 if m is not None]
         return min(found, key=lambda m: (m.position is None, m.position or 0)) if found else None
 
     @property
     def ok(self) -> bool:
-        return self.first_mismatch is None and not self.projection_differences and self.projection_error is None
+        return (self.first_mismatch is None and self.quarantine is None and not self.projection_differences
+                and self.projection_error is None)
 
     @property
     def facts(self) -> int:
@@ -120,6 +138,9 @@ class VerifyReport:
             "chain": "ok" if self.chain.mismatch is None else {**self.chain.mismatch.as_dict(),
                                                                 "broken_links": self.chain.breaks},
             "usage_batches": "ok" if self.usage.mismatch is None else self.usage.mismatch.as_dict(),
+            "quarantine": "ok" if self.quarantine is None else self.quarantine.as_dict(),
+            "derived_tables": "ok" if self.derived is None else self.derived.as_dict(),
+            "anchors": {"checked": self.anchors_checked, "broken": [m.as_dict() for m in self.anchors]},
             "projections": ({"error": self.projection_error} if self.projection_error is not None
                             else "skipped" if self.projections is None else self.projections),
             "first_mismatch": None if first is None else {"check": first.check, **first.as_dict()},
@@ -129,19 +150,26 @@ class VerifyReport:
 
 
 def verify_store(conn: psycopg.Connection, *, projections: bool = True, anchor: Anchor | None = None,
+                 signed: list | None = None, trusted_key: str | None = None,
                  batch_size: int = CHAIN_BATCH, progress: Progress | None = None) -> VerifyReport:
     """Run every check; the chain and the mirror read one snapshot, projections are rechecked after."""
     started = time.perf_counter()
+    signed = signed or []
     with _snapshot(conn):
-        chain = verify_chain(conn, anchor=anchor, batch_size=batch_size, progress=progress)
+        bad_anchors, chain_anchors, quarantine_anchors = _anchors_to_check(anchor, signed, trusted_key)
+        chain = verify_chain(conn, anchors=chain_anchors, batch_size=batch_size, progress=progress)
         usage = verify_usage_batches(conn)
+        quarantine, quarantined = verify_quarantine(conn, quarantine_anchors)
+        derived = verify_usage_months(conn)
+        bad_anchors += chain.anchor_breaks + _recorded_after_anchors(conn, signed)
     checked, error = None, None
     if projections:
         try:
             checked = check_projections(conn)
         except psycopg.Error as failure:  # facts the projector cannot read are a finding, not a crash
             error = (str(failure).strip().splitlines() or [type(failure).__name__])[0]
-    return VerifyReport(chain, usage, checked, error, time.perf_counter() - started)
+    return VerifyReport(chain, usage, checked, error, time.perf_counter() - started, quarantine, quarantined,
+                        derived, bad_anchors, len(signed) + (anchor is not None))
 
 
 @contextmanager
@@ -155,42 +183,60 @@ def _snapshot(conn: psycopg.Connection) -> Iterator[None]:
 
 
 # -- 1. the hash chain ---------------------------------------------------------------------------------
-def verify_chain(conn: psycopg.Connection, *, anchor: Anchor | None = None, batch_size: int = CHAIN_BATCH,
-                 progress: Progress | None = None) -> ChainResult:
+def chain_format_boundary(conn: psycopg.Connection) -> int:
+    """The first position whose link covers its stream and version too (migration 0030)."""
+    row = conn.execute("SELECT from_position FROM ledger_chain_format WHERE format = 2").fetchone()
+    return row[0] if row else 1
+
+
+def verify_chain(conn: psycopg.Connection, *, anchor: Anchor | None = None, anchors: list[Anchor] | None = None,
+                 batch_size: int = CHAIN_BATCH, progress: Progress | None = None) -> ChainResult:
     """Each stored link equals the link recomputed from genesis; streams the log with flat memory.
 
     After a break the walk goes on from the stored link, so every independent break is counted (an edit
-    breaks one link, a deletion the link after it) and the first is reported.
+    breaks one link, a deletion the link after it) and the first is reported. Each anchor's link is compared
+    with the link recomputed at its position.
     """
     previous, previous_position = GENESIS, None
     events = batches = breaks = 0
     first: Mismatch | None = None
+    anchor_breaks: list[Mismatch] = []
+    waiting = sorted([*(anchors or []), *([anchor] if anchor else [])], key=lambda a: a.position)
     batch_topic = USAGE_BATCH.topic
-    with _snapshot(conn), conn.cursor(name="ledger_verify_chain", binary=True) as cur:
-        cur.itersize = batch_size
-        cur.execute("SELECT notification_id, topic, state, chain_hash FROM ledger_events ORDER BY notification_id")
-        while rows := cur.fetchmany(batch_size):
-            for position, topic, state, stored in rows:
-                link = None if topic is None or state is None else chain_hash(previous, position, topic, state)
-                if stored != link:
-                    breaks += 1
-                    if first is None:
-                        first = Mismatch("chain", position, _link_reason(previous_position, stored, link),
-                                         _hashes(previous_position, stored, link))
-                    link = stored or link or previous
-                if anchor is not None and position >= anchor.position:
-                    found = _anchor_break(anchor, position, link)
-                    first = first or found
-                    anchor = None
-                previous, previous_position = link, position
-                events += 1
-                batches += topic == batch_topic
-            if progress is not None:
-                progress(events, None)
-    if anchor is not None and first is None:  # the log ends before the anchored position
-        first = Mismatch("chain", anchor.position, f"the log ends at position {previous_position} but position "
-                                                   f"{anchor.position} was anchored: facts were removed from its end")
-    return ChainResult(events, batches, previous_position, previous, first, breaks)
+    with _snapshot(conn):
+        boundary = chain_format_boundary(conn)
+        with conn.cursor(name="ledger_verify_chain", binary=True) as cur:
+            cur.itersize = batch_size
+            cur.execute("SELECT notification_id, originator_id, originator_version, topic, state, chain_hash"
+                        " FROM ledger_events ORDER BY notification_id")
+            while rows := cur.fetchmany(batch_size):
+                for position, stream, version, topic, state, stored in rows:
+                    if topic is None or state is None:
+                        link = None
+                    elif position >= boundary:
+                        link = chain_hash(previous, position, topic, state, stream.bytes, version)
+                    else:
+                        link = chain_hash(previous, position, topic, state)
+                    if stored != link:
+                        breaks += 1
+                        if first is None:
+                            first = Mismatch("chain", position, _link_reason(previous_position, stored, link),
+                                             _hashes(previous_position, stored, link))
+                        link = stored or link or previous
+                    while waiting and position >= waiting[0].position:
+                        found = _anchor_break(waiting.pop(0), position, link)
+                        if found is not None:
+                            anchor_breaks.append(found)
+                    previous, previous_position = link, position
+                    events += 1
+                    batches += topic == batch_topic
+                if progress is not None:
+                    progress(events, None)
+    for left in waiting:  # the log ends before the anchored position
+        anchor_breaks.append(Mismatch("anchor", left.position,
+                                      f"{left.label}: the log ends at position {previous_position} but position "
+                                      f"{left.position} was anchored: facts were removed from its end"))
+    return ChainResult(events, batches, previous_position, previous, first, breaks, anchor_breaks)
 
 
 def _link_reason(previous_position: int | None, stored: bytes | None, link: bytes | None) -> str:
@@ -213,12 +259,128 @@ def _hashes(previous_position: int | None, stored: bytes | None, link: bytes | N
 
 def _anchor_break(anchor: Anchor, position: int, link: bytes) -> Mismatch | None:
     if position > anchor.position:
-        return Mismatch("chain", anchor.position, f"anchored position {anchor.position} is no longer in the log")
+        return Mismatch("anchor", anchor.position,
+                        f"{anchor.label}: anchored position {anchor.position} is no longer in the log")
     if link != anchor.chain_hash:
-        return Mismatch("chain", position, "the link recomputed here differs from the anchored one: the chain up "
-                                           "to here was rewritten", {"anchored": anchor.chain_hash.hex(),
-                                                                    "recomputed": link.hex()})
+        return Mismatch("anchor", position, f"{anchor.label}: the link recomputed at position {position} differs "
+                                            "from the anchored one: the chain up to here was rewritten",
+                        {"anchored": anchor.chain_hash.hex(), "recomputed": link.hex()})
     return None
+
+
+def _anchors_to_check(anchor: Anchor | None, signed: list, trusted_key: str | None) -> tuple[
+        list[Mismatch], list[Anchor], list[tuple[int, bytes, str]]]:
+    """Signed anchors whose signature fails (rules 1–2), and the chain and quarantine links to compare."""
+    from ledger.audit.anchors import signature_problem
+
+    broken, chain, quarantine = [], [anchor] if anchor else [], []
+    for number, item in enumerate(signed, start=1):
+        label = f"signed anchor {number} (position {item.position}, {item.anchored_at})"
+        problem = signature_problem(item, trusted_key or "")
+        if problem is not None:
+            broken.append(Mismatch("anchor", item.position, f"{label}: {problem}"))
+            continue
+        if item.position is not None:
+            chain.append(Anchor(item.position, bytes.fromhex(item.chain_hash), label))
+        if item.quarantine_id is not None:
+            quarantine.append((item.quarantine_id, bytes.fromhex(item.quarantine_hash), label))
+    return broken, chain, quarantine
+
+
+_RECORDED_BEFORE = """
+SELECT notification_id, ledger_state(state) -> 'timestamp' ->> '_data_' FROM ledger_events
+WHERE notification_id > %(position)s
+  AND (ledger_state(state) -> 'timestamp' ->> '_data_')::timestamptz < %(bound)s
+ORDER BY notification_id LIMIT 1
+"""
+
+
+def _recorded_after_anchors(conn: psycopg.Connection, signed: list) -> list[Mismatch]:
+    """Rule 5: no fact after an anchor's position says it was recorded before any session open at signing began."""
+    from ledger.audit.anchors import recorded_bound
+
+    found = []
+    for number, item in enumerate(signed, start=1):
+        if item.position is None:
+            continue
+        row = conn.execute(_RECORDED_BEFORE, {"position": item.position, "bound": recorded_bound(item)}).fetchone()
+        if row is not None:
+            found.append(Mismatch("anchor", row[0], f"signed anchor {number} (position {item.position}, "
+                                                    f"{item.anchored_at}): the fact at position {row[0]}, after it, "
+                                                    f"says it was recorded at {row[1]}, before any session open when "
+                                                    "the anchor was signed: it was written behind the ledger's back"))
+    return found
+
+
+# -- 3. the quarantine's chain ----------------------------------------------------------------------------
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_NULL_FIELD = b"\xff\xff\xff\xff"
+
+
+def _field(value: bytes | None) -> bytes:
+    return _NULL_FIELD if value is None else len(value).to_bytes(4, "big") + value
+
+
+def quarantine_link(previous: bytes, row: tuple) -> bytes:
+    """The link of one quarantine row (as migration 0031's trigger writes it), recomputed here independently."""
+    qid, kind, source_file, line, raw_text, raw_bytes, name, reason, digest, at = row
+    text = lambda v: None if v is None else v.encode("utf-8")  # noqa: E731
+    return hashlib.sha256(b"".join((
+        previous, qid.to_bytes(8, "big", signed=True), _field(text(kind)), _field(text(source_file)),
+        _field(None if line is None else line.to_bytes(8, "big", signed=True)), _field(text(raw_text)),
+        _field(None if raw_bytes is None else bytes(raw_bytes)), _field(text(name)), _field(text(reason)),
+        _field(bytes(digest)), ((at - _EPOCH) // timedelta(microseconds=1)).to_bytes(8, "big", signed=True),
+    ))).digest()
+
+
+def verify_quarantine(conn: psycopg.Connection, anchors: list[tuple[int, bytes, str]] = ()) -> tuple[
+        Mismatch | None, int]:
+    """Every quarantine row's stored link equals the recomputed one, and each anchored link still stands."""
+    previous, count, first = GENESIS, 0, None
+    waiting = sorted(anchors)
+    with _snapshot(conn), conn.cursor(name="ledger_verify_quarantine") as cur:
+        cur.execute("SELECT quarantine_id, kind, source_file, line_number, raw_text, raw_bytes, field, reason,"
+                    " record_digest, quarantined_at, chain_hash FROM quarantine ORDER BY quarantine_id")
+        for *row, stored in cur:
+            link = quarantine_link(previous, row)
+            stored = None if stored is None else bytes(stored)
+            if stored != link and first is None:
+                first = Mismatch("quarantine", None, f"quarantine record {row[0]} ({row[2]} line {row[3]}): its "
+                                                     "stored chain_hash differs from the recomputed link: it, or a "
+                                                     "record before it, was changed, deleted or inserted",
+                                 {"quarantine_id": row[0]})
+            while waiting and row[0] >= waiting[0][0]:
+                qid, anchored, label = waiting.pop(0)
+                if first is None and (row[0] != qid or link != anchored):
+                    first = Mismatch("quarantine", None, f"{label}: the quarantine link recomputed at record {qid} "
+                                                         "differs from the anchored one", {"quarantine_id": qid})
+            previous, count = stored or link, count + 1
+    if waiting and first is None:
+        first = Mismatch("quarantine", None, f"{waiting[0][2]}: quarantine record {waiting[0][0]} was anchored and "
+                                             "is no longer there")
+    return first, count
+
+
+# -- 4. derived tables --------------------------------------------------------------------------------
+_MONTHS_OF_FACTS = "SELECT DISTINCT to_char(event_time AT TIME ZONE 'UTC', 'YYYY-MM') FROM usage_facts"
+
+
+def verify_usage_months(conn: psycopg.Connection) -> Mismatch | None:
+    """`usage_months` (read by the period-close rule) equals the months of the usage facts."""
+    with _snapshot(conn):
+        stored = {m for (m,) in conn.execute("SELECT month FROM usage_months")}
+        recomputed = {m for (m,) in conn.execute(_MONTHS_OF_FACTS)}
+        if stored == recomputed:
+            return None
+        missing, extra = sorted(recomputed - stored), sorted(stored - recomputed)
+        if missing:
+            position = conn.execute("SELECT min(position) FROM usage_facts WHERE "
+                                    "to_char(event_time AT TIME ZONE 'UTC', 'YYYY-MM') = %s", (missing[0],)).fetchone()[0]
+            return Mismatch("derived_tables", position, f"usage_months lacks month {missing[0]}, which the usage "
+                                                        f"fact at position {position} is in (the period-close rule "
+                                                        "reads this table)", {"missing": missing, "extra": extra})
+        return Mismatch("derived_tables", None, f"usage_months holds month {extra[0]}, which no usage fact is in",
+                        {"missing": missing, "extra": extra})
 
 
 # -- 2. usage batches ---------------------------------------------------------------------------------
@@ -302,6 +464,14 @@ def describe(report: VerifyReport) -> list[str]:
         lines.append(f"usage batches: ok ({usage.facts:,} usage facts in {usage.batches:,} batches)")
     else:
         lines.append(f"usage batches: first mismatch at position {usage.mismatch.position}: {usage.mismatch.reason}")
+    lines.append(f"quarantine: ok ({report.quarantine_records:,} records chained)" if report.quarantine is None
+                 else f"quarantine: {report.quarantine.reason}")
+    lines.append("derived tables: ok (usage_months = the months of the usage facts)" if report.derived is None
+                 else f"derived tables: {report.derived.reason}")
+    if report.anchors_checked:
+        lines.append(f"anchors: ok ({report.anchors_checked} checked)" if not report.anchors else
+                     f"anchors: {len(report.anchors)} of {report.anchors_checked} broken; first: "
+                     f"{report.anchors[0].reason}")
     if report.projection_error is not None:
         lines.append(f"projections: could not be rebuilt from these facts: {report.projection_error}")
     elif report.projections is None:
@@ -316,6 +486,8 @@ def describe(report: VerifyReport) -> list[str]:
     first = report.first_mismatch
     if first is not None:
         lines.append(f"FAILED: first mismatch at position {first.position}: {first.reason}")
+    elif report.quarantine is not None:
+        lines.append(f"FAILED: {report.quarantine.reason}")
     elif not report.ok:
         lines.append("FAILED: the projections do not agree with a rebuild from the facts")
     else:

@@ -11,6 +11,7 @@ import typer
 from ledger.cli.main import app, database, fail
 from ledger.errors import LedgerError
 from ledger.logging import get_logger
+from ledger.settings import Settings
 
 
 @app.command()
@@ -21,6 +22,8 @@ def verify(
     anchor: Optional[str] = typer.Option(None, "--anchor", metavar="POSITION:HASH",
                                          help="a head printed by an earlier verify, kept elsewhere: catches a "
                                               "rewrite that recomputed the whole chain"),
+    anchors_file: Optional[str] = typer.Option(None, "--anchors", metavar="FILE",
+                                               help="signed anchors written by `ledger anchor`, one a line"),
 ) -> None:
     """Recompute the hash chain, the usage batches' digests and every projection; exit 1 at the first mismatch."""
     from ledger.audit.verify import Anchor, describe, verify_store
@@ -32,9 +35,13 @@ def verify(
         print(f"error: {error}", file=sys.stderr)
         raise typer.Exit(2)
     try:
+        from ledger.cli.anchor_commands import read_anchors
+
+        signed, trusted = read_anchors(anchors_file, Settings.from_env()) if anchors_file else ([], None)
         with database() as db, db.connection() as conn:
             with IngestProgress("verify chain", None, enabled=not as_json) as progress:
-                report = verify_store(conn, projections=not skip_projections, anchor=pinned, progress=progress)
+                report = verify_store(conn, projections=not skip_projections, anchor=pinned, signed=signed,
+                                      trusted_key=trusted, progress=progress)
     except LedgerError as error:
         fail(error)
     first = report.first_mismatch

@@ -100,6 +100,8 @@ def ingest(
               f" in {report.seconds:.2f}s ({report.events_per_second:,.0f} records/s)")
         if report.quarantined:
             print("see `ledger quarantine list` for the rejected records and their reasons")
+        if report.empty:
+            print(f"the file holds no records: {report.file} is empty or only blank lines")
     raise typer.Exit(report.exit_code)
 
 
@@ -258,3 +260,4 @@ from ledger.cli import read_commands  # noqa: E402,F401  (registers project/expo
 from ledger.cli import risk_commands  # noqa: E402,F401  (registers anomalies)
 from ledger.cli.calc_commands import calc_app  # noqa: E402
 app.add_typer(calc_app, name="calc")
+from ledger.cli import anchor_commands  # noqa: E402,F401  (registers anchor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import orjson
@@ -13,6 +14,28 @@ from ledger.errors import LedgerError
 
 def _dump(value) -> str:
     return orjson.dumps(value, default=str).decode()
+
+
+# What a terminal would interpret instead of showing: C0 and C1 controls (escape sequences, carriage returns,
+# bells), DEL, and the bidirectional marks, embeddings, overrides and isolates that reorder what is shown.
+_INTERPRETED = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_text(text: str) -> str:
+    """The text with every character a terminal would interpret written as its escape (`\\x1b`, `\\u202e`)."""
+    return _INTERPRETED.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                            else f"\\u{ord(m.group()):04x}", text)
+
+
+def terminal_safe(value):
+    """A copy of a trace with every string escaped for a terminal (text output; JSON stays as stored)."""
+    if isinstance(value, str):
+        return escape_text(value)
+    if isinstance(value, dict):
+        return {k: terminal_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [terminal_safe(v) for v in value]
+    return value
 
 
 @trace_app.command("invoice")
@@ -35,7 +58,7 @@ def trace_invoice_command(
             if as_json:
                 _stream_json(conn, trace, contributing_facts)
                 return
-            print(render_invoice(trace))
+            print(render_invoice(terminal_safe(trace)))
             if events:
                 _print_events(conn, trace, contributing_facts)
     except LedgerError as error:
@@ -52,13 +75,14 @@ def _usage_lines(trace):
 
 def _print_events(conn, trace, contributing_facts) -> None:
     for line, customer, period, usage in _usage_lines(trace):
-        print(f"\nline {line['line_id']} ({line['meter']}): contributing usage facts")
+        print(f"\nline {escape_text(line['line_id'])} ({line['meter']}): contributing usage facts")
         print("  position  event_id  source:source_customer_id  event_time  units")
         digest = 0
         for fact in contributing_facts(conn, customer, period, line["meter"], usage["first_position"],
                                        usage["last_position"], usage["source_ids"]):
             digest ^= fact["h"]
-            print(f"  {fact['position']}  {fact['event_id']}  {fact['source']}:{fact['source_customer_id']}  "
+            e, s, c = (escape_text(fact[k]) for k in ("event_id", "source", "source_customer_id"))
+            print(f"  {fact['position']}  {e}  {s}:{c}  "
                   f"{fact['event_time'].isoformat()}  {fact['units']}")
         ok = f"{digest & 0xFFFFFFFFFFFFFFFF:016x}" == usage["digest"]
         print(f"  digest recomputed from these facts {'matches' if ok else 'DOES NOT MATCH'} {usage['digest']}")
@@ -104,6 +128,7 @@ def trace_customer_command(
     if as_json:
         sys.stdout.write(orjson.dumps(trace, default=str, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
+    trace, customer_id, month = terminal_safe(trace), escape_text(customer_id), escape_text(month)
     cm = trace["customer_month"]
     print(f"customer {customer_id}  month {month}  plan {cm['plan']}  segment {cm['segment']}  owner {cm['owner']}")
     print(f"  usage {cm['usage_units']} units; expected {cm['expected_cents']}; invoiced {cm['invoiced_cents']}; "

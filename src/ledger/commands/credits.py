@@ -101,7 +101,7 @@ def _append_history_credit(conn, ctx: RecordContext, model: CreditIssuedIn, numb
     report.appended += 1
     if report.first_position is None:
         report.first_position = result.position
-    report.last_position = result.position
+    report.last_position, report.last_line = result.position, number
     return None
 
 

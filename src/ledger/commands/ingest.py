@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import queue
+from contextlib import closing
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -13,7 +14,7 @@ from itertools import islice
 from typing import Callable, Iterable, Iterator
 
 from ledger.domain.facts import KINDS
-from ledger.errors import InputFileError
+from ledger.errors import IngestStoppedError, InputFileError, LedgerError
 from ledger.ingest.cloudevents import parse_cloudevents
 from ledger.ingest.facts import parse_facts
 from ledger.ingest.pipeline import parse_in_workers, worker_count
@@ -48,6 +49,7 @@ class IngestReport:
     seconds: float = 0.0
     first_position: int | None = None
     last_position: int | None = None
+    last_line: int | None = None  # the input line of the last fact appended
     refusals: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -55,12 +57,17 @@ class IngestReport:
         return self.read / self.seconds if self.seconds > 0 else 0.0
 
     @property
+    def empty(self) -> bool:
+        return self.read == 0
+
+    @property
     def exit_code(self) -> int:
         return 3 if self.quarantined else 0
 
     def as_dict(self) -> dict:
         return {**asdict(self), "seconds": round(self.seconds, 3),
-                "events_per_second": round(self.events_per_second, 1), "exit_code": self.exit_code}
+                "events_per_second": round(self.events_per_second, 1), "exit_code": self.exit_code,
+                "empty": self.empty}
 
 
 Progress = Callable[[int, int | None], None]  # (records read so far, bytes consumed or None)
@@ -132,10 +139,13 @@ def ingest_file(db: Database, kind: str, path: str, fmt: str | None = None, *, n
     started = time.perf_counter()
     ctx = RecordContext(source.name, now or datetime.now(timezone.utc), db.settings.currency)
     try:
+        if fmt != "csv" and source.first_byte() == b"[":
+            raise InputFileError(source.name, f"is a JSON array; `ledger ingest` reads {fmt.upper()}: one JSON object"
+                                              " per line (`jq -c '.[]' FILE` writes an array that way)")
         if kind == "usage":
             batch_size = batch_size or db.settings.batch_size
-            _ingest_usage(db, ctx, usage_chunks(fmt, ctx, source, min(CHUNK, batch_size)), report, source,
-                          progress, batch_size)
+            with closing(usage_chunks(fmt, ctx, source, min(CHUNK, batch_size))) as chunks:
+                _ingest_usage(db, ctx, chunks, report, source, progress, batch_size)
         elif kind == "credits":
             from ledger.commands.credits import ingest_credit_history
 
@@ -144,10 +154,52 @@ def ingest_file(db: Database, kind: str, path: str, fmt: str | None = None, *, n
         else:
             _ingest_batches(db, kind, ctx, parse_facts(kind, fmt, ctx, source.lines()), report, source,
                             progress, batch_size or db.settings.batch_size)
+    except (Exception, KeyboardInterrupt) as error:
+        stopped = stopped_error(report, error)
+        if stopped is error:
+            raise
+        raise stopped from error
     finally:
         source.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def stopped_error(report: IngestReport, error: BaseException) -> BaseException:
+    """The error to report for an ingest that stopped: the real cause on one line and, when batches committed
+    before it, which facts stand and that a re-run of the file appends exactly the rest (exit 4)."""
+    cause = describe_cause(error)
+    if not report.appended:
+        if isinstance(error, LedgerError):
+            return error
+        return InputFileError(report.file, f"{cause}; nothing was appended"
+                                           + (f" ({report.quarantined} records quarantined)" if report.quarantined else ""))
+    where = f"positions {report.first_position}–{report.last_position}" if report.first_position else "positions"
+    line = f", the file's records up to line {report.last_line}" if report.last_line else ""
+    return IngestStoppedError(
+        f"{report.file}: stopped: {cause}. Before it, appended {report.appended} facts ({where}{line}; "
+        f"{report.duplicates} duplicates, {report.quarantined} quarantined); they stand, and a re-run of the same "
+        "file appends exactly the rest",
+        appended=report.appended, first_position=report.first_position, last_position=report.last_position,
+        last_line=report.last_line)
+
+
+def describe_cause(error: BaseException) -> str:
+    """One line naming what stopped an ingest."""
+    import psycopg
+
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(error, InputFileError):
+        return error.reason
+    first = next((ln.strip() for ln in str(error).splitlines() if ln.strip()), "")
+    if isinstance(error, psycopg.OperationalError):
+        return f"the connection to the database was lost ({first or type(error).__name__})"
+    if isinstance(error, psycopg.Error):
+        return f"the database refused a batch ({type(error).__name__}: {first})"
+    if isinstance(error, LedgerError):
+        return str(error)
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 def _ingest_usage(db: Database, ctx: RecordContext, chunks: Iterator[UsageChunk], report: IngestReport,
@@ -224,7 +276,7 @@ class _UsageAppender:
         if outcome.appended:
             if report.first_position is None:
                 report.first_position = outcome.first_position
-            report.last_position = outcome.last_position
+            report.last_position, report.last_line = outcome.last_position, outcome.last_line
         if self.progress:
             self.progress(report.read, self.source.position())
 
@@ -248,6 +300,7 @@ def _ingest_batches(db: Database, kind: str, ctx: RecordContext, parsed: Iterato
                 if report.first_position is None:
                     report.first_position = outcome.appended[0][1]
                 report.last_position = outcome.appended[-1][1]
+                report.last_line = outcome.appended[-1][0].line
             candidates.clear()
             rejections.clear()
             if progress:

@@ -29,11 +29,18 @@ def parse_timestamp(text: object) -> datetime:
     fraction = (fraction or ".0")[:7]  # finer digits than microseconds are truncated (SPEC §2)
     if offset in ("Z", "z"):
         offset = "+00:00"
+    elif int(offset[1:3]) > 23 or int(offset[4:6]) > 59:
+        raise TimestampError(f"timestamp {text!r} has offset {offset}; an offset is at most ±23:59")
+    if clock.startswith("24"):
+        raise TimestampError(f"timestamp {text!r} names hour 24; the hours of a day are 00–23")
     try:
         moment = datetime.fromisoformat(f"{date}T{clock}{fraction}{offset}")
     except ValueError as error:
         raise TimestampError(f"timestamp {text!r} is impossible: {error}") from None
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise TimestampError(f"timestamp {text!r} falls, in UTC, outside the years 0001–9999") from None
 
 
 def format_timestamp(moment: datetime) -> str:

@@ -14,10 +14,8 @@ import binascii
 import re
 from typing import Any, Iterable, Iterator
 
-import orjson
-
 from ledger.domain.time import TimestampError, parse_timestamp
-from ledger.ingest.records import RecordContext, RecordError, decode_line, raw_text, rejection
+from ledger.ingest.records import RecordContext, RecordError, load_json, raw_text, rejection
 from ledger.ingest.usage import Parsed, _is_utf8, _type_name, usage_row, validate_usage
 
 CONTEXT_ATTRIBUTES = ("specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time")
@@ -117,12 +115,7 @@ def parse_cloudevents(ctx: RecordContext, lines: Iterable[tuple[int, bytes]]) ->
         if not line.strip():
             continue
         try:
-            text = decode_line(line)
-            try:
-                event = orjson.loads(text)
-            except orjson.JSONDecodeError as error:
-                raise RecordError(f"malformed JSON: {error}") from None
-            record = to_usage_record(validate_cloudevent(event))
+            record = to_usage_record(validate_cloudevent(load_json(line)))
             try:
                 payload, row = validate_usage(record)
             except RecordError as error:

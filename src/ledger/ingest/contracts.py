@@ -20,8 +20,20 @@ from ledger.ingest.usage import METER
 Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
 Month = Annotated[str, BeforeValidator(parse_month)]
 Id = Annotated[StrictStr, Field(min_length=1, max_length=128)]
-Cents = StrictInt
-NonNegative = Annotated[StrictInt, Field(ge=0, lt=2**53)]
+LIMIT = 2**53  # integers beyond it lose exactness in JSON readers and overflow the projections' sums
+
+
+def _within_limit(value: Any) -> Any:
+    # JSON integers past 2^64 arrive as floats: name the rule they break, not "not an integer"
+    if isinstance(value, float) and value.is_integer() and abs(value) >= LIMIT:
+        raise ValueError(f"must be between -2^53 and 2^53, got {int(value)}")
+    if type(value) is int and abs(value) >= LIMIT:
+        raise ValueError(f"must be between -2^53 and 2^53, got {value}")
+    return value
+
+
+Cents = Annotated[StrictInt, BeforeValidator(_within_limit)]
+NonNegative = Annotated[StrictInt, BeforeValidator(_within_limit), Field(ge=0)]
 
 
 def _meter(value: Any) -> str:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator
 
-import orjson
 from pydantic import ValidationError
 
 from ledger.domain.facts import ATTRIBUTES, IDENTITY, INVOICE, PRICE, FactKind
 from ledger.ingest.contracts import (AttributesChangedIn, Contract, CreditIssuedIn, IdentityLinkIn, InvoiceIssuedIn,
                                      PriceSetIn, first_error)
-from ledger.ingest.records import RecordContext, RecordError, decode_line, raw_text, rejection
+from ledger.ingest.records import RecordContext, RecordError, load_json, raw_text, rejection
 from ledger.ingest.usage import Parsed, _is_utf8, csv_records
 
 CONTRACTS: dict[str, tuple[FactKind | None, type[Contract], bool]] = {
@@ -46,13 +45,11 @@ def _records(fmt: str, contract: type[Contract], lines: Iterable[tuple[int, byte
         if not line.strip():
             continue
         try:
-            text = decode_line(line)
-            try:
-                yield number, text, orjson.loads(text), None, line
-            except orjson.JSONDecodeError as error:
-                raise RecordError(f"malformed JSON: {error}") from None
+            record = load_json(line)
         except RecordError as error:
             yield number, raw_text(line), None, error, line
+            continue
+        yield number, line.decode("utf-8"), record, None, line
 
 
 def parse_models(kind_name: str, fmt: str, ctx: RecordContext, lines: Iterable[tuple[int, bytes]]) -> Iterator[

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue
 import signal
 import threading
 from itertools import islice
@@ -47,9 +48,21 @@ def _chunks(lines: Iterable[Line], size: int) -> Iterator[list[Line]]:
         yield chunk
 
 
+class ParserWorkerError(RuntimeError):
+    """A parser worker raised or died; its reason is the message."""
+
+
+POLL = 0.2  # seconds between looks at the workers' health while waiting on a queue
+
+
 def parse_in_workers(parse: Callable[[list[Line]], list[T]], lines: Iterable[Line], *, chunk_size: int,
                      workers: int) -> Iterator[list[T]]:
-    """Yield `parse(chunk)` for consecutive chunks of `lines`, in order, computed by worker processes."""
+    """Yield `parse(chunk)` for consecutive chunks of `lines`, in order, computed by worker processes.
+
+    However it ends (exhausted, an error here, in a worker or in the consumer, or the generator closed early), the
+    workers are killed and neither queue is joined: a queue's feeder thread waiting on a pipe nobody reads any more
+    would otherwise hold the process at exit for ever.
+    """
     if workers <= 0:
         for chunk in _chunks(lines, chunk_size):
             yield parse(chunk)
@@ -61,16 +74,27 @@ def parse_in_workers(parse: Callable[[list[Line]], list[T]], lines: Iterable[Lin
     for process in processes:
         process.start()
     failure: list[BaseException] = []
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                inbox.put(item, timeout=POLL)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def feed() -> None:
         try:
             for seq, chunk in enumerate(_chunks(lines, chunk_size)):
-                inbox.put((seq, chunk))
+                if not put((seq, chunk)):
+                    return
         except BaseException as error:  # e.g. a read error: surfaced in the main thread
             failure.append(error)
         finally:
             for _ in processes:
-                inbox.put(None)
+                put(None)
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
@@ -78,13 +102,17 @@ def parse_in_workers(parse: Callable[[list[Line]], list[T]], lines: Iterable[Lin
     expected, finished = 0, 0
     try:
         while finished < workers:
-            item = outbox.get()
+            try:
+                item = outbox.get(timeout=POLL)
+            except queue.Empty:
+                _check_alive(processes)
+                continue
             if item is None:
                 finished += 1
                 continue
             seq, result, error = item
             if error is not None:
-                raise RuntimeError(f"a parser worker failed: {error}")
+                raise ParserWorkerError(f"a parser worker failed: {error}")
             pending[seq] = result
             while expected in pending:
                 yield pending.pop(expected)
@@ -92,10 +120,21 @@ def parse_in_workers(parse: Callable[[list[Line]], list[T]], lines: Iterable[Lin
         if failure:
             raise failure[0]
     finally:
+        stop.set()
         for process in processes:
             if process.is_alive():
                 process.kill()
             process.join(timeout=5)
+        for channel in (inbox, outbox):
+            channel.cancel_join_thread()
+            channel.close()
+
+
+def _check_alive(processes) -> None:
+    for process in processes:
+        if process.exitcode not in (None, 0):
+            cause = f"killed by signal {-process.exitcode}" if process.exitcode < 0 else f"exit code {process.exitcode}"
+            raise ParserWorkerError(f"a parser worker died ({cause}) before its results came back")
 
 
 def worker_count() -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections import deque
 from array import array
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Iterator
@@ -15,7 +16,8 @@ from typing import Any, Callable, Iterable, Iterator
 import orjson
 
 from ledger.domain.time import TimestampError, parse_timestamp
-from ledger.ingest.records import RecordContext, RecordError, decode_line, raw_text, rejection
+from ledger.ingest.records import (RecordContext, RecordError, check_cell, decode_line, load_json, plainly_safe,
+                                   raw_text, rejection)
 from ledger.store.appender import Rejection
 from ledger.store.copybin import INT8_FIELD, LENGTH, NULL, PG_EPOCH
 from ledger.store.usage import INT4_LENGTH, ROW_HEAD, UsageChunk, UsageRow, encode_row
@@ -53,6 +55,11 @@ def check_quantity(value: Any, name: str = "quantity") -> int:
         if isinstance(value, float):
             if value != value or value in (float("inf"), float("-inf")):
                 raise RecordError(f"must be an integer, got {value}", name)
+            if value.is_integer() and abs(value) >= MAX_QUANTITY:  # JSON integers past 2^64 arrive as floats
+                raise RecordError(f"must be below 2^53, got {int(value)}", name)
+            if value.is_integer():
+                raise RecordError(f"must be an integer, got the number {value!r} (written with a fraction or "
+                                  "exponent)", name)
             raise RecordError(f"must be a whole number, got fractional {value!r}", name)
         raise RecordError(f"must be an integer, got {_type_name(value)}", name)
     if value < 0:
@@ -195,10 +202,18 @@ def _well_formed_row(line: bytes, number: int) -> tuple[bytes, int, str] | None:
     except ValueError:
         return None
     e, s, c, m = event_id.encode(), source.encode(), customer.encode(), meter.encode()
+    colons = event_id.count(":") + source.count(":") + customer.count(":") + text.count(":")
     if properties is None:
+        if not plainly_safe(line, 6, None, colons):
+            return None
         tail = NULL
     else:
-        p = dumps(properties, option=SORT_KEYS)
+        try:
+            p = dumps(properties, option=SORT_KEYS)
+        except TypeError:  # nested past orjson's limit: the detailed checks name the depth
+            return None
+        if not plainly_safe(line, 7, p, colons):
+            return None
         tail = LENGTH(len(p)) + p
     row = b"".join((ROW_HEAD, LENGTH(len(e)), e, LENGTH(len(s)), s, LENGTH(len(c)), c, LENGTH(len(m)), m,
                     INT8_FIELD(8, quantity), INT8_FIELD(8, (moment - PG_EPOCH) // MICROSECOND), INT4_LENGTH,
@@ -246,12 +261,7 @@ def parse_ndjson(ctx: RecordContext, lines: Iterable[tuple[int, bytes]],
 def _parse_in_detail(number: int, line: bytes, validate: Callable[[Any], tuple[dict, tuple]]) -> Parsed:
     """A record that is not plainly well formed: validated field by field, its rejection naming the problem."""
     try:
-        text = decode_line(line)
-        try:
-            record = loads(text)
-        except orjson.JSONDecodeError as error:
-            raise RecordError(f"malformed JSON: {error}") from None
-        payload, row = validate(record)
+        payload, row = validate(load_json(line))
     except RecordError as error:
         return rejection(number, raw_text(line), error, raw_bytes=None if _is_utf8(line) else line)
     return usage_row(payload, row, number)
@@ -269,13 +279,58 @@ def _is_utf8(line: bytes) -> bool:
 INTEGER = re.compile(r"^[+-]?\d+$")
 
 
+MAX_CSV_RECORD_LINES = 1_000  # a quoted cell left open would otherwise swallow the rest of the file
+MAX_CSV_RECORD_BYTES = 8 << 20
+
+
+def csv_rows(lines: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
+    """The CSV records of numbered lines (RFC 4180: a quoted cell may hold line breaks), each with its first line.
+
+    A record whose quotes stay open for more than MAX_CSV_RECORD_LINES lines or MAX_CSV_RECORD_BYTES bytes, or
+    to the end of the input, is yielded alone (its row is then rejected as malformed) and the lines after it are
+    read again as records of their own.
+    """
+    pending: deque[tuple[int, bytes]] = deque()
+    source = iter(lines)
+    while True:
+        if not pending:
+            item = next(source, None)
+            if item is None:
+                return
+            pending.append(item)
+        number, first = pending[0]
+        if first.count(b'"') % 2 == 0:
+            pending.popleft()
+            yield number, first
+            continue
+        joined, quotes, used, size = [first], first.count(b'"'), 1, len(first)
+        while quotes % 2:
+            if used == len(pending):
+                item = next(source, None) if used < MAX_CSV_RECORD_LINES and size < MAX_CSV_RECORD_BYTES else None
+                if item is None:
+                    break
+                pending.append(item)
+            line = pending[used][1]
+            joined.append(line)
+            quotes += line.count(b'"')
+            size += len(line) + 1
+            used += 1
+        if quotes % 2:  # never closed: the first line alone, then the others again
+            pending.popleft()
+            yield number, first
+            continue
+        for _ in range(used):
+            pending.popleft()
+        yield number, b"\n".join(joined)
+
+
 def csv_records(lines: Iterable[tuple[int, bytes]], allowed: frozenset[str], required: Iterable[str],
                 integer_fields: Iterable[str] = (), json_fields: Iterable[str] = ()) -> Iterator[
         tuple[int, str, dict | None, RecordError | None, bytes]]:
     """CSV rows as dicts (empty cell = null), after checking the header; yields (line, raw, record, error, bytes)."""
     integer_fields, json_fields = set(integer_fields), set(json_fields)
     header: list[str] | None = None
-    for number, line in lines:
+    for number, line in csv_rows(lines):
         try:
             text = decode_line(line)
         except RecordError as error:
@@ -284,12 +339,11 @@ def csv_records(lines: Iterable[tuple[int, bytes]], allowed: frozenset[str], req
         if header is None:
             if not text.strip():
                 continue
-            header = next(csv.reader([text]))
-            header = [h.strip() for h in header]
+            header = [h.strip() for h in next(csv.reader([text]))]
             unknown = [h for h in header if h not in allowed]
             missing = [r for r in required if r not in header]
             if unknown or missing or len(set(header)) != len(header):
-                problem = (f"unknown column(s): {', '.join(unknown)}" if unknown else
+                problem = (f"unknown column(s): {', '.join(map(repr, unknown))}" if unknown else
                            f"missing column(s): {', '.join(missing)}" if missing else "a column appears twice")
                 from ledger.errors import InputFileError
                 raise InputFileError("header", f"CSV header (line {number}) rejected: {problem}")
@@ -308,17 +362,25 @@ def csv_records(lines: Iterable[tuple[int, bytes]], allowed: frozenset[str], req
         record: dict[str, Any] = {}
         error: RecordError | None = None
         for name, cell in zip(header, cells):
+            try:
+                check_cell(name, cell)
+            except RecordError as failure:
+                error = error or failure
+                continue
             if cell == "":
                 record[name] = None
             elif name in integer_fields:
-                if not INTEGER.match(cell.strip()):
+                digits = cell.strip()
+                if not INTEGER.match(digits):
                     error = error or _csv_number_error(name, cell)
-                record[name] = int(cell) if INTEGER.match(cell.strip()) else cell
+                elif len(digits.lstrip("+-")) > 20:  # far past any bound (and past int()'s digit limit)
+                    error = error or RecordError(f"must be below 2^53, got a number of {len(digits)} digits", name)
+                record[name] = int(digits) if INTEGER.match(digits) and len(digits) <= 21 else cell
             elif name in json_fields:
                 try:
-                    record[name] = orjson.loads(cell)
-                except orjson.JSONDecodeError:
-                    error = error or RecordError(f"must be JSON, got {cell!r}", name)
+                    record[name] = load_json(cell)
+                except RecordError as failure:
+                    error = error or RecordError(f"must be JSON: {failure.reason}", name)
             else:
                 record[name] = cell
         yield number, text, record, error, line

@@ -67,9 +67,15 @@ class StreamVersionConflict(Exception):
     """Another writer appended to the stream since it was read: re-read, re-decide, retry."""
 
 
-def chain_hash(previous: bytes, position: int, topic: str, state: bytes) -> bytes:
-    """The chain link of a fact: it covers the previous link, the fact's position, topic and state."""
-    return hashlib.sha256(previous + position.to_bytes(8, "big") + topic.encode() + b"\x00" + state).digest()
+def chain_hash(previous: bytes, position: int, topic: str, state: bytes, stream: bytes | None = None,
+               version: int | None = None) -> bytes:
+    """The chain link of a fact: it covers the previous link and every column of the fact's row (format 2: its
+    position, stream, stream version, topic and state); without a stream, format 1 (rows appended before
+    migration 0030: position, topic and state)."""
+    head = previous + position.to_bytes(8, "big")
+    if stream is not None:
+        head += stream + version.to_bytes(8, "big", signed=True)
+    return hashlib.sha256(head + topic.encode() + b"\x00" + state).digest()
 
 
 def record_digest(raw: str, reason: str) -> bytes:
@@ -209,9 +215,11 @@ def _copy_events(cur: psycopg.Cursor, kind: FactKind, fresh: Sequence[Candidate]
     for c in fresh:
         state = c.state
         position_bytes = position.to_bytes(8, "big")
-        previous = sha256(previous + position_bytes + topic_bytes + state).digest()
+        stream = c.stream_id or c.fact_id
+        previous = sha256(b"".join((previous, position_bytes, stream, c.version.to_bytes(8, "big", signed=True),
+                                    topic_bytes, state))).digest()
         parts.append(b"".join((
-            row_head, uuid_len, c.stream_id or c.fact_id, int8(8, c.version), topic_field,
+            row_head, uuid_len, stream, int8(8, c.version), topic_field,
             state_len(len(state)), state, b"\x00\x00\x00\x08", position_bytes, chain_len, previous,
         )))
         position += 1
@@ -221,12 +229,30 @@ def _copy_events(cur: psycopg.Cursor, kind: FactKind, fresh: Sequence[Candidate]
         copy.write(b"".join(parts))
 
 
+def storable_text(text: str) -> str:
+    """Text PostgreSQL can hold: U+0000 and lone surrogates written as backslash escapes (the record's exact bytes
+    are kept beside it, in raw_bytes)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _quarantine_row(kind: str, source_file: str, r: Rejection) -> tuple:
+    raw, raw_bytes = storable_text(r.raw), r.raw_bytes
+    if raw != r.raw and raw_bytes is None:
+        raw_bytes = r.raw.encode("utf-8", "surrogatepass")
+    reason = storable_text(r.reason)
+    return (kind, storable_text(source_file), r.line, raw, raw_bytes, r.field and storable_text(r.field), reason,
+            record_digest(raw, reason))
+
+
 def write_quarantine(cur: psycopg.Cursor, kind: str, source_file: str, rejections: Iterable[Rejection]) -> int:
     """Keep rejected records with their file, line, raw text and reason; each (file, line, record) once."""
-    rows = [
-        (kind, source_file, r.line, r.raw, r.raw_bytes, r.field, r.reason, record_digest(r.raw, r.reason))
-        for r in rejections
-    ]
+    rows = [_quarantine_row(kind, source_file, r) for r in rejections]
     if rows:
         cur.executemany(
             "INSERT INTO quarantine (kind, source_file, line_number, raw_text, raw_bytes, field, reason, record_digest)"

@@ -7,7 +7,7 @@ from typing import Iterator
 
 import psycopg
 
-from ledger.errors import DatabaseUnavailableError
+from ledger.errors import DatabaseUnavailableError, LedgerError
 from ledger.settings import Settings
 from ledger.store.embedded import EmbeddedServer
 
@@ -62,5 +62,12 @@ class Database:
             conn.close()
 
     def close(self) -> None:
+        """Release the embedded server; a server that will not stop is logged, never raised over the command's
+        own outcome (a server that died mid-command would otherwise hide the real error behind pg_ctl's)."""
         if self._embedded is not None:
-            self._embedded.release()
+            try:
+                self._embedded.release()
+            except LedgerError as error:
+                from ledger.logging import get_logger
+
+                get_logger().warning("embedded_server_not_stopped", reason=str(error))

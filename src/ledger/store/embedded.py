@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -156,9 +157,10 @@ class EmbeddedServer:
     def _ensure_home(self) -> None:
         try:
             self.home.mkdir(parents=True, exist_ok=True)
-            probe = self.home / ".write-probe"
-            probe.write_text("ok")
-            probe.unlink()
+            # a probe of this process's own: commands sharing a home must never trip over each other's probe
+            handle, probe = tempfile.mkstemp(prefix=".write-probe-", dir=self.home)
+            os.close(handle)
+            os.unlink(probe)
         except OSError as error:
             raise ConfigurationError(
                 f"LEDGER_HOME {self.home} is not writable: {error.strerror or error}"

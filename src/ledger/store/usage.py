@@ -219,6 +219,7 @@ class UsageOutcome:
     duplicates: int = 0
     conflicts: int = 0
     quarantined: int = 0
+    last_line: int | None = None  # the input line of the last fact appended
     looked_up_all: bool = False  # every key of the batch was looked up in the store
     repeats_stored: int = 0  # records the store held before this batch (an earlier run's facts)
 
@@ -380,7 +381,8 @@ def append_usage(conn: psycopg.Connection, screened: ScreenedBatch, *, source_fi
         if count:
             last = first + count - 1
             outcome.appended, outcome.first_position, outcome.last_position = count, first, last
-            _record_batch(cur, batch, resolution.dropped, rows, first, last, source_file, recorded_at_json)
+            outcome.last_line = _record_batch(cur, batch, resolution.dropped, rows, first, last, source_file,
+                                              recorded_at_json)
             months = sorted(set().union(*(c.months for c in chunks)))
             cur.execute("INSERT INTO usage_months (month) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
                         (months,))
@@ -407,8 +409,9 @@ def _kept_before(dropped: set[int]):
 
 
 def _record_batch(cur: psycopg.Cursor, batch: _Batch, dropped: set[int], rows: bytes, first: int, last: int,
-                  source_file: str, recorded_at_json: bytes) -> None:
-    """Draw the facts' positions and the one after them, where the batch's event goes, extending the hash chain."""
+                  source_file: str, recorded_at_json: bytes) -> int:
+    """Draw the facts' positions and the one after them, where the batch's event goes, extending the hash chain;
+    return the input line of the batch's last fact."""
     drawn = _reserve_positions(cur, last - first + 2)
     if drawn != first:
         raise SequenceDrawnError(f"the usage facts were copied at positions {first}–{last} but the sequence gave "
@@ -420,6 +423,7 @@ def _record_batch(cur: psycopg.Cursor, batch: _Batch, dropped: set[int], rows: b
                          recorded_at_json)
     event = Candidate(USAGE_BATCH.fact_id(payload).bytes, payload, state, None, "")
     _copy_events(cur, USAGE_BATCH, [event], last + 1, _chain_head(cur))
+    return lines[1]
 
 
 def _first_kept(size: int, dropped: set[int]) -> int:
