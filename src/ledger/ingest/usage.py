@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 
-from ledger.domain.time import TimestampError, parse_timestamp
+from ledger.domain.time import UTC, TimestampError, parse_timestamp
 from ledger.ingest.records import RecordContext, RecordError, decode_line, raw_text, rejection
 from ledger.store.appender import Rejection
 from ledger.store.copybin import INT8_FIELD, LENGTH, NULL, PG_EPOCH
@@ -75,6 +75,47 @@ def check_timestamp(value: Any, name: str) -> datetime:
         raise RecordError(str(error), name) from None
 
 
+def plain_instant(text: str) -> tuple[datetime, str] | None:
+    """A timestamp's instant and UTC month (`YYYY-MM`) in a few checks; None leaves it to `parse_timestamp`.
+
+    Decides every string `parse_timestamp` accepts, with the same instant: ASCII `YYYY-MM-DD`, `T`, `t` or a
+    space, `hh:mm:ss`, optionally `.` and one or more digits (those beyond microseconds truncated), then `Z`, `z`
+    or `±hh:mm` with minutes 00-59. The layout (separators, where the fraction and offset start and end, that
+    the fraction is digits) is checked here; `datetime.fromisoformat` reads a string of this layout exactly as
+    `parse_timestamp` does and checks the values (digits, month 13, 30 February, hour 24, offset 24:00).
+    Anything it cannot decide returns None: the caller takes the detailed path, which names the problem.
+    The instant keeps the offset it was written with (the caller converts when it needs UTC).
+    """
+    size = len(text)
+    if (size < 20 or text[4] != "-" or text[7] != "-" or text[13] != ":" or text[16] != ":"
+            or text[10] not in "Tt " or not text.isascii()):
+        return None
+    last = text[-1]
+    if last == "Z" or last == "z":
+        end = size - 1
+    elif text[-3] == ":" and text[-6] in "+-" and text[-2] in "012345":
+        end = size - 6
+    else:
+        return None
+    if end != 19 and not (end > 20 and text[19] == "." and text[20:end].isdigit()):
+        return None
+    try:
+        moment = fromisoformat(text) if last != "z" else fromisoformat(text[:-1]).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    if moment.tzinfo is UTC:
+        return moment, text[:7]
+    # an offset moves the UTC month only from the 1st (east of UTC) or the 28th on (west of it)
+    day = text[8:10]
+    if day > "01" if text[-6] == "+" else day < "28":
+        return moment, text[:7]
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:  # before year 1 or after 9999 in UTC: parse_timestamp names it
+        return None
+    return moment, f"{utc.year:04d}-{utc.month:02d}"
+
+
 def validate_usage(record: Any) -> tuple[dict, tuple]:
     """A usage record's canonical payload and typed row, or a RecordError naming field and reason."""
     fast = _validate_common_case(record)
@@ -98,17 +139,15 @@ def _validate_common_case(record: Any) -> tuple[dict, tuple] | None:
     properties = get("properties")
     if properties is not None and type(properties) is not dict:
         return None
-    if len(text) == 27 and text[26] == "Z" and text[10] == "T" and text[19] == ".":
-        try:
-            moment = fromisoformat(text)  # the common UTC form: canonical text without re-formatting
-        except ValueError:
-            return None
-        canonical = text[:26] + "+00:00"
+    instant = plain_instant(text)
+    if instant is None:
+        return None
+    moment = instant[0]
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    if len(text) == 27 and text[10] == "T" and text[26] == "Z":
+        canonical = text[:26] + "+00:00"  # the canonical text already, but for its offset's spelling
     else:
-        try:
-            moment = parse_timestamp(text)
-        except TimestampError:
-            return None
         canonical = moment.isoformat(timespec="microseconds")
     payload = {"event_id": event_id, "source": source, "source_customer_id": customer, "meter": meter,
                "quantity": quantity, "event_time": canonical}
@@ -161,8 +200,8 @@ def _well_formed_row(line: bytes, number: int) -> tuple[bytes, int, str] | None:
     """The common well-formed record straight to its row, in one pass; None sends it to the detailed checks.
 
     Accepts exactly what `_validate_common_case` accepts: the six fields (and optional properties object),
-    strings within their limits, a meter code, an integer quantity in range, and event_time in the common
-    UTC form `YYYY-MM-DDTHH:MM:SS.ffffffZ`. Invalid UTF-8 fails orjson and takes the detailed path.
+    strings within their limits, a meter code, an integer quantity in range, and an event_time that
+    `plain_instant` decides (every valid RFC 3339 shape). Invalid UTF-8 fails orjson and takes the detailed path.
     """
     try:
         record = loads(line)
@@ -187,13 +226,12 @@ def _well_formed_row(line: bytes, number: int) -> tuple[bytes, int, str] | None:
     if not (type(event_id) is str and type(source) is str and type(customer) is str and type(meter) is str
             and type(quantity) is int and type(text) is str
             and 0 < len(event_id) <= MAX_ID and 0 < len(source) <= MAX_ID and 0 < len(customer) <= MAX_ID
-            and 0 <= quantity < MAX_QUANTITY and len(text) == 27 and text[26] == "Z" and text[10] == "T"
-            and text[19] == "." and METER.match(meter)):
+            and 0 <= quantity < MAX_QUANTITY and METER.match(meter)):
         return None
-    try:
-        moment = fromisoformat(text)
-    except ValueError:
+    instant = plain_instant(text)
+    if instant is None:
         return None
+    moment, month = instant
     e, s, c, m = event_id.encode(), source.encode(), customer.encode(), meter.encode()
     if properties is None:
         tail = NULL
@@ -203,7 +241,7 @@ def _well_formed_row(line: bytes, number: int) -> tuple[bytes, int, str] | None:
     row = b"".join((ROW_HEAD, LENGTH(len(e)), e, LENGTH(len(s)), s, LENGTH(len(c)), c, LENGTH(len(m)), m,
                     INT8_FIELD(8, quantity), INT8_FIELD(8, (moment - PG_EPOCH) // MICROSECOND), INT4_LENGTH,
                     number.to_bytes(4, "big"), tail))
-    return row, hash((source, event_id)), text[:7]
+    return row, hash((source, event_id)), month
 
 
 def parse_ndjson_chunk(ctx: RecordContext, lines: Iterable[tuple[int, bytes]]) -> UsageChunk:
