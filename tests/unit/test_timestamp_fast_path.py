@@ -1,6 +1,6 @@
 """Every RFC 3339 shape takes the fast path, which decides exactly what the detailed validator decides.
 
-`plain_instant` (a few layout checks and `datetime.fromisoformat`) must accept exactly the strings that
+`plain_micros` (a few layout checks and `datetime.fromisoformat`) must accept exactly the strings that
 `parse_timestamp` (the regular expression and its messages) accepts, with the same instant and UTC month;
 and the hot paths built on it (the one-pass NDJSON row, the common-case record of CSV and CloudEvents)
 must give the very row the detailed checks give.
@@ -17,16 +17,17 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 from ledger.domain.time import TimestampError, month_of, parse_timestamp
 from ledger.ingest.cloudevents import parse_cloudevents
 from ledger.ingest.records import RecordContext, RecordError
+from ledger.ingest.timestamps import plain_instant, plain_micros
 from ledger.ingest.usage import (
     _validate_common_case,
     _validate_naming_the_problem,
     _well_formed_row,
     parse_csv,
     parse_ndjson_chunk,
-    plain_instant,
     usage_row,
 )
 from ledger.store.appender import Rejection
+from ledger.store.copybin import PG_EPOCH
 from ledger.store.usage import UsageRow
 from tests.builders import usage
 
@@ -95,12 +96,13 @@ def detailed(text: str) -> datetime | None:
 @example("2026-03-01T00:30:00+01:00")
 @example("2026-02-28T23:30:00-01:00")
 def test_the_fast_path_decides_exactly_what_the_detailed_validator_decides(text):
-    fast, slow = plain_instant(text), detailed(text)
-    assert (fast is None) == (slow is None), (text, fast, slow)
+    fast, micros, slow = plain_instant(text), plain_micros(text), detailed(text)
+    assert (fast is None) == (micros is None) == (slow is None), (text, fast, slow)
     if fast is not None:
         moment, month = fast
-        assert moment == slow and moment.utcoffset() is not None
-        assert month == month_of(slow) == slow.isoformat()[:7]
+        assert moment == slow and moment.utcoffset() == timedelta(0)
+        assert month == month_of(slow) == slow.isoformat()[:7] == micros[1]
+        assert micros[0] == (slow - PG_EPOCH) // timedelta(microseconds=1)
 
 
 @pytest.mark.parametrize("text,utc", [

@@ -9,27 +9,26 @@ from __future__ import annotations
 import csv
 import re
 from array import array
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 
-from ledger.domain.time import UTC, TimestampError, parse_timestamp
+from ledger.domain.time import TimestampError, parse_timestamp
 from ledger.ingest.records import RecordContext, RecordError, decode_line, raw_text, rejection
+from ledger.ingest.timestamps import plain_instant, plain_micros
 from ledger.store.appender import Rejection
-from ledger.store.copybin import INT8_FIELD, LENGTH, NULL, PG_EPOCH
+from ledger.store.copybin import INT8_FIELD, LENGTH, NULL
 from ledger.store.usage import INT4_LENGTH, ROW_HEAD, UsageChunk, UsageRow, encode_row
 
 REQUIRED = ("event_id", "source", "source_customer_id", "meter", "quantity", "event_time")
 ALLOWED = frozenset((*REQUIRED, "properties"))
-METER = re.compile(r"^[a-z0-9_]{1,64}$")
+METER = re.compile(r"^[a-z0-9_]{1,64}\Z")  # \Z: `$` would let a trailing newline through
 MAX_ID = 128
 MAX_QUANTITY = 2**53
 
 Parsed = UsageRow | Rejection
 dumps, loads, SORT_KEYS = orjson.dumps, orjson.loads, orjson.OPT_SORT_KEYS
-fromisoformat = datetime.fromisoformat
-MICROSECOND = timedelta(microseconds=1)
 
 
 def _text_field(record: dict, name: str, limit: int = MAX_ID) -> str:
@@ -75,47 +74,6 @@ def check_timestamp(value: Any, name: str) -> datetime:
         raise RecordError(str(error), name) from None
 
 
-def plain_instant(text: str) -> tuple[datetime, str] | None:
-    """A timestamp's instant and UTC month (`YYYY-MM`) in a few checks; None leaves it to `parse_timestamp`.
-
-    Decides every string `parse_timestamp` accepts, with the same instant: ASCII `YYYY-MM-DD`, `T`, `t` or a
-    space, `hh:mm:ss`, optionally `.` and one or more digits (those beyond microseconds truncated), then `Z`, `z`
-    or `±hh:mm` with minutes 00-59. The layout (separators, where the fraction and offset start and end, that
-    the fraction is digits) is checked here; `datetime.fromisoformat` reads a string of this layout exactly as
-    `parse_timestamp` does and checks the values (digits, month 13, 30 February, hour 24, offset 24:00).
-    Anything it cannot decide returns None: the caller takes the detailed path, which names the problem.
-    The instant keeps the offset it was written with (the caller converts when it needs UTC).
-    """
-    size = len(text)
-    if (size < 20 or text[4] != "-" or text[7] != "-" or text[13] != ":" or text[16] != ":"
-            or text[10] not in "Tt " or not text.isascii()):
-        return None
-    last = text[-1]
-    if last == "Z" or last == "z":
-        end = size - 1
-    elif text[-3] == ":" and text[-6] in "+-" and text[-2] in "012345":
-        end = size - 6
-    else:
-        return None
-    if end != 19 and not (end > 20 and text[19] == "." and text[20:end].isdigit()):
-        return None
-    try:
-        moment = fromisoformat(text) if last != "z" else fromisoformat(text[:-1]).replace(tzinfo=UTC)
-    except ValueError:
-        return None
-    if moment.tzinfo is UTC:
-        return moment, text[:7]
-    # an offset moves the UTC month only from the 1st (east of UTC) or the 28th on (west of it)
-    day = text[8:10]
-    if day > "01" if text[-6] == "+" else day < "28":
-        return moment, text[:7]
-    try:
-        utc = moment.astimezone(UTC)
-    except OverflowError:  # before year 1 or after 9999 in UTC: parse_timestamp names it
-        return None
-    return moment, f"{utc.year:04d}-{utc.month:02d}"
-
-
 def validate_usage(record: Any) -> tuple[dict, tuple]:
     """A usage record's canonical payload and typed row, or a RecordError naming field and reason."""
     fast = _validate_common_case(record)
@@ -143,8 +101,6 @@ def _validate_common_case(record: Any) -> tuple[dict, tuple] | None:
     if instant is None:
         return None
     moment = instant[0]
-    if moment.tzinfo is not UTC:
-        moment = moment.astimezone(UTC)
     if len(text) == 27 and text[10] == "T" and text[26] == "Z":
         canonical = text[:26] + "+00:00"  # the canonical text already, but for its offset's spelling
     else:
@@ -194,6 +150,15 @@ def usage_row(payload: dict, row: tuple, line: int) -> UsageRow:
 
 
 _ABSENT = object()
+_METERS_SEEN: set[str] = set()  # valid meter codes met by this process (a few): a set lookup instead of the regex
+
+
+def _is_meter_code(meter: str) -> bool:
+    if METER.match(meter) is None:
+        return False
+    if len(_METERS_SEEN) < 1024:
+        _METERS_SEEN.add(meter)
+    return True
 
 
 def _well_formed_row(line: bytes, number: int) -> tuple[bytes, int, str] | None:
@@ -226,12 +191,11 @@ def _well_formed_row(line: bytes, number: int) -> tuple[bytes, int, str] | None:
     if not (type(event_id) is str and type(source) is str and type(customer) is str and type(meter) is str
             and type(quantity) is int and type(text) is str
             and 0 < len(event_id) <= MAX_ID and 0 < len(source) <= MAX_ID and 0 < len(customer) <= MAX_ID
-            and 0 <= quantity < MAX_QUANTITY and METER.match(meter)):
+            and 0 <= quantity < MAX_QUANTITY and (meter in _METERS_SEEN or _is_meter_code(meter))):
         return None
-    instant = plain_instant(text)
+    instant = plain_micros(text)
     if instant is None:
         return None
-    moment, month = instant
     e, s, c, m = event_id.encode(), source.encode(), customer.encode(), meter.encode()
     if properties is None:
         tail = NULL
@@ -239,9 +203,9 @@ def _well_formed_row(line: bytes, number: int) -> tuple[bytes, int, str] | None:
         p = dumps(properties, option=SORT_KEYS)
         tail = LENGTH(len(p)) + p
     row = b"".join((ROW_HEAD, LENGTH(len(e)), e, LENGTH(len(s)), s, LENGTH(len(c)), c, LENGTH(len(m)), m,
-                    INT8_FIELD(8, quantity), INT8_FIELD(8, (moment - PG_EPOCH) // MICROSECOND), INT4_LENGTH,
-                    number.to_bytes(4, "big"), tail))
-    return row, hash((source, event_id)), month
+                    INT8_FIELD(8, quantity), INT8_FIELD(8, instant[0]), INT4_LENGTH, number.to_bytes(4, "big"),
+                    tail))
+    return row, hash((source, event_id)), instant[1]
 
 
 def parse_ndjson_chunk(ctx: RecordContext, lines: Iterable[tuple[int, bytes]]) -> UsageChunk:
