@@ -6,7 +6,7 @@ of event_time differ); time `ledger ingest usage` as a command (process start in
 time a raw PostgreSQL COPY of the same unique rows (event_time as written) into a plain table keyed on
 (source, event_id) on the same server. Target: every case >= 0.5x its raw COPY. Prints JSON.
 
-    python benchmarks/ingest_shapes.py [--events 1000000] [--cases ndjson:whole_z,csv:offset ...]
+    python benchmarks/ingest_shapes.py [--events 1000000] [--repeat 1] [--cases ndjson:whole_seconds_z,...]
 """
 
 from __future__ import annotations
@@ -95,13 +95,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--dup-share", type=float, default=0.01)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measure each case this many times (each on a fresh store); report the best ingest and"
+                             " the best COPY: on a shared machine the best of a few is the least disturbed")
     parser.add_argument("--cases", default=",".join(DEFAULT_CASES),
                         help=f"format:shape,... (formats {', '.join(FORMATS)}; shapes {', '.join(SHAPES)})")
     args = parser.parse_args()
     results = []
     for case in args.cases.split(","):
-        results.append(measure(case, args.events, args.dup_share))
-        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+        runs = [measure(case, args.events, args.dup_share) for _ in range(args.repeat)]
+        for run in runs:
+            print(json.dumps(run), file=sys.stderr, flush=True)
+        best = max(runs, key=lambda run: run["ledger_events_per_s"])
+        copy_rate = max(run["raw_copy_rows_per_s"] for run in runs)
+        results.append({**best, "raw_copy_rows_per_s": copy_rate, "runs": args.repeat,
+                        "ratio_to_raw_copy": round(best["ledger_events_per_s"] / copy_rate, 3),
+                        "meets_target": best["ledger_events_per_s"] / copy_rate >= 0.5})
     print(json.dumps({
         "benchmark": "ingest_shapes", "events_per_case": args.events, "cases": results,
         "target": {"ratio_to_raw_copy": 0.5}, "peak_rss_mb": round(peak_child_rss_mb(), 1),
