@@ -24,20 +24,37 @@ from _common import cleanup, fresh_home, peak_child_rss_mb, run_ledger  # noqa: 
 METERS = ("api_calls", "fraud_checks", "rules_evaluated")
 
 
-def generate(path: Path, events: int, dup_share: float, seed: int = 7) -> int:
-    """NDJSON usage lines; `dup_share` of them repeat an earlier line exactly. Returns the unique count."""
+def microseconds_z(month: int, day: int, hour: int, minute: int, second: int, micro: int) -> str:
+    return "2026-%02d-%02dT%02d:%02d:%02d.%06dZ" % (month, day, hour, minute, second, micro)
+
+
+def ndjson_line(event_id: str, source: str, customer: str, meter: str, quantity: int, event_time: str) -> str:
+    return ('{"event_id": "%s", "source": "%s", "source_customer_id": "%s", "meter": "%s", "quantity": %d, '
+            '"event_time": "%s"}\n') % (event_id, source, customer, meter, quantity, event_time)
+
+
+def generate(path: Path, events: int, dup_share: float, seed: int = 7, stamp=microseconds_z, line_of=ndjson_line,
+             header: str = "", unique_rows: list | None = None) -> int:
+    """Usage lines (NDJSON unless `line_of` says otherwise); `dup_share` of them repeat an earlier line exactly.
+
+    `stamp` writes each event_time from (month, day, hour, minute, second, microsecond); `unique_rows`, when
+    given, receives each unique record as a tab-separated COPY line. Returns the unique count.
+    """
     rng = random.Random(seed)
-    template = ('{"event_id": "evt-%010d", "source": "%s", "source_customer_id": "cu_%06d", "meter": "%s", '
-                '"quantity": %d, "event_time": "2026-%02d-%02dT%02d:%02d:%02d.%06dZ"}\n')
     written, unique, recent = 0, 0, []
     with open(path, "w", buffering=1 << 22) as out:
+        out.write(header)
         while written < events:
             if recent and rng.random() < dup_share:
                 out.write(rng.choice(recent))
             else:
-                line = template % (unique, rng.choice(("product", "gateway")), rng.randrange(20_000),
-                                   rng.choice(METERS), rng.randrange(1, 50), rng.randint(1, 6), rng.randint(1, 28),
-                                   rng.randrange(24), rng.randrange(60), rng.randrange(60), rng.randrange(1_000_000))
+                fields = ("evt-%010d" % unique, rng.choice(("product", "gateway")), "cu_%06d" % rng.randrange(20_000),
+                          rng.choice(METERS), rng.randrange(1, 50),
+                          stamp(rng.randint(1, 6), rng.randint(1, 28), rng.randrange(24), rng.randrange(60),
+                                rng.randrange(60), rng.randrange(1_000_000)))
+                line = line_of(*fields)
+                if unique_rows is not None:
+                    unique_rows.append("%s\t%s\t%s\t%s\t%d\t%s\n" % fields)
                 unique += 1
                 out.write(line)
                 if len(recent) < 100_000:
@@ -51,7 +68,6 @@ def generate(path: Path, events: int, dup_share: float, seed: int = 7) -> int:
 def raw_copy_rate(conninfo: str, path: Path) -> tuple[float, int]:
     """COPY of the unique rows (formatted before timing) into a plain keyed table on the same server."""
     import orjson
-    import psycopg
 
     seen, rows = set(), []
     with open(path, "rb") as source:
@@ -65,6 +81,13 @@ def raw_copy_rate(conninfo: str, path: Path) -> tuple[float, int]:
                         f'{r["quantity"]}\t{r["event_time"]}\n')
     data = "".join(rows).encode()
     del rows, seen
+    return raw_copy_data_rate(conninfo, data)
+
+
+def raw_copy_data_rate(conninfo: str, data: bytes) -> tuple[float, int]:
+    """COPY of tab-separated usage rows (event_id, source, customer, meter, quantity, event_time) as the baseline."""
+    import psycopg
+
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS bench_raw_copy")
         conn.execute("CREATE TABLE bench_raw_copy (event_id text, source text, source_customer_id text, meter text,"

@@ -6,9 +6,11 @@ import re
 from datetime import datetime, timezone
 
 UTC = timezone.utc
+# ASCII digits only, offset minutes 00-59, nothing after the offset (not even the newline `$` would allow)
 RFC3339 = re.compile(
-    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:[0-5]\d)", re.ASCII
 )
+NO_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?", re.ASCII)
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
@@ -20,9 +22,9 @@ def parse_timestamp(text: object) -> datetime:
     """An RFC 3339 timestamp with an offset, as an aware UTC datetime truncated to the microsecond."""
     if not isinstance(text, str):
         raise TimestampError(f"must be an RFC 3339 timestamp string, got {type(text).__name__}")
-    match = RFC3339.match(text)
+    match = RFC3339.fullmatch(text)
     if match is None:
-        if re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?$", text):
+        if NO_OFFSET.fullmatch(text):
             raise TimestampError(f"timestamp {text!r} has no offset (Z or ±hh:mm required)")
         raise TimestampError(f"{text!r} is not an RFC 3339 timestamp")
     date, clock, fraction, offset = match.groups()
@@ -34,13 +36,11 @@ def parse_timestamp(text: object) -> datetime:
     if clock.startswith("24"):
         raise TimestampError(f"timestamp {text!r} names hour 24; the hours of a day are 00–23")
     try:
-        moment = datetime.fromisoformat(f"{date}T{clock}{fraction}{offset}")
+        return datetime.fromisoformat(f"{date}T{clock}{fraction}{offset}").astimezone(UTC)
     except ValueError as error:
         raise TimestampError(f"timestamp {text!r} is impossible: {error}") from None
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        raise TimestampError(f"timestamp {text!r} falls, in UTC, outside the years 0001–9999") from None
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00, before the first UTC instant there is
+        raise TimestampError(f"timestamp {text!r} is impossible: it falls, in UTC, outside the years 0001–9999") from None
 
 
 def format_timestamp(moment: datetime) -> str:
