@@ -258,3 +258,4 @@ from ledger.cli import read_commands  # noqa: E402,F401  (registers project/expo
 from ledger.cli import risk_commands  # noqa: E402,F401  (registers anomalies)
 from ledger.cli.calc_commands import calc_app  # noqa: E402
 app.add_typer(calc_app, name="calc")
+from ledger.cli import archive_commands, consume_commands  # noqa: E402,F401  (registers archive and consume)
