@@ -278,7 +278,7 @@ class StreamConsumer:
         from confluent_kafka import OFFSET_BEGINNING
 
         stored = offsets.claim(self.conn, self.options.consumer_group, self.options.topic,
-                               [tp.partition for tp in partitions])
+                               [tp.partition for tp in partitions], self.options.bootstrap)
         for tp in partitions:
             tp.offset = OFFSET_BEGINNING if stored[tp.partition] is None else stored[tp.partition]
         self.positions.update(stored)

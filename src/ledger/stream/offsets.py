@@ -39,15 +39,16 @@ class PartitionOffset:
     updated_at: object
 
 
-def claim(conn: psycopg.Connection, group: str, topic: str, partitions: Iterable[int]) -> dict[int, int | None]:
+def claim(conn: psycopg.Connection, group: str, topic: str, partitions: Iterable[int],
+          bootstrap: str | None = None) -> dict[int, int | None]:
     """The next offset of each partition for the group (None: nothing consumed yet), creating missing rows."""
     partitions = sorted(set(partitions))
     if not partitions:
         return {}
     with conn.transaction():
         conn.execute(
-            "INSERT INTO consumer_offsets (consumer_group, topic, partition)"
-            " SELECT %s, %s, unnest(%s::int[]) ON CONFLICT DO NOTHING", (group, topic, partitions))
+            "INSERT INTO consumer_offsets (consumer_group, topic, partition, bootstrap)"
+            " SELECT %s, %s, unnest(%s::int[]), %s ON CONFLICT DO NOTHING", (group, topic, partitions, bootstrap))
         rows = conn.execute(
             "SELECT partition, next_offset FROM consumer_offsets"
             " WHERE consumer_group = %s AND topic = %s AND partition = ANY(%s)", (group, topic, partitions)).fetchall()
