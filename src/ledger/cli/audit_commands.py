@@ -21,8 +21,15 @@ def verify(
     anchor: Optional[str] = typer.Option(None, "--anchor", metavar="POSITION:HASH",
                                          help="a head printed by an earlier verify, kept elsewhere: catches a "
                                               "rewrite that recomputed the whole chain"),
+    archive: Optional[str] = typer.Option(None, "--archive", metavar="DIR",
+                                          help="instead: prove that a `ledger archive facts` directory holds "
+                                               "exactly the store's facts"),
 ) -> None:
     """Recompute the hash chain, the usage batches' digests and every projection; exit 1 at the first mismatch."""
+    if archive:
+        from ledger.cli.archive_commands import verify_archive_command
+
+        verify_archive_command(archive, as_json)
     from ledger.audit.verify import Anchor, describe, verify_store
     from ledger.cli.output import IngestProgress, emit_json
 
