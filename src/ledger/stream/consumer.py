@@ -94,6 +94,7 @@ class ConsumeReport:
     quarantined: int = 0
     refused_batches: int = 0  # batches not appended because another member had moved the offsets
     seconds: float = 0.0
+    seconds_to_last_commit: float = 0.0  # from the start to the last batch committed (idle time excluded)
     stopped_by: str = ""
 
     @property
@@ -102,6 +103,7 @@ class ConsumeReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "seconds": round(self.seconds, 3),
+                "seconds_to_last_commit": round(self.seconds_to_last_commit, 3),
                 "messages_per_second": round(self.messages_per_second, 1)}
 
 
@@ -141,7 +143,7 @@ class StreamConsumer:
     def run(self) -> ConsumeReport:
         from confluent_kafka import Consumer
 
-        started = time.perf_counter()
+        started = self.started = time.perf_counter()
         with self.db.connection() as conn:
             self.conn = conn
             consumer = Consumer(kafka_settings(self.options))
@@ -242,6 +244,7 @@ class StreamConsumer:
             raise
         self.positions.update(moved)
         self._tally(count)
+        self.report.seconds_to_last_commit = time.perf_counter() - self.started
         self._commit_to_kafka(consumer, moved)
 
     def _screen(self, records: int) -> SeenKeys:

@@ -20,7 +20,6 @@ import pyarrow.parquet as pq
 
 from ledger.warehouse.archive import BY_NAME, DATASETS, archive_id, file_sha256, parquet_files, recorded_runs, \
     split_by_month
-from ledger.warehouse.arrow import query_table
 
 
 @dataclass
@@ -86,8 +85,7 @@ def _check_files(root: Path, files, result: ArchiveVerification) -> None:
 
 def _compare(conn, root: Path, name: str, run: int, first: int, last: int, files: dict[tuple[str, str], str],
              result: ArchiveVerification) -> None:
-    query, params = BY_NAME[name].query(first, last)
-    store = dict(split_by_month(query_table(conn, query, params)))
+    store = dict(split_by_month(BY_NAME[name].read_sorted(conn, first, last)))
     months = {month for dataset, month in files if dataset == name}
     for month in sorted(set(store) - months):
         result.differences.append(f"{name} {month}: {store[month].num_rows} facts of run {run} "
