@@ -24,8 +24,15 @@ def verify(
                                               "rewrite that recomputed the whole chain"),
     anchors_file: Optional[str] = typer.Option(None, "--anchors", metavar="FILE",
                                                help="signed anchors written by `ledger anchor`, one a line"),
+    archive: Optional[str] = typer.Option(None, "--archive", metavar="DIR",
+                                          help="instead: prove that a `ledger archive facts` directory holds "
+                                               "exactly the store's facts"),
 ) -> None:
     """Recompute the hash chain, the usage batches' digests and every projection; exit 1 at the first mismatch."""
+    if archive:
+        from ledger.cli.archive_commands import verify_archive_command
+
+        verify_archive_command(archive, as_json)
     from ledger.audit.verify import Anchor, describe, verify_store
     from ledger.cli.output import IngestProgress, emit_json
 

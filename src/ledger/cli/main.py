@@ -261,3 +261,4 @@ from ledger.cli import risk_commands  # noqa: E402,F401  (registers anomalies)
 from ledger.cli.calc_commands import calc_app  # noqa: E402
 app.add_typer(calc_app, name="calc")
 from ledger.cli import anchor_commands  # noqa: E402,F401  (registers anchor)
+from ledger.cli import archive_commands, consume_commands  # noqa: E402,F401  (registers archive and consume)

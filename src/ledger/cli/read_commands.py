@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Optional
 
 import typer
 
@@ -57,19 +58,29 @@ def project(
 @app.command()
 def export(
     name: str = typer.Argument(..., help=EXPORT_NAMES),
-    format: str = typer.Option("csv", "--format", help="csv | json"),
+    format: str = typer.Option("csv", "--format", help="csv | json | parquet"),
+    output: Optional[str] = typer.Option(None, "--output", help="the file to write (required for parquet)"),
 ) -> None:
-    """Print a projection (brought up to date first) as CSV or JSON."""
+    """Print a projection (brought up to date first) as CSV or JSON, or write it as Parquet."""
     from ledger import projector
 
-    if format not in ("csv", "json"):
-        print(f"error: unknown format {format!r} (csv or json)", file=sys.stderr)
+    if format not in ("csv", "json", "parquet"):
+        print(f"error: unknown format {format!r} (csv, json or parquet)", file=sys.stderr)
+        raise typer.Exit(2)
+    if format == "parquet" and not output:
+        print("error: --format parquet writes a file: give it with --output PATH", file=sys.stderr)
         raise typer.Exit(2)
     try:
         with database() as db, db.connection() as conn:
             # Finance's exports never wait on the Risk and Sales views, which keep their own checkpoint
             projector.project(conn, db.settings, risk=name in RISK_EXPORTS)
-            projector.export(conn, name, format, sys.stdout)
+            if format == "parquet":
+                from ledger.warehouse.export import export_parquet
+
+                rows = export_parquet(conn, name, output)
+                get_logger().info("export_written", export=name, format=format, output=output, rows=rows)
+            else:
+                projector.export(conn, name, format, sys.stdout)
     except LedgerError as error:
         fail(error)
     except KeyError:

@@ -48,9 +48,12 @@ CALC_PROMOTED = FactKind("calc_promotions", "ledger.CalculationPromoted", ("sequ
 # Usage facts are rows of usage_facts; each appended batch of them is recorded by one event of this kind
 # (its positions, count, rows digest and file), which the hash chain covers.
 USAGE_BATCH = FactKind("usage_batch", "ledger.UsageBatchRecorded", ("first_position",))
+# Each run of `ledger archive facts` that wrote files is recorded by one fact: its position range and files' sha256.
+FACTS_ARCHIVED = FactKind("archive_run", "ledger.FactsArchived", ("archive_id", "run"))
 
 KINDS: dict[str, FactKind] = {k.name: k for k in (USAGE, IDENTITY, ATTRIBUTES, PRICE, INVOICE, CREDIT, PERIOD_CLOSE)}
-BY_TOPIC: dict[str, FactKind] = {k.topic: k for k in (*KINDS.values(), USAGE_BATCH, CALC_DEFINED, CALC_PROMOTED)}
+BY_TOPIC: dict[str, FactKind] = {k.topic: k for k in (*KINDS.values(), USAGE_BATCH, CALC_DEFINED, CALC_PROMOTED,
+                                                     FACTS_ARCHIVED)}
 
 # Keys of a stored state that record where and when a fact arrived, not what it says:
 # they are left out when two facts with one key are compared.

@@ -1,0 +1,1 @@
+"""Streams out: read models and facts as Parquet files for the warehouse (pyarrow)."""
