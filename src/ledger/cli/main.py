@@ -258,3 +258,9 @@ from ledger.cli import read_commands  # noqa: E402,F401  (registers project/expo
 from ledger.cli import risk_commands  # noqa: E402,F401  (registers anomalies)
 from ledger.cli.calc_commands import calc_app  # noqa: E402
 app.add_typer(calc_app, name="calc")
+from ledger.cli import serve_commands  # noqa: E402,F401  (registers serve)
+from ledger.cli.access_commands import access_app  # noqa: E402
+from ledger.cli.token_commands import token_app  # noqa: E402
+
+app.add_typer(token_app, name="token")
+app.add_typer(access_app, name="access")
