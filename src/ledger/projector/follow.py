@@ -110,33 +110,39 @@ class Follower:
             self.state.running = False
 
     def _wait(self, listener: psycopg.Connection) -> None:
-        """Until a commit is notified, `interval` passes or `stop` is set (checked every half second)."""
-        deadline = time.monotonic() + self.interval
+        """Until a commit is notified, `interval` passes (or the Risk views fall due), or `stop` is set."""
+        wait = self.interval
+        if self.state.risk.facts > 0:
+            wait = min(wait, max(0.0, self._risk_run_at + self.risk_interval - time.monotonic()))
+        deadline = time.monotonic() + wait
         while not self.stop.is_set() and (left := deadline - time.monotonic()) > 0:
             if any(True for _ in listener.notifies(timeout=min(0.5, left), stop_after=1)):
                 return
 
-    def step(self, conn: psycopg.Connection) -> ProjectReport | None:
-        """One run: Finance's read models always, the Risk and Sales views when due; updates `state`."""
-        now = time.monotonic()
+    def step(self, conn: psycopg.Connection) -> list[ProjectReport]:
+        """Finance's read models brought to the head; then the Risk and Sales views, when Finance's were current
+        already or `risk_interval` has passed since their last run. Updates `state`; returns the runs made."""
         head = _head_position(conn)
-        self._pending.saw(head, now)
+        self._pending.saw(head, time.monotonic())
         checkpoints = read_checkpoints(conn)
         finance_behind = checkpoints is None or checkpoints[0] < head
-        risk_behind = checkpoints is None or checkpoints[1] < head
-        risk_due = risk_behind and (not finance_behind or now - self._risk_run_at >= self.risk_interval)
-        report = None
-        if finance_behind or risk_due:
-            report = project(conn, self.settings, risk=risk_due)
-            if risk_due:
-                self._risk_run_at = time.monotonic()
+        runs = []
+        if finance_behind:
+            runs.append(project(conn, self.settings, risk=False))
+        checkpoints = read_checkpoints(conn)
+        risk_behind = checkpoints is not None and checkpoints[1] < checkpoints[0]
+        if risk_behind and (not finance_behind or time.monotonic() - self._risk_run_at >= self.risk_interval):
+            runs.append(project(conn, self.settings, risk=True))
+            self._risk_run_at = time.monotonic()
+        for report in runs:
             self.state.runs += 1
             self.state.facts_applied += report.facts_applied
             self.state.last_run_at = time.time()
         self._measure(conn)
-        if report is not None and self.on_run is not None:
-            self.on_run(report, self.state)
-        return report
+        for report in runs:
+            if self.on_run is not None:
+                self.on_run(report, self.state)
+        return runs
 
     def _measure(self, conn: psycopg.Connection) -> None:
         now = time.monotonic()

@@ -9,14 +9,15 @@ from typing import Annotated, Literal
 
 import anyio
 import anyio.from_thread
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from ledger.api.access import ClientDisconnected
-from ledger.api.deps import Ingester, Svc, access_record, count_rows
+from ledger.api.deps import CurrentPrincipal, Svc, access_record, count_rows
 from ledger.api.models import IngestPublic
 from ledger.api.problems import Problem
 from ledger.commands.ingest import FORMATS, check_format, ingest_source
-from ledger.ingest.reader import open_stream
+from ledger.ingest.reader import infer_format, open_stream
+from ledger.store.principals import Principal
 from ledger.store.quarantine import list_quarantine
 
 router = APIRouter(prefix="/v1/facts", tags=["facts"])
@@ -27,8 +28,19 @@ CONTENT_TYPES = {
     "application/json": "ndjson", "application/cloudevents+json": "cloudevents",
     "application/cloudevents+ndjson": "cloudevents", "application/cloudevents-batch+ndjson": "cloudevents",
 }
-# credits are commands: through the service their actor is the principal (POST /v1/credits), never a field
-Kind = Literal["usage", "identities", "attributes", "prices", "invoices"]
+# what clients send when they do not say (curl --data-binary sends a form's type): read as the default, NDJSON
+UNTYPED = ("application/octet-stream", "application/x-www-form-urlencoded")
+Kind = Literal["usage", "identities", "attributes", "prices", "invoices", "credits"]
+
+
+def appender(kind: Kind, request: Request, who: CurrentPrincipal) -> Principal:
+    """The ingest role appends facts; a credit history (each record with its original actor, through the credit
+    rule) is Finance's import, so the finance role alone may send one. A new credit is POST /v1/credits."""
+    allowed = ("finance",) if kind == "credits" else ("ingest",)
+    if who.role not in allowed:
+        raise Problem(403, "forbidden", f"role {who.role} may not {request.method} {request.url.path} "
+                                        f"(allowed: {', '.join(allowed)})")
+    return who
 
 
 class RequestBody(io.RawIOBase):
@@ -53,17 +65,21 @@ class RequestBody(io.RawIOBase):
         return n
 
 
-def body_format(kind: str, explicit: str | None, content_type: str | None) -> str:
+def body_format(kind: str, explicit: str | None, content_type: str | None, source: str | None = None) -> str:
+    """?format= when given, else the Content-Type, else the source name's extension (as the CLI reads a file's),
+    else NDJSON."""
     if explicit:
         fmt = explicit
     elif content_type:
         media = content_type.split(";")[0].strip().lower()
+        if media in UNTYPED:
+            return body_format(kind, None, None, source)
         if media not in CONTENT_TYPES:
             raise Problem(415, "unsupported_media_type", f"Content-Type {media} is not one of "
                           f"{', '.join(sorted(CONTENT_TYPES))} (or name the format: ?format=ndjson|csv|cloudevents)")
         fmt = CONTENT_TYPES[media]
     else:
-        fmt = "ndjson"
+        fmt = infer_format(source or "", None)
     if fmt not in FORMATS[kind]:
         raise Problem(415, "unsupported_format", f"{kind} cannot be read as {fmt} (accepted: "
                       f"{', '.join(FORMATS[kind])})")
@@ -72,12 +88,12 @@ def body_format(kind: str, explicit: str | None, content_type: str | None) -> st
 
 @router.post("/{kind}", response_model=IngestPublic,
              summary="Append a body's records as facts (`ledger ingest KIND -`)")
-async def ingest(kind: Kind, request: Request, who: Ingester, svc: Svc,
+async def ingest(kind: Kind, request: Request, who: Annotated[Principal, Depends(appender)], svc: Svc,
                  format: Annotated[Literal["ndjson", "csv", "cloudevents"] | None, Query()] = None,
                  source: Annotated[str | None, Query(max_length=200,
                                                      description="a name for the records' provenance")] = None
                  ) -> IngestPublic:
-    fmt = body_format(kind, format, request.headers.get("content-type"))
+    fmt = body_format(kind, format, request.headers.get("content-type"), source)
     record = access_record(request)
     name = f"api:{who.name}:{source or (record.request_id if record else 'request')}"
     length = request.headers.get("content-length")
