@@ -30,7 +30,8 @@ class Service:
 
     def client(self, role: str | None = None, **kwargs) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.tokens[role]}"} if role else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=120, **kwargs)
+        return httpx.Client(base_url=self.url, headers={**headers, **kwargs.pop("headers", {})}, timeout=120,
+                            **kwargs)
 
     def head(self) -> int:
         with psycopg.connect(self.db_url, autocommit=True) as conn:
