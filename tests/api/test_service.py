@@ -177,3 +177,23 @@ def test_the_follower_keeps_the_read_models_current(service, customers):
         metrics = client.get("/metrics").text
     assert 'ledger_projector_lag_facts{views="finance"}' in metrics
     assert 'ledger_facts_appended_total{kind="usage"}' in metrics
+
+
+def test_calculations_define_diff_promote_list(service, customers):
+    with service.client("finance") as client:
+        made = client.put("/v1/calculations/prorated", json={"plan_rule": "daily_prorated", "note": "test"})
+        assert made.status_code == 201 and made.json()["appended"] == 1, made.text
+        again = client.put("/v1/calculations/prorated", json={"plan_rule": "daily_prorated"})
+        assert again.status_code == 200 and again.json()["appended"] == 0
+        other = client.put("/v1/calculations/prorated", json={"plan_rule": "month_start"})
+        assert other.status_code in (409, 422) and other.json()["detail"].startswith("refused (")
+        changes = client.get("/v1/calculations/prorated/diff")
+        assert changes.status_code == 200 and "summary" in changes.json()
+        promoted = client.post("/v1/calculations/prorated/promote", json={"reason": "proration"})
+        assert promoted.status_code == 201, promoted.text
+        listing = client.get("/v1/calculations").json()
+        assert listing["in_force"] == "prorated"
+        assert listing["promotions"][-1]["actor"] == "finance@example.com"
+        assert client.get("/v1/exports/restatements").status_code == 200
+        missing = client.post("/v1/calculations/nope/promote", json={"reason": "x"})
+        assert missing.status_code in (404, 422)

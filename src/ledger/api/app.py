@@ -21,7 +21,7 @@ from ledger.api import problems
 from ledger.api.access import AccessLog
 from ledger.api.deps import Services
 from ledger.api.metrics import Metrics
-from ledger.api.routes import admin, commands, exports, facts, reads, system
+from ledger.api.routes import admin, calculations, commands, exports, facts, reads, system
 from ledger.logging import configure_logging, get_logger
 from ledger.projector.follow import Follower
 from ledger.settings import Settings
@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None, service: ServiceSettings | None
                   description="A finance-grade, event-sourced usage-billing ledger: the CLI's commands and reads, "
                               "with roles and an access log.", lifespan=lifespan)
     problems.install(app)
-    for module in (facts, commands, exports, reads, admin, system):
+    for module in (facts, commands, calculations, exports, reads, admin, system):
         app.include_router(module.router)
 
     def write(record) -> None:
