@@ -135,10 +135,13 @@ def test_the_access_log_is_immutable_and_listed(service, customers):
                           "TRUNCATE api_access_log"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
                 conn.execute(statement)
+    with service.client("finance") as client:
+        assert credit(client, "access-listed", 1).status_code in (200, 201)
     with service.client("auditor") as client:
         rows = client.get("/v1/access", params={"principal": "finance@example.com"}).json()
         assert rows and {r["principal"] for r in rows} == {"finance@example.com"}
-        assert any(r["path"] == "/v1/credits" and r["params"].get("Idempotency-Key") == "idem-20" for r in rows)
+        assert any(r["path"] == "/v1/credits" and r["params"].get("Idempotency-Key") == "access-listed"
+                   and r["facts_appended"] in (0, 1) for r in rows)
         page = client.get("/v1/access", params={"after": rows[0]["access_id"], "limit": 1}).json()
         assert len(page) == 1 and page[0]["access_id"] > rows[0]["access_id"]
 
