@@ -262,3 +262,9 @@ from ledger.cli.calc_commands import calc_app  # noqa: E402
 app.add_typer(calc_app, name="calc")
 from ledger.cli import anchor_commands  # noqa: E402,F401  (registers anchor)
 from ledger.cli import archive_commands, consume_commands  # noqa: E402,F401  (registers archive and consume)
+from ledger.cli import serve_commands  # noqa: E402,F401  (registers serve)
+from ledger.cli.access_commands import access_app  # noqa: E402
+from ledger.cli.token_commands import token_app  # noqa: E402
+
+app.add_typer(token_app, name="token")
+app.add_typer(access_app, name="access")

@@ -22,10 +22,17 @@ def project(
     finance_only: bool = typer.Option(False, "--finance-only",
                                       help="leave the Risk and Sales views (adoption, anomalies) for a later run"),
     as_json: bool = typer.Option(False, "--json"),
+    follow: bool = typer.Option(False, "--follow", help="keep applying new facts as they commit, until SIGTERM"),
+    interval: float = typer.Option(5.0, "--interval", help="with --follow: seconds between runs without a wake-up"),
 ) -> None:
     """Bring every projection up to date, exactly once per fact."""
     from ledger import projector
     from ledger.cli.output import emit_json, table
+
+    if follow:
+        from ledger.cli.serve_commands import follow as run_follower
+
+        return run_follower(interval, as_json)
 
     try:
         with database() as db, db.connection() as conn:

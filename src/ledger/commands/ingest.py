@@ -132,9 +132,23 @@ def ingest_file(db: Database, kind: str, path: str, fmt: str | None = None, *, n
                 progress: Progress | None = None, batch_size: int | None = None) -> IngestReport:
     """Append every valid record of the file as a fact; quarantine the rest; count duplicates."""
     fmt = infer_format(path, fmt)
-    if fmt not in FORMATS[kind]:
-        raise InputFileError(path, f"{kind} cannot be read as {fmt} (accepted: {', '.join(FORMATS[kind])})")
+    check_format(kind, fmt, path)
     source = open_input(path)
+    try:
+        return ingest_source(db, kind, source, fmt, now=now, progress=progress, batch_size=batch_size)
+    finally:
+        source.close()
+
+
+def check_format(kind: str, fmt: str, name: str) -> None:
+    if fmt not in FORMATS[kind]:
+        raise InputFileError(name, f"{kind} cannot be read as {fmt} (accepted: {', '.join(FORMATS[kind])})")
+
+
+def ingest_source(db: Database, kind: str, source: InputSource, fmt: str, *, now: datetime | None = None,
+                  progress: Progress | None = None, batch_size: int | None = None) -> IngestReport:
+    """Append every valid record of an opened input (a file, or a request body as it arrives); see ingest_file."""
+    check_format(kind, fmt, source.name)
     report = IngestReport(kind, source.name, fmt)
     started = time.perf_counter()
     ctx = RecordContext(source.name, now or datetime.now(timezone.utc), db.settings.currency)

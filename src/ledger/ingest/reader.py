@@ -104,7 +104,14 @@ def open_input(path: str) -> InputSource:
         except OSError as error:
             raise InputFileError(path, error.strerror or str(error)) from None
         name, size = os.path.abspath(path), os.path.getsize(path)
-    head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+    return open_stream(name, raw, size)
+
+
+def open_stream(name: str, raw: BinaryIO, size: int | None = None) -> InputSource:
+    """An input from an open binary stream (a file, or a request body read as it arrives), gzip detected."""
+    if not hasattr(raw, "peek"):
+        raw = io.BufferedReader(raw, READ_BUFFER)  # type: ignore[arg-type]
+    head = raw.peek(2)[:2]  # type: ignore[attr-defined]
     stream: BinaryIO = raw
     if head == GZIP_MAGIC:
         stream = io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), READ_BUFFER)  # type: ignore[arg-type]

@@ -1,0 +1,93 @@
+"""`ledger token create|list|revoke`: the service's bearer tokens (only their hashes are stored)."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+
+import typer
+
+from ledger.cli.main import database, fail, now
+from ledger.errors import LedgerError
+
+token_app = typer.Typer(no_args_is_help=True, help="Bearer tokens of the HTTP service.")
+
+
+def _expiry(text: str, moment: datetime) -> datetime:
+    """An instant (RFC 3339, UTC when no offset) or a duration from now: 30d, 12h, 90m."""
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    if text[-1:] in units and text[:-1].isdigit():
+        return moment + timedelta(**{units[text[-1]]: int(text[:-1])})
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is neither an instant (2027-01-01T00:00:00Z) nor a duration "
+                                 "(30d, 12h, 90m)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+@token_app.command("create")
+def token_create(
+    name: str = typer.Option(..., "--name", help="the principal: a person or a system"),
+    role: str = typer.Option(..., "--role", help="ingest | finance | auditor | admin"),
+    expires: Optional[str] = typer.Option(None, "--expires", help="an instant or a duration (30d, 12h)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Create a token and print it once: only its hash is kept."""
+    from ledger.cli.output import emit_json
+    from ledger.store.principals import create_token
+
+    moment = now()
+    expires_at = _expiry(expires, moment) if expires else None
+    try:
+        with database() as db, db.connection() as conn:
+            token, row = create_token(conn, name=name, role=role, created_by=f"cli:{getpass.getuser()}",
+                                      now=moment, expires_at=expires_at)
+    except LedgerError as error:
+        fail(error)
+    if as_json:
+        emit_json({"token": token, **row})
+    else:
+        print(token)
+        print(f"token {row['token_id']} for {row['name']} ({row['role']})"
+              + (f", expires {expires_at.isoformat()}" if expires_at else "") + ": shown once, keep it now",
+              file=sys.stderr)
+
+
+@token_app.command("list")
+def token_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every token: id, principal, role, created, expiry, revocation (never the secret)."""
+    from ledger.cli.output import emit_json, table
+    from ledger.store.principals import list_tokens
+
+    try:
+        with database() as db, db.connection() as conn:
+            rows = list_tokens(conn)
+    except LedgerError as error:
+        fail(error)
+    if as_json:
+        emit_json(rows)
+        return
+    print(table(["token_id", "name", "role", "created_at", "created_by", "expires_at", "revoked_at"],
+                [(r["token_id"], r["name"], r["role"], r["created_at"], r["created_by"], r["expires_at"],
+                  r["revoked_at"]) for r in rows]))
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+    """Revoke a token from now on (its requests get 401)."""
+    from ledger.cli.output import emit_json
+    from ledger.store.principals import revoke_token
+
+    try:
+        with database() as db, db.connection() as conn:
+            row = revoke_token(conn, token_id, revoked_by=f"cli:{getpass.getuser()}", now=now())
+    except LedgerError as error:
+        fail(error)
+    if as_json:
+        emit_json(row)
+    else:
+        print(f"token {row['token_id']} ({row['name']}, {row['role']}) revoked at {row['revoked_at']} "
+              f"by {row['revoked_by']}")
