@@ -27,9 +27,17 @@ def configure_logging() -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_StderrLoggerFactory(),
         cache_logger_on_first_use=False,
     )
+
+
+class _StderrLoggerFactory:
+    """A logger on whatever sys.stderr is when an event is written (an embedding process or a test may swap it
+    after logging was configured), not on the stream it was at configuration."""
+
+    def __call__(self, *args) -> "structlog.PrintLogger":
+        return structlog.PrintLogger(file=sys.stderr)
 
 
 def get_logger():

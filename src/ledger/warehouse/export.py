@@ -27,7 +27,8 @@ def export_parquet(conn: psycopg.Connection, name: str, path: str) -> int:
         if not conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{LIVE_SCHEMA}.{spec.table}",)).fetchone()[0]:
             raise NotFoundError(f"export {name!r}: table {LIVE_SCHEMA}.{spec.table} does not exist "
                                 "(run `ledger project`)")
-        table = query_table(conn, _query(conn, spec))
+        query, params = _query(conn, spec)
+        table = query_table(conn, query, params or ())
     write_atomically(table, path, metadata={"ledger.export": name, "ledger.keys": ",".join(spec.keys)})
     return table.num_rows
 
