@@ -91,15 +91,7 @@ def append_records(conn, kind: str, fmt: str, ctx: RecordContext, records: Seque
         rejections: list[Rejection] = list(empty)
         for item in parse_facts(kind, fmt, ctx, kept):
             (candidates if type(item) is Candidate else rejections).append(item)
-        outcome = append_batch(conn, KINDS[kind], candidates, rejections, source_file=ctx.source_file)
-    report.appended += len(outcome.appended)
-    report.duplicates += len(outcome.duplicates)
-    report.conflicts += len(outcome.conflicts)
-    report.quarantined += outcome.quarantined
-    if outcome.appended:
-        if report.first_position is None:
-            report.first_position = outcome.appended[0][1]
-        report.last_position = outcome.appended[-1][1]
+        report.add(append_batch(conn, KINDS[kind], candidates, rejections, source_file=ctx.source_file))
     return False
 
 

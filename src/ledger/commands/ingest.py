@@ -21,7 +21,7 @@ from ledger.ingest.pipeline import parse_in_workers, worker_count
 from ledger.ingest.reader import InputSource, block_lines, infer_format, open_input
 from ledger.ingest.records import RecordContext, raw_text
 from ledger.ingest.usage import parse_csv, parse_ndjson, parse_ndjson_chunk
-from ledger.store.appender import Candidate, Rejection, append_batch
+from ledger.store.appender import BatchOutcome, Candidate, Rejection, append_batch
 from ledger.store.database import Database
 from ledger.store.usage import ScreenedBatch, SeenKeys, UsageChunk, append_usage, pack_usage, screen_batch
 
@@ -55,6 +55,18 @@ class IngestReport:
     @property
     def events_per_second(self) -> float:
         return self.read / self.seconds if self.seconds > 0 else 0.0
+
+    def add(self, outcome: BatchOutcome) -> None:
+        """Counts one appended batch of facts (not usage): what it appended, found standing, or quarantined."""
+        self.appended += len(outcome.appended)
+        self.duplicates += len(outcome.duplicates)
+        self.conflicts += len(outcome.conflicts)
+        self.quarantined += outcome.quarantined
+        if outcome.appended:
+            if self.first_position is None:
+                self.first_position = outcome.appended[0][1]
+            self.last_position = outcome.appended[-1][1]
+            self.last_line = outcome.appended[-1][0].line
 
     @property
     def empty(self) -> bool:
@@ -305,16 +317,7 @@ def _ingest_batches(db: Database, kind: str, ctx: RecordContext, parsed: Iterato
         rejections: list[Rejection] = []
 
         def flush() -> None:
-            outcome = append_batch(conn, fact_kind, candidates, rejections, source_file=ctx.source_file)
-            report.appended += len(outcome.appended)
-            report.duplicates += len(outcome.duplicates)
-            report.conflicts += len(outcome.conflicts)
-            report.quarantined += outcome.quarantined
-            if outcome.appended:
-                if report.first_position is None:
-                    report.first_position = outcome.appended[0][1]
-                report.last_position = outcome.appended[-1][1]
-                report.last_line = outcome.appended[-1][0].line
+            report.add(append_batch(conn, fact_kind, candidates, rejections, source_file=ctx.source_file))
             candidates.clear()
             rejections.clear()
             if progress:
