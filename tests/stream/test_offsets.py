@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import psycopg
 import pytest
 
+from tests.api.conftest import start_service, stop_service
 from tests.stream.kafka import produce
 
 from ledger.stream import offsets
@@ -78,3 +80,20 @@ def test_status_reports_offsets_and_lag(db, conn, ledger, broker, topic):
     status = json.loads(ledger("consume", "--status", "--json", "--group", "ledger-usage", check_exit=0).stdout)
     assert {r["partition"]: r["lag"] for r in status["partitions"]} == {0: 1, 1: 0}
     assert status["total_lag"] == 1
+
+
+def test_the_service_metrics_report_each_partitions_consumer_lag(db_url, db, conn, broker, topic, tmp_path):
+    produce(broker, topic, [(2, b"{}"), (2, b"{}")])
+    StreamConsumer(db, ConsumeOptions(broker, topic, partitions=(2, 3), idle_exit_seconds=2.5)).run()
+    produce(broker, topic, [(3, b"{}")])  # consumed by nobody yet
+    service = start_service(db_url, tmp_path / "serve")
+    try:
+        metrics = httpx.get(service.url + "/metrics", timeout=30).text
+    finally:
+        stop_service(service)
+    labels = f'group="ledger-usage",topic="{topic}"'
+    assert f'ledger_consumer_next_offset{{{labels},partition="2"}} 2' in metrics
+    assert f'ledger_consumer_messages_total{{{labels},partition="2"}} 2' in metrics
+    assert f'ledger_consumer_lag_messages{{{labels},partition="2"}} 0' in metrics
+    assert f'ledger_consumer_lag_messages{{{labels},partition="3"}} 1' in metrics
+    assert f'ledger_consumer_broker_up{{{labels},partition="3"}} 1' in metrics

@@ -8,16 +8,15 @@ import decimal
 import io
 import json
 
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
-duckdb = pytest.importorskip("duckdb")
+from tests.e2e.test_shared_example import step_command
+from tests.conftest import EXAMPLE
 
-from tests.e2e.test_shared_example import step_command  # noqa: E402
-from tests.conftest import EXAMPLE  # noqa: E402
-
-from ledger.projector.exports import EXPORTS  # noqa: E402
+from ledger.projector.exports import EXPORTS
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 
-from ledger.api.metrics import Metrics
+from ledger.api.metrics import ConsumerStatusCache, Metrics
 from ledger.api.problems import Problem
 from ledger.projector.follow import Follower
 from ledger.settings import Settings
@@ -33,6 +33,18 @@ class Services:
     pool: ConnectionPool
     metrics: Metrics
     follower: Follower | None = None
+    consumers: ConsumerStatusCache | None = None
+
+    def __post_init__(self) -> None:
+        if self.consumers is None:
+            self.consumers = ConsumerStatusCache(self._consumer_status)
+
+    def _consumer_status(self) -> list[dict]:
+        """`ledger consume --status` for every group that consumed into this store, the broker asked briefly."""
+        from ledger.stream.status import consumer_status
+
+        with self.pool.connection(timeout=5) as conn:
+            return consumer_status(conn, timeout=2.0)
 
 
 def services(request: Request) -> Services:

@@ -44,9 +44,13 @@ def consumer_status(conn: psycopg.Connection, *, group: str | None = None, topic
 
 def _watermarks(broker: str, rows: list[PartitionOffset], kafka_config: Mapping[str, str],
                 timeout: float) -> dict[tuple[str, str, int], tuple[int, int] | str]:
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
-
     found: dict[tuple[str, str, int], tuple[int, int] | str] = {}
+    try:
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
+    except ImportError:
+        return {(broker, row.topic, row.partition): "confluent-kafka is not installed (pip install 'ledger[stream]')"
+                for row in rows}
+
     consumer = Consumer({"bootstrap.servers": broker, "group.id": "ledger-status", "enable.auto.commit": False,
                          **kafka_config}, logger=None)
     try:

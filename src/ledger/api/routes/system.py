@@ -29,5 +29,6 @@ def health(svc: Svc) -> JSONResponse:
 
 @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus text")
 def metrics(svc: Svc) -> PlainTextResponse:
-    return PlainTextResponse(svc.metrics.render(svc.follower.state if svc.follower else None),
+    return PlainTextResponse(svc.metrics.render(svc.follower.state if svc.follower else None,
+                                                svc.consumers.get() if svc.consumers else None),
                              media_type="text/plain; version=0.0.4")
