@@ -191,3 +191,41 @@ def test_invoice_line_rules(ledger, conn, tmp_path):
     assert (r["appended"], r["quarantined"]) == (1, 3)
     reasons = [x for (x,) in conn.execute("SELECT reason FROM quarantine ORDER BY line_number")]
     assert "requires meter" in reasons[0] and "must not have meter" in reasons[1] and "appears twice" in reasons[2]
+
+
+def test_a_credit_under_the_same_key_committed_between_the_commands_reads_is_returned_not_doubled(
+        billed, db_url, conn, monkeypatch):
+    """Another process commits the same key's credit just after this command's first read of the store: whichever
+    read that is, the command returns the other's credit and appends nothing (20 concurrent API requests hit this)."""
+    import psycopg
+
+    from ledger.commands import credits as credit_command
+    from ledger.domain.commands import IssueCredit
+    from ledger.ingest.records import RecordContext
+    from ledger.store import queries
+
+    command = IssueCredit("cus_1", 300, "goodwill", "ana@fin", "k-race", "in_1", None)
+    ctx = RecordContext("pytest", datetime_now(), "USD")
+    reads = {"count": 0}
+
+    def after_first_read(read):
+        def wrapped(*args, **kwargs):
+            result = read(*args, **kwargs)
+            reads["count"] += 1
+            if reads["count"] == 1:  # the rival commits between this command's two reads
+                with psycopg.connect(db_url, autocommit=True) as rival:
+                    credit_command.issue_credit(rival, command, now=datetime_now(), ctx=ctx)
+            return result
+        return wrapped
+
+    monkeypatch.setattr(queries, "credit_by_id", after_first_read(queries.credit_by_id))
+    monkeypatch.setattr(queries, "invoice_state", after_first_read(queries.invoice_state))
+    with psycopg.connect(db_url, autocommit=True) as mine:
+        result = credit_command.issue_credit(mine, command, now=datetime_now(), ctx=ctx)
+    assert not result.created
+    assert [row[0] for row in credits(conn)] == ["k-race"]
+
+
+def datetime_now():
+    from datetime import datetime, timezone
+    return datetime.now(timezone.utc)

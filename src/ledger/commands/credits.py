@@ -38,8 +38,11 @@ def issue_credit(conn: psycopg.Connection, command: IssueCredit, *, now: datetim
                  provenance: dict[str, Any] | None = None) -> CreditResult:
     """Decide and append one credit; retried on a concurrent append to the same invoice."""
     for attempt in range(MAX_ATTEMPTS):
-        existing = queries.credit_by_id(conn, command.idempotency_key)
+        # The invoice's stream version is read before the key: a credit under this key committed in between is
+        # then either seen by the key's read or makes our append at the older version conflict. Read the other
+        # way round, a credit committed between the two reads was missed and ours went in at the next version.
         invoice = queries.invoice_state(conn, command.invoice_id) if command.invoice_id else None
+        existing = queries.credit_by_id(conn, command.idempotency_key)
         exists = queries.customer_exists(conn, command.customer_id)
         payload = decide_credit(command, now=now, customer_exists=exists, invoice=invoice, existing=existing)
         if payload is None:
