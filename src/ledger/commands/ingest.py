@@ -10,17 +10,18 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from collections import deque
-from itertools import islice
+from itertools import chain, islice
 from typing import Callable, Iterable, Iterator
 
 from ledger.domain.facts import KINDS
 from ledger.errors import IngestStoppedError, InputFileError, LedgerError
-from ledger.ingest.cloudevents import parse_cloudevents
+from ledger.ingest.cloudevents import parse_cloudevents, parse_cloudevents_chunk
 from ledger.ingest.facts import parse_facts
 from ledger.ingest.pipeline import parse_in_workers, worker_count
 from ledger.ingest.reader import InputSource, block_lines, infer_format, open_input
 from ledger.ingest.records import RecordContext, raw_text
-from ledger.ingest.usage import parse_csv, parse_ndjson, parse_ndjson_chunk
+from ledger.ingest.usage import (CsvColumns, lines_stand_alone, parse_csv, parse_csv_block, parse_ndjson,
+                                 parse_ndjson_chunk)
 from ledger.store.appender import BatchOutcome, Candidate, Rejection, append_batch
 from ledger.store.database import Database
 from ledger.store.usage import ScreenedBatch, SeenKeys, UsageChunk, append_usage, pack_usage, screen_batch
@@ -86,6 +87,7 @@ Progress = Callable[[int, int | None], None]  # (records read so far, bytes cons
 
 
 PARALLEL_MIN_BYTES = 8 << 20  # below this, worker processes cost more than they save
+BLOCK_BYTES = 1 << 20  # what a parser worker is handed at a time (whole lines)
 CHUNK = 5_000
 USAGE_PARSERS = {"ndjson": parse_ndjson, "csv": parse_csv, "cloudevents": parse_cloudevents}
 
@@ -100,32 +102,83 @@ def parser_for(kind: str, fmt: str, ctx: RecordContext) -> Callable[[Iterable[tu
 def usage_chunks(fmt: str, ctx: RecordContext, source: InputSource, chunk_size: int = CHUNK) -> Iterator[UsageChunk]:
     """Every usage record of the input, parsed and packed in chunks, in file order.
 
-    NDJSON and CloudEvents are read in blocks of whole lines that worker processes parse while this
-    process appends; the blocks stay here until appended (a conflict's raw text is read back from them).
-    CSV keeps one process: its header must be read before any row can be parsed.
+    The input is read in blocks of whole lines that worker processes parse while this process appends; the
+    blocks stay here until appended (a conflict's raw text is read back from them). A CSV's header is read
+    here first; its blocks go to the workers while every line is a record of its own (each quoted cell closes
+    on its line); from the first block where a quoted cell spans lines, the rest is parsed here in order.
     """
     parse = USAGE_PARSERS[fmt]
-    if fmt == "csv" or (source.size is not None and source.size < PARALLEL_MIN_BYTES):
-        yield from _chunks_in_process(parse, ctx, source, chunk_size)
+    if source.size is not None and source.size < PARALLEL_MIN_BYTES:
+        yield from _chunks_in_process(parse, ctx, source.lines(), chunk_size)
         return
-    fed: deque[tuple[int, bytes]] = deque()
+    blocks = source.blocks(BLOCK_BYTES)
+    stand_alone: Callable[[bytes], bool] | None = None
+    if fmt == "csv":
+        columns, read_so_far = _csv_header(blocks)
+        if columns is None:  # a header this fast path does not read (quoted, after undecodable lines): in order
+            yield from _chunks_in_process(parse, ctx, chain(read_so_far, _lines_of(blocks)), chunk_size)
+            return
+        blocks = chain(read_so_far, blocks)
 
-    def blocks() -> Iterator[tuple[int, bytes]]:
-        for block in source.blocks():
+        def parse_block(first: int, block: bytes) -> UsageChunk:
+            return parse_csv_block(ctx, columns, block_lines(first, block))
+
+        stand_alone = lines_stand_alone
+    else:
+        chunk_parser = {"ndjson": parse_ndjson_chunk, "cloudevents": parse_cloudevents_chunk}[fmt]
+
+        def parse_block(first: int, block: bytes) -> UsageChunk:
+            return chunk_parser(ctx, block_lines(first, block))
+
+    fed: deque[tuple[int, bytes]] = deque()
+    spanning: list[tuple[int, bytes]] = []
+
+    def to_workers() -> Iterator[tuple[int, bytes]]:
+        for block in blocks:
+            if stand_alone is not None and not stand_alone(block[1]):
+                spanning.append(block)
+                return
             fed.append(block)
             yield block
 
-    def parse_block(items: list[tuple[int, bytes]]) -> UsageChunk:
-        if fmt == "ndjson":
-            return parse_ndjson_chunk(ctx, block_lines(*items[0]))
-        return pack_usage(parse(ctx, block_lines(*items[0])))
-
-    for chunk in parse_in_workers(parse_block, blocks(), chunk_size=1, workers=worker_count()):
+    for chunk in parse_in_workers(lambda items: parse_block(*items[0]), to_workers(), chunk_size=1,
+                                  workers=worker_count()):
         chunk.block = fed.popleft()
         yield chunk
+    if spanning:
+        rest = chain([columns.header], block_lines(*spanning[0]), _lines_of(blocks))
+        yield from _chunks_in_process(parse, ctx, rest, chunk_size)
 
 
-def _chunks_in_process(parse, ctx: RecordContext, source: InputSource, chunk_size: int) -> Iterator[UsageChunk]:
+def _lines_of(blocks: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
+    for block in blocks:
+        yield from block_lines(*block)
+
+
+def _csv_header(blocks: Iterator[tuple[int, bytes]]) -> tuple[CsvColumns | None, list]:
+    """The CSV header from the first block, and that block's rest as a block; or None and the lines read so far
+    when the header is not a plain first line (quoted, blank-looking, or after an undecodable line)."""
+    first = next(blocks, None)
+    if first is None:
+        return None, []
+    lines = list(block_lines(*first))
+    at = next((i for i, (_, line) in enumerate(lines) if line.strip()), None)
+    if at is None or b'"' in lines[at][1] or not _decodes_to_text(lines[at][1]):
+        return None, lines
+    columns = CsvColumns(*lines[at])  # InputFileError for a bad header, as the in-order reader raises
+    rest = lines[at + 1:]
+    return columns, ([(rest[0][0], b"".join(line + b"\n" for _, line in rest))] if rest else [])
+
+
+def _decodes_to_text(line: bytes) -> bool:
+    try:
+        return bool(line.decode("utf-8").strip())
+    except UnicodeDecodeError:
+        return False
+
+
+def _chunks_in_process(parse, ctx: RecordContext, lines: Iterable[tuple[int, bytes]],
+                       chunk_size: int) -> Iterator[UsageChunk]:
     held: dict[int, bytes] = {}
 
     def kept(lines: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
@@ -133,7 +186,7 @@ def _chunks_in_process(parse, ctx: RecordContext, source: InputSource, chunk_siz
             held[number] = line
             yield number, line
 
-    records = parse(ctx, kept(source.lines()))
+    records = parse(ctx, kept(lines))
     while items := list(islice(records, chunk_size)):
         last = items[-1].line
         raw = {n: raw_text(held.pop(n)) for n in [n for n in held if n <= last]}

@@ -14,10 +14,13 @@ import binascii
 import re
 from typing import Any, Iterable, Iterator
 
+import orjson
+
 from ledger.domain.time import TimestampError, parse_timestamp
-from ledger.ingest.records import RecordContext, RecordError, load_json, raw_text, rejection
+from ledger.ingest.records import RecordContext, RecordError, load_json, plainly_safe, raw_text, rejection
 from ledger.ingest.timestamps import plain_micros
-from ledger.ingest.usage import Parsed, _is_utf8, _type_name, usage_row, validate_usage
+from ledger.ingest.usage import Parsed, _is_utf8, _plain_fields, _row, _type_name, pack_fast, usage_row, validate_usage
+from ledger.store.usage import UsageChunk
 
 CONTEXT_ATTRIBUTES = ("specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time")
 EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
@@ -115,13 +118,60 @@ def parse_cloudevents(ctx: RecordContext, lines: Iterable[tuple[int, bytes]]) ->
     for number, line in lines:
         if not line.strip():
             continue
+        yield _parse_in_detail(number, line)
+
+
+def _parse_in_detail(number: int, line: bytes) -> Parsed:
+    try:
+        record = to_usage_record(validate_cloudevent(load_json(line)))
         try:
-            record = to_usage_record(validate_cloudevent(load_json(line)))
-            try:
-                payload, row = validate_usage(record)
-            except RecordError as error:
-                raise _field_of_mapped(error) from None
+            payload, row = validate_usage(record)
         except RecordError as error:
-            yield rejection(number, raw_text(line), error, raw_bytes=None if _is_utf8(line) else line)
-            continue
-        yield usage_row(payload, row, number)
+            raise _field_of_mapped(error) from None
+    except RecordError as error:
+        return rejection(number, raw_text(line), error, raw_bytes=None if _is_utf8(line) else line)
+    return usage_row(payload, row, number)
+
+
+# The attributes of the common usage event: the required four, subject and time, a content type, and data holding
+# the quantity alone. Anything else (extensions, data_base64, other data, nulls) takes the detailed path.
+PLAIN_ATTRIBUTES = frozenset(("specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"))
+
+
+def well_formed_cloudevent_row(line: bytes, number: int) -> tuple[bytes, int, str] | None:
+    """The common usage CloudEvent straight to its row, as `_parse_in_detail` would make it; None declines."""
+    try:
+        event = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if type(event) is not dict or not event.keys() <= PLAIN_ATTRIBUTES or event.get("specversion") != "1.0":
+        return None
+    event_id, source, meter = event.get("id"), event.get("source"), event.get("type")
+    customer, text = event.get("subject"), event.get("time")
+    content_type = event.get("datacontenttype", "")
+    if type(content_type) is not str or ("datacontenttype" in event and not content_type):
+        return None
+    nested = None
+    if "data" in event:
+        data = event["data"]
+        if type(data) is not dict or data.keys() != {"quantity"} or type(data["quantity"]) is not int:
+            return None
+        quantity = data["quantity"]
+        nested = b'{"quantity":%d}' % quantity  # the data as dumped canonically: one colon of its own
+    else:
+        quantity = 1
+    if not _plain_fields(event_id, source, customer, meter, quantity, text):
+        return None
+    instant = plain_micros(text)
+    if instant is None:
+        return None
+    colons = (event_id.count(":") + source.count(":") + customer.count(":") + meter.count(":") + text.count(":")
+              + content_type.count(":"))
+    if not plainly_safe(line, len(event), nested, colons):
+        return None
+    return _row(event_id, source, customer, meter, quantity, instant, number)
+
+
+def parse_cloudevents_chunk(ctx: RecordContext, lines: Iterable[tuple[int, bytes]]) -> UsageChunk:
+    """`pack_usage(parse_cloudevents(...))` in one loop: the common events go straight into the chunk."""
+    return pack_fast(lines, well_formed_cloudevent_row, _parse_in_detail)

@@ -195,15 +195,11 @@ def _well_formed_row(line: bytes, number: int) -> tuple[bytes, int, str] | None:
         meter, quantity, text = record["meter"], record["quantity"], record["event_time"]
     except KeyError:
         return None
-    if not (type(event_id) is str and type(source) is str and type(customer) is str and type(meter) is str
-            and type(quantity) is int and type(text) is str
-            and 0 < len(event_id) <= MAX_ID and 0 < len(source) <= MAX_ID and 0 < len(customer) <= MAX_ID
-            and 0 <= quantity < MAX_QUANTITY and (meter in _METERS_SEEN or _is_meter_code(meter))):
+    if not _plain_fields(event_id, source, customer, meter, quantity, text):
         return None
     instant = plain_micros(text)
     if instant is None:
         return None
-    e, s, c, m = event_id.encode(), source.encode(), customer.encode(), meter.encode()
     colons = event_id.count(":") + source.count(":") + customer.count(":") + text.count(":")
     if properties is None:
         if not plainly_safe(line, 6, None, colons):
@@ -217,22 +213,49 @@ def _well_formed_row(line: bytes, number: int) -> tuple[bytes, int, str] | None:
         if not plainly_safe(line, 7, p, colons):
             return None
         tail = LENGTH(len(p)) + p
+    return _row(event_id, source, customer, meter, quantity, instant, number, tail)
+
+
+def _row(event_id: str, source: str, customer: str, meter: str, quantity: int, instant: tuple[int, str],
+         number: int, tail: bytes = NULL) -> tuple[bytes, int, str]:
+    """A checked record's COPY row (what `usage_row` encodes), its key's hash and its UTC month."""
+    e, s, c, m = event_id.encode(), source.encode(), customer.encode(), meter.encode()
     row = b"".join((ROW_HEAD, LENGTH(len(e)), e, LENGTH(len(s)), s, LENGTH(len(c)), c, LENGTH(len(m)), m,
                     INT8_FIELD(8, quantity), INT8_FIELD(8, instant[0]), INT4_LENGTH, number.to_bytes(4, "big"),
                     tail))
     return row, hash((source, event_id)), instant[1]
 
 
+def _plain_fields(event_id: Any, source: Any, customer: Any, meter: Any, quantity: Any, text: Any) -> bool:
+    """The common case's checks of the six fields but the time: strings within limits, a meter code, a quantity."""
+    return (type(event_id) is str and type(source) is str and type(customer) is str and type(meter) is str
+            and type(quantity) is int and type(text) is str
+            and 0 < len(event_id) <= MAX_ID and 0 < len(source) <= MAX_ID and 0 < len(customer) <= MAX_ID
+            and 0 <= quantity < MAX_QUANTITY and (meter in _METERS_SEEN or _is_meter_code(meter)))
+
+
 def parse_ndjson_chunk(ctx: RecordContext, lines: Iterable[tuple[int, bytes]]) -> UsageChunk:
     """`pack_usage(parse_ndjson(...))` in one loop: the well-formed records go straight into the chunk."""
+    return pack_fast(lines, _well_formed_row, lambda number, line: _parse_in_detail(number, line, validate_usage))
+
+
+FastRow = Callable[[bytes, int], "tuple[bytes, int, str] | None"]
+DetailedRow = Callable[[int, bytes], "Parsed | None"]
+
+
+def pack_fast(lines: Iterable[tuple[int, bytes]], fast_row: FastRow, detailed: DetailedRow) -> UsageChunk:
+    """A chunk of numbered lines, each through FAST_ROW (the common well-formed record, straight to its row) or,
+    when that declines, through DETAILED (the validator that names the problem); blank lines are no records."""
     blob, ends, hashes, months, rejections, read = bytearray(), array("I"), array("q"), set(), [], 0
     add_end, add_hash, add_month = ends.append, hashes.append, months.add
     for number, line in lines:
-        fast = _well_formed_row(line, number)
+        fast = fast_row(line, number)
         if fast is None:
             if not line.strip():
                 continue
-            item = _parse_in_detail(number, line, validate_usage)
+            item = detailed(number, line)
+            if item is None:  # blank to the detailed reader too (e.g. Unicode white space alone)
+                continue
             if type(item) is not UsageRow:
                 rejections.append(item)
                 read += 1
@@ -410,3 +433,58 @@ def parse_csv(ctx: RecordContext, lines: Iterable[tuple[int, bytes]]) -> Iterato
             yield rejection(number, text, error, raw_bytes=None if _is_utf8(line) else line)
             continue
         yield usage_row(payload, row, number)
+
+
+class CsvColumns:
+    """A checked usage CSV header: its text (to parse a row in detail) and where each field's cell is."""
+
+    def __init__(self, number: int, line: bytes):
+        text = decode_line(line)
+        names = [h.strip() for h in next(csv.reader([text]))]
+        self.header = (number, line)
+        self.count = len(names)
+        self.at = {name: i for i, name in enumerate(names)}
+        for _ in csv_records([self.header], ALLOWED, REQUIRED):  # raises InputFileError for a bad header
+            pass
+        self.fields = tuple(self.at[name] for name in REQUIRED)
+        self.properties = self.at.get("properties")
+
+
+def csv_fast_row(columns: CsvColumns, line: bytes, number: int) -> tuple[bytes, int, str] | None:
+    """A plain CSV row (no quote, CR, NUL or properties; an unsigned decimal quantity) straight to its row; None
+    sends it to `parse_csv`'s detailed path. Without quotes or CR, `csv.reader` splits a line at its commas."""
+    if b'"' in line or b"\r" in line or b"\x00" in line:
+        return None
+    try:
+        cells = line.decode("utf-8").split(",")
+    except UnicodeDecodeError:
+        return None
+    if len(cells) != columns.count or (columns.properties is not None and cells[columns.properties]):
+        return None
+    i_event, i_source, i_customer, i_meter, i_quantity, i_time = columns.fields
+    digits = cells[i_quantity]
+    if not (0 < len(digits) <= 16 and digits.isascii() and digits.isdigit()):
+        return None
+    event_id, source, customer, meter = cells[i_event], cells[i_source], cells[i_customer], cells[i_meter]
+    quantity, text = int(digits), cells[i_time]
+    if not _plain_fields(event_id, source, customer, meter, quantity, text):
+        return None
+    instant = plain_micros(text)
+    if instant is None:
+        return None
+    return _row(event_id, source, customer, meter, quantity, instant, number)
+
+
+def parse_csv_block(ctx: RecordContext, columns: CsvColumns, lines: Iterable[tuple[int, bytes]]) -> UsageChunk:
+    """CSV lines that are records of their own (every quoted cell closes on its line), after the header."""
+    def detailed(number: int, line: bytes) -> Parsed | None:
+        return next(parse_csv(ctx, [columns.header, (number, line)]), None)
+
+    return pack_fast(lines, lambda line, number: csv_fast_row(columns, line, number), detailed)
+
+
+def lines_stand_alone(block: bytes) -> bool:
+    """True when no CSV record of BLOCK spans lines: every line holds an even number of quotes."""
+    if b'"' not in block:
+        return True
+    return all(not line.count(b'"') % 2 for line in block.split(b"\n"))
