@@ -126,3 +126,34 @@ def test_traces_as_the_cli(example, service):
         assert got.status_code == 200 and got.json() == json.loads(cli.stdout)
         missing = client.get("/v1/trace/invoices/inv_nope")
         assert missing.status_code == 404 and missing.json()["detail"] == "invoice 'inv_nope' does not exist"
+
+
+def test_an_invoice_lines_facts_page_by_page_as_the_cli_lists_them(example, service):
+    env = {**service.env}
+    for text in (EXAMPLE / "input" / "invoices_2026_01.ndjson").read_text().splitlines():
+        invoice = json.loads(text)["invoice_id"]
+        cli = json.loads(subprocess.run([LEDGER_BIN, "trace", "invoice", invoice, "--events", "--json"], env=env,
+                                        capture_output=True, text=True, check=True).stdout)
+        usage_lines = [ln for ln in cli["lines"] if len(ln["events"]) >= 2]
+        if usage_lines:
+            break
+    line = usage_lines[0]
+    pages, after = [], None
+    with service.client("auditor") as client:
+        while True:
+            got = client.get(f"/v1/trace/invoices/{invoice}/lines/{line['line_id']}/facts",
+                             params={"limit": 1, **({"after": after} if after is not None else {})})
+            assert got.status_code == 200, got.text
+            pages.append(got.json())
+            after = pages[-1]["next_after"]
+            if after is None:
+                break
+        missing = client.get(f"/v1/trace/invoices/{invoice}/lines/no-such-line/facts")
+    assert len(pages) == len(line["events"])
+    facts = [fact for page in pages for fact in page["facts"]]
+    assert [{k: v for k, v in f.items() if k != "h"} for f in facts] == line["events"]
+    digest = 0
+    for fact in facts:
+        digest ^= fact["h"]
+    assert f"{digest:016x}" == pages[0]["digest"] == line["usage"]["digest"]
+    assert missing.status_code == 404 and missing.json()["rule"] == "unknown_line"

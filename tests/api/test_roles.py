@@ -28,6 +28,7 @@ ENDPOINTS = [
     ("GET", "/v1/exports/customer-month", None, READERS),
     ("GET", "/v1/exports/anomalies", None, READERS),
     ("GET", "/v1/trace/invoices/inv_missing", None, READERS),
+    ("GET", "/v1/trace/invoices/inv_missing/lines/L1/facts", None, READERS),
     ("GET", "/v1/trace/customers/c/months/2026-01", None, READERS),
     ("GET", "/v1/anomalies", None, READERS),
     ("GET", "/v1/quarantine", None, READERS),

@@ -4,6 +4,7 @@ checkpoints (and a projector run on demand)."""
 from __future__ import annotations
 
 import datetime as dt
+from itertools import islice
 from typing import Annotated
 
 import orjson
@@ -13,7 +14,7 @@ from ledger import projector
 from ledger.api.deps import Conn, Finance, Reader, Svc, count_rows
 from ledger.api.models import CheckpointsPublic, LagPublic, ProjectPublic
 from ledger.api.problems import Problem
-from ledger.audit.trace import trace_customer_month, trace_invoice
+from ledger.audit.trace import contributing_facts, trace_customer_month, trace_invoice
 from ledger.audit.verify import Anchor, verify_store
 from ledger.projector.follow import read_checkpoints
 from ledger.projector.runner import _head_position
@@ -34,6 +35,39 @@ def invoice_trace(invoice_id: str, request: Request, who: Reader, conn: Conn, sv
     trace = trace_invoice(conn, invoice_id)
     count_rows(request, rows=len(trace["lines"]))
     return json_response(trace)
+
+
+@router.get("/trace/invoices/{invoice_id}/lines/{line_id}/facts",
+            summary="The usage facts behind one invoice line, in position order, a page at a time "
+                    "(`ledger trace invoice --events`)")
+def invoice_line_facts(invoice_id: str, line_id: str, request: Request, who: Reader, conn: Conn, svc: Svc,
+                       after: Annotated[int | None, Query(description="the last position of the page before")] = None,
+                       limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Response:
+    """Keyset pages over the line's contributing facts: `next_after` names the next page (null: this is the last).
+    XOR of every page's `h` (as unsigned 64-bit) is the line's digest in the invoice trace."""
+    projector.project(conn, svc.settings, risk=False)
+    trace = trace_invoice(conn, invoice_id)
+    line = next((ln for ln in trace["lines"] if ln["line_id"] == line_id), None)
+    if line is None:
+        raise Problem(404, "unknown_line", f"line_id: invoice {invoice_id!r} has no line {line_id!r}")
+    usage = line.get("usage") or {}
+    facts: list[dict] = []
+    if usage.get("first_position") is not None:
+        first = usage["first_position"] if after is None else max(usage["first_position"], after + 1)
+        stream = contributing_facts(conn, trace["invoice"]["customer_id"], trace["invoice"]["period"],
+                                    line["meter"], first, usage["last_position"], usage["source_ids"])
+        try:
+            facts = list(islice(stream, limit + 1))
+        finally:
+            stream.close()
+    more = len(facts) > limit
+    facts = facts[:limit]
+    for fact in facts:
+        fact["h"] = fact["h"] & 0xFFFFFFFFFFFFFFFF
+    count_rows(request, rows=len(facts))
+    return json_response({"invoice_id": invoice_id, "line_id": line_id, "meter": line["meter"],
+                          "digest": usage.get("digest"), "facts": facts,
+                          "next_after": facts[-1]["position"] if more else None})
 
 
 @router.get("/trace/customers/{customer_id}/months/{month}",
