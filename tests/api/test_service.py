@@ -201,3 +201,20 @@ def test_calculations_define_diff_promote_list(service, customers):
         assert client.get("/v1/exports/restatements").status_code == 200
         missing = client.post("/v1/calculations/nope/promote", json={"reason": "x"})
         assert missing.status_code in (404, 422)
+
+
+def test_a_burst_wider_than_the_pool_is_answered(service, customers):
+    """More concurrent requests than the service's pool has connections (credits, exports, traces at once): each
+    request's token lookup and access-log row use connections of their own, so none waits on another."""
+    def post(i):
+        with service.client("finance") as client:
+            if i % 3 == 0:
+                return client.get("/v1/exports/customer-month", params={"format": "json"})
+            if i % 3 == 1:
+                return client.get("/v1/projections/checkpoints")
+            return credit(client, f"burst-{i}", 1)
+
+    with ThreadPoolExecutor(48) as pool:
+        responses = list(pool.map(post, range(48)))
+    assert [r.status_code for r in responses if r.status_code not in (200, 201)] == [], [
+        r.text for r in responses if r.status_code >= 400][:3]

@@ -77,7 +77,9 @@ def create_app(settings: Settings | None = None, service: ServiceSettings | None
         db.connect().close()  # the server resolved and migrated once, before the first request
         pool = ConnectionPool(db.conninfo, min_size=2, max_size=service.pool_size, open=True,
                               kwargs={"autocommit": True, "application_name": "ledger-api"})
-        services = Services(ledger_settings, db, pool, metrics)
+        side_pool = ConnectionPool(db.conninfo, min_size=1, max_size=4, open=True,
+                                   kwargs={"autocommit": True, "application_name": "ledger-api-side"})
+        services = Services(ledger_settings, db, pool, metrics, side_pool=side_pool)
         thread = None
         if service.follow:
             services.follower = Follower(db, ledger_settings, interval=service.follow_interval,
@@ -94,6 +96,7 @@ def create_app(settings: Settings | None = None, service: ServiceSettings | None
                 services.follower.stop.set()
                 thread.join()
             pool.close()
+            side_pool.close()
             db.close()
             get_logger().info("service_stopped")
 
@@ -105,7 +108,7 @@ def create_app(settings: Settings | None = None, service: ServiceSettings | None
         app.include_router(module.router)
 
     def write(record) -> None:
-        with app.state.services.pool.connection() as conn:
+        with app.state.services.side.connection() as conn:
             append_access(conn, record)
 
     app.add_middleware(AccessLog, write=write, metrics=metrics, max_body=service.max_body,

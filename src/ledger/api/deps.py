@@ -34,6 +34,10 @@ class Services:
     metrics: Metrics
     follower: Follower | None = None
     consumers: ConsumerStatusCache | None = None
+    # Short statements a request makes beside its own connection (its token's lookup, its access-log row, the
+    # health and metrics probes) take a connection from this pool, never from `pool`: a request holding one of
+    # `pool`'s connections then never waits on `pool` again, so a burst as wide as `pool` cannot deadlock it.
+    side_pool: ConnectionPool | None = None
 
     def __post_init__(self) -> None:
         if self.consumers is None:
@@ -43,8 +47,12 @@ class Services:
         """`ledger consume --status` for every group that consumed into this store, the broker asked briefly."""
         from ledger.stream.status import consumer_status
 
-        with self.pool.connection(timeout=5) as conn:
+        with self.side.connection(timeout=5) as conn:
             return consumer_status(conn, timeout=2.0)
+
+    @property
+    def side(self) -> ConnectionPool:
+        return self.side_pool or self.pool
 
 
 def services(request: Request) -> Services:
@@ -71,7 +79,7 @@ def principal(request: Request,
     challenge = {"WWW-Authenticate": 'Bearer realm="ledger"'}
     if credentials is None:
         raise Problem(401, "unauthenticated", "no bearer token: send `Authorization: Bearer <token>`", challenge)
-    with request.app.state.services.pool.connection() as conn:
+    with request.app.state.services.side.connection() as conn:
         found = authenticate(conn, credentials.credentials, datetime.now(timezone.utc))
     if isinstance(found, str):
         raise Problem(401, "unauthenticated", f"bearer token refused: {found}", challenge)

@@ -70,10 +70,11 @@ def export(name: str, request: Request, who: Reader, conn: Conn, svc: Svc,
             headers["Link"] = f'<{request.url.include_query_params(after=cursor)}>; rel="next"'
 
     def body():
+        # the request's own connection, held until the body is sent: a second one from the pool here would let a
+        # burst of exports as wide as the pool wait on each other
         page = ExportPage()
-        with svc.pool.connection() as own:
-            yield from export_lines(own, name, format, customer=customer, month=month, after=key, limit=limit,
-                                    page=page)
+        yield from export_lines(conn, name, format, customer=customer, month=month, after=key, limit=limit,
+                                page=page)
         count_rows(request, rows=page.rows)
 
     return StreamingResponse(body(), media_type=MEDIA[format], headers=headers)

@@ -14,7 +14,7 @@ router = APIRouter(tags=["system"])
 def health(svc: Svc) -> JSONResponse:
     follower = svc.follower.state if svc.follower else None
     try:
-        with svc.pool.connection(timeout=5) as conn:
+        with svc.side.connection(timeout=5) as conn:
             conn.execute("SELECT 1")
         database = "ok"
     except Exception as error:  # reported as the health answer itself
