@@ -5,6 +5,13 @@
 -- original month, or invoice usage lines. included_units / overage_units are empty where the plan's price does
 -- not list the meter; expected_cents is empty without a plan (0 for an unpriced meter). Priced at the month's
 -- pricing point (SPEC §4.0): a customer-month priced day by day takes its lines from customer_month_priced.
+-- read model: finance
+-- depends on: customer_month_attrs, customer_month_priced, invoice_meter, plan_month_meter, usage_late, usage_on_time
+-- rebuild: fill, analyze
+-- increment: refill as difference (delete, fill, apply)
+-- increment on: every run
+-- recomputed whole on: price_facts, calculation_promoted_facts
+-- added in place: add_on_time
 -- @create
 CREATE TABLE {schema}.customer_month_meter (
     customer_id    text NOT NULL,

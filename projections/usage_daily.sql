@@ -10,6 +10,10 @@
 -- (link_range's version then) for the one it resolves to now; its earlier facts resolve as before. The (customer,
 -- meter, day) keys whose units or fact count change are {stage}.risk_delta's, for usage_first_day's and the
 -- anomalies' merges.
+-- read model: risk
+-- depends on: link_range
+-- rebuild: fill per month, analyze
+-- increment: add in place (delta, merge per month)
 -- @create
 -- Partitioned by month of day. An increment's new days (mostly the latest) go into the small partition of their
 -- month, so the pages it writes (key leaves, heap, and their full-page images in the WAL) follow its new days, not
