@@ -4,7 +4,7 @@
 -- not resolve to one customer as a whole. Incremental: the new facts, and the facts of a source id that got a
 -- new identity link from the month of its effective_from on (their resolution may have changed).
 -- read model: stage
--- depends on: usage_group_stage
+-- depends on: period_close, usage_group_stage
 -- rebuild: fill_rebuild
 -- increment: refill scope (create, fill_incremental, fill_relinked, analyze)
 -- increment on: usage_facts, identity_link_facts
