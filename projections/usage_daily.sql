@@ -19,8 +19,8 @@
 -- month, so the pages it writes (key leaves, heap, and their full-page images in the WAL) follow its new days, not
 -- the size of the history: unpartitioned, every changed pair's newest days sat on a leaf page of their own.
 -- The rebuild's fill makes a history partition (every day before the newest usage fact's month) and one partition
--- per month from then on; an increment adds the partition of each later month it reaches (the engine, between
--- @delta and @merge).
+-- per month from then on; an increment adds the partition of each later month it reaches (its declared step
+-- `merge per month`, after @delta).
 CREATE TABLE {schema}.usage_daily (
     customer_id text NOT NULL,
     meter       text NOT NULL,

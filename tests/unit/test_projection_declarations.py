@@ -75,7 +75,7 @@ def test_every_file_declares_a_read_model_or_is_included_by_one():
 
 def test_read_models_and_their_modes():
     by_name = {m.name: m for m in read_models()}
-    assert {m.group for m in read_models()} == {"finance", "risk", "stage"}
+    assert {m.group for m in read_models()} == {"finance", "risk", "stage", "rules"}
     assert by_name["customer_month_meter"].mode == "refill as difference"
     assert by_name["plan_month_fee"].mode == "recompute whole"
     assert by_name["anomalies"].rebuild[0].forms == ("fill_sparse", "fill_dense")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from .models import read_models, tables
+from .models import read_models
 from .risk import Thresholds
 from .steps import drop_stage, run_section, run_steps
 from .templates import FULL, CutoffCase, Target, definition_digest, sections
@@ -46,7 +46,7 @@ def build(conn: psycopg.Connection, schema: str, head: int, thresholds: Threshol
     conn.execute("SET LOCAL jit = off")
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     drop_stage(conn)
-    models = [m for m in read_models() if m.group == "stage" or m.group in groups]
+    models = [m for m in read_models() if m.group in ("stage", "rules") or m.group in groups]
     for m in models:
         if m.group != "stage":
             run_section(conn, target, m.name, "create")
@@ -93,4 +93,4 @@ def count_built_facts(conn: psycopg.Connection, schema: str, head: int) -> int:
     return int(row[0])
 
 
-__all__ = ["build", "built_by_current_definitions", "count_built_facts", "tables"]
+__all__ = ["build", "built_by_current_definitions", "count_built_facts"]

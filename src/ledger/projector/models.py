@@ -3,7 +3,9 @@
 A projection file's header (the comment lines before its first `-- @section`) declares, after its grain, key and
 facts read:
 
-    -- read model: finance | risk | stage      (stage: transient tables of a run, in {stage}; not compared by check)
+    -- read model: finance | risk | stage | rules
+                                             (stage: transient tables of a run, in {stage}; rules: SQL functions
+                                             the others share, no table; neither is compared by check)
     -- depends on: NAME, NAME ... | none       (the models whose tables its rebuild reads; they are built first)
     -- rebuild: STEP, STEP ... | none          (what a full build runs, in order)
     -- increment: MODE (STEP, STEP ...) | none
@@ -34,7 +36,7 @@ from functools import lru_cache
 
 from .templates import _projection_dir, sections
 
-GROUPS = ("finance", "risk", "stage")
+GROUPS = ("finance", "risk", "stage", "rules")
 MODES = ("add in place", "refill scope", "refill as difference", "recompute whole")
 EVERY_RUN = "every run"
 _FIELD = re.compile(r"^--\s*(read model|depends on|rebuild|increment|increment on|recomputed whole on|added in place)"
@@ -147,7 +149,7 @@ def _check_sections(model: ReadModel) -> None:
 
 
 def _ordered(models: dict[str, ReadModel]) -> tuple[ReadModel, ...]:
-    """Dependencies first; among the models ready at once, finance and stage before risk, then by name."""
+    """Dependencies first; among the models ready at once, risk last, then by name."""
     for m in models.values():
         for dep in m.depends_on:
             if dep not in models:
