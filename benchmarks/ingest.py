@@ -1,4 +1,4 @@
-"""Ingest benchmark (issue 3): `ledger ingest usage` against raw COPY and eventsourcing's plain path.
+"""Ingest benchmark: `ledger ingest usage` against raw COPY and eventsourcing's plain path.
 
 In one run on a fresh embedded default: generate N usage events as NDJSON with 1% exact duplicates
 at random places; time `ledger ingest usage` on them (peak memory included); time a raw PostgreSQL

@@ -78,25 +78,35 @@ def main() -> None:
     parser.add_argument("--finance-only", action="store_true", help="increment: leave the risk views out")
     args = parser.parse_args()
 
-    from ledger.projector import engine
+    from ledger.projector import engine, steps
     from ledger.projector.runner import LIVE_SCHEMA
     from ledger.store.embedded import DATABASE, EmbeddedServer
 
     recorder = Recorder(args.explain, args.plans if args.explain is not None else None)
-    real_run, real_execute, real_run_risk = engine._run, psycopg.Connection.execute, engine._run_risk
+    real_run, real_execute = steps.run_section, psycopg.Connection.execute
+    real_run_step = steps.run_step
 
-    def run(conn, target, name, section, scopes=engine.FULL):
+    def run(conn, target, name, section, scopes=None):
         recorder.section = f"{name}.{section}"
         try:
-            return real_run(conn, target, name, section, scopes)
+            return real_run(conn, target, name, section, *(() if scopes is None else (scopes,)))
         finally:
             recorder.section = "engine"
 
-    engine._run = run
+    def run_step(conn, target, m, step, options):  # pseudo-steps (a coarse ANALYZE) are named too
+        recorder.section = f"{m.name}.{step.section}"
+        try:
+            return real_run_step(conn, target, m, step, options)
+        finally:
+            recorder.section = "engine"
+
+    for module in _modules():
+        if hasattr(module, "run_section"):
+            module.run_section = run
+    steps.run_step = run_step
     psycopg.Connection.execute = lambda conn, query, params=None, **kw: recorder.execute(
         real_execute, conn, query, params, **kw)
-    if args.step == "build-finance" or args.finance_only:
-        engine._run_risk = lambda *a, **kw: None
+    groups = ("finance",) if args.step == "build-finance" or args.finance_only else ("finance", "risk")
     must(args.home, "server", "start")
     try:
         with psycopg.connect(EmbeddedServer(args.home).conninfo(DATABASE), autocommit=True) as conn:
@@ -108,10 +118,13 @@ def main() -> None:
                         conn.execute(f"SET LOCAL {name} = {value}")
                     recorder.rows.clear()
                     started = time.perf_counter()
-                    facts = step(conn, args.step, engine, LIVE_SCHEMA)
+                    facts = step(conn, args.step, engine, LIVE_SCHEMA, groups)
                     totals.append(round(time.perf_counter() - started, 3))
     finally:
-        engine._run, psycopg.Connection.execute, engine._run_risk = real_run, real_execute, real_run_risk
+        for module in _modules():
+            if hasattr(module, "run_section"):
+                module.run_section = real_run
+        steps.run_step, psycopg.Connection.execute = real_run_step, real_execute
         must(args.home, "server", "stop")
 
     by_section: dict[str, float] = defaultdict(float)
@@ -126,20 +139,27 @@ def main() -> None:
     }, indent=2))
 
 
-def step(conn: psycopg.Connection, name: str, engine, live: str) -> int:
+def _modules():
+    from ledger.projector import batch, build, increment, risk, steps
+
+    return (batch, build, increment, risk, steps)
+
+
+def step(conn: psycopg.Connection, name: str, engine, live: str, groups: tuple[str, ...]) -> int:
     """Runs the step; returns the facts it applied."""
     from ledger.projector.runner import _head_position
 
     head = _head_position(conn)
     if name in ("build", "build-finance"):
-        engine.build(conn, "profile_build", head)
+        engine.build(conn, "profile_build", head, groups=groups)
         return engine.count_built_facts(conn, "profile_build", head)
     checkpoint = conn.execute(f"SELECT position FROM {live}.checkpoint").fetchone()[0]
     risk_checkpoint = conn.execute(f"SELECT position FROM {live}.risk_checkpoint").fetchone()[0]
     new = engine.count_new_facts(conn, checkpoint, head)
     if new.total:
         engine.apply_increment(conn, live, checkpoint, head, new)
-    engine.apply_risk_increment(conn, live, risk_checkpoint, head)
+    if "risk" in groups:
+        engine.apply_risk_increment(conn, live, risk_checkpoint, head)
     return new.total
 
 

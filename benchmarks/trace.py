@@ -1,4 +1,4 @@
-"""Trace benchmark (issue 6): the summary of a customer-month line made of 1M usage facts, in under 0.5 s.
+"""Trace benchmark: the summary of a customer-month line made of 1M usage facts, in under 0.5 s.
 
 On a fresh embedded default: one customer, one source id, 1M usage facts in one month and meter, an
 invoice with that usage line; after `ledger project`, times `trace_invoice` in-process (the summary an

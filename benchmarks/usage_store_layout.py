@@ -1,4 +1,4 @@
-"""Why usage facts are rows of `usage_facts` and not events rows (issue 3): PostgreSQL's cost per usage fact.
+"""Why usage facts are rows of `usage_facts` and not events rows: PostgreSQL's cost per usage fact.
 
 On a fresh embedded server, the same N unique usage records are COPYed (binary, batches of 20k, one
 transaction each) into scratch tables shaped like:

@@ -15,6 +15,10 @@
 -- {adopt[c, m]} is the scope: every customer-month in a full build; incrementally, the customer-months whose
 -- usage_on_time rows changed since the risk views' checkpoint (adoption_pending, written by usage_on_time's
 -- incremental sections, consumed by @scope). A close changes no usage_on_time row, hence no adoption row.
+-- read model: risk
+-- depends on: usage_on_time
+-- rebuild: fill
+-- increment: refill scope (scope, delete, fill, next)
 -- @create
 CREATE TABLE {schema}.adoption (
     customer_id    text NOT NULL,

@@ -19,6 +19,10 @@
 -- refill evaluates their candidates again through usage_daily's primary key, like the rebuild in two forms:
 -- refill_sparse reads each candidate's 28 days, refill_dense the days from 28 before a range's first candidate to
 -- its last, in one window pass.
+-- read model: risk
+-- depends on: usage_daily, usage_first_day
+-- rebuild: fill_sparse|fill_dense, fill_threshold
+-- increment: refill scope (merge, delete, refill_sparse|refill_dense, fill_threshold)
 -- @create
 CREATE TABLE {schema}.anomalies (
     customer_id    text NOT NULL,

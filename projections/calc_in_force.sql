@@ -3,6 +3,11 @@
 -- SPEC §3.8: every store starts with v1 (month_start) in force; a CalculationPromoted at position P puts its
 -- calculation in force from P on. The calculation in force at q is the row with from_position <= q < through_position.
 -- Small: always recomputed whole.
+-- read model: finance
+-- depends on: none
+-- rebuild: fill
+-- increment: recompute whole (delete, fill)
+-- increment on: calculation_promoted_facts
 -- @create
 CREATE TABLE {schema}.calc_in_force (
     from_position    bigint PRIMARY KEY,

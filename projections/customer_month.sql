@@ -6,6 +6,13 @@
 -- an invoice period or a credit posting. balance = invoiced - credits + late adjustments + restatements; expected
 -- and variance empty without a plan. Attributes, plan, expected amounts and calculation as known at the month's
 -- pricing point (SPEC §4.0; customer_month_attrs).
+-- read model: finance
+-- depends on: customer_month_attrs, customer_month_meter, customer_month_priced, invoice_resolved, late_adjustments, plan_month_fee, restatements
+-- rebuild: fill
+-- increment: refill scope (delete, fill)
+-- increment on: every run
+-- recomputed whole on: price_facts, calculation_promoted_facts
+-- added in place: add_on_time
 -- @create
 CREATE TABLE {schema}.customer_month (
     customer_id           text NOT NULL,

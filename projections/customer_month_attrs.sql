@@ -6,6 +6,13 @@
 -- priced_at = E(m) (its close position - 1 once closed, the head while open), and so is its calculation.
 -- is_split: an attribute fact of the customer takes effect strictly inside the month, so its days may have more
 -- than one plan (under daily_prorated, such a month is priced day by day: customer_month_priced).
+-- read model: finance
+-- depends on: calc_in_force, dim_customer, invoice_resolved, period_close, restatements, usage_late, usage_on_time
+-- rebuild: fill, analyze
+-- increment: refill scope (delete, fill)
+-- increment on: every run
+-- recomputed whole on: price_facts, calculation_promoted_facts
+-- added in place: fill
 -- @create
 CREATE TABLE {schema}.customer_month_attrs (
     customer_id text NOT NULL,

@@ -5,6 +5,13 @@
 -- original month, or invoice usage lines. included_units / overage_units are empty where the plan's price does
 -- not list the meter; expected_cents is empty without a plan (0 for an unpriced meter). Priced at the month's
 -- pricing point (SPEC §4.0): a customer-month priced day by day takes its lines from customer_month_priced.
+-- read model: finance
+-- depends on: billing_rules, customer_month_attrs, customer_month_priced, invoice_meter, plan_month_meter, usage_late, usage_on_time
+-- rebuild: fill, analyze
+-- increment: refill as difference (delete, fill, apply)
+-- increment on: every run
+-- recomputed whole on: price_facts, calculation_promoted_facts
+-- added in place: add_on_time
 -- @create
 CREATE TABLE {schema}.customer_month_meter (
     customer_id    text NOT NULL,
@@ -46,10 +53,11 @@ WITH part AS (
 SELECT c.customer_id, c.month, c.meter, c.on_time_units, c.late_units,
        CASE WHEN d.is_daily THEN d.included_units ELSE p.included_units END,
        CASE WHEN d.is_daily THEN d.overage_units
-            WHEN p.meter IS NOT NULL THEN greatest(0, c.on_time_units - p.included_units) END,
+            ELSE {schema}.line_overage_units(c.on_time_units, p.meter IS NOT NULL, p.included_units) END,
        CASE WHEN d.is_daily THEN CASE WHEN d.has_plan THEN d.amount_cents END
-            WHEN p.meter IS NOT NULL THEN greatest(0, c.on_time_units - p.included_units) * p.unit_price_cents
-            WHEN a.plan IS NOT NULL THEN 0 END,
+            ELSE {schema}.line_expected_cents(
+                {schema}.line_overage_units(c.on_time_units, p.meter IS NOT NULL, p.included_units),
+                p.meter IS NOT NULL, p.unit_price_cents, a.plan IS NOT NULL) END,
        c.billed_units, c.billed_cents, c.on_time_facts,
        CASE WHEN d.is_daily THEN d.unpriced_units
             WHEN a.plan IS NOT NULL AND p.meter IS NULL THEN c.on_time_units ELSE 0 END,
@@ -98,7 +106,7 @@ WHEN NOT MATCHED THEN
 -- @add_on_time
 -- Fast path: on-time units added to open months; plans and prices are unchanged, so only the rows' overage moves.
 -- (A customer-month priced day by day is written here as if it had one plan, then refilled by scope in the same
--- run: the engine's _add_on_time.)
+-- run: batch.py, scope_daily_priced.)
 -- The rows it reaches, old and new values side by side, are kept for customer_month's and exceptions' fast paths
 -- ({stage}.customer_month_meter_change): neither reads this table again.
 CREATE TABLE {stage}.customer_month_meter_change AS
@@ -106,11 +114,11 @@ SELECT d.customer_id, d.month, d.meter, d.units, c.customer_id IS NOT NULL AS is
        coalesce(c.on_time_units, 0) + d.units AS on_time_units, coalesce(c.on_time_facts, 0) + d.facts AS on_time_facts,
        coalesce(c.billed_units, 0) AS billed_units,
        CASE WHEN c.customer_id IS NOT NULL THEN c.included_units ELSE p.included_units END AS included_units,
-       CASE WHEN p.meter IS NOT NULL THEN greatest(0, coalesce(c.on_time_units, 0) + d.units - p.included_units) END
+       {schema}.line_overage_units(coalesce(c.on_time_units, 0) + d.units, p.meter IS NOT NULL, p.included_units)
            AS overage_units,
-       CASE WHEN p.meter IS NOT NULL
-            THEN greatest(0, coalesce(c.on_time_units, 0) + d.units - p.included_units) * p.unit_price_cents
-            WHEN a.plan IS NOT NULL THEN 0 END AS expected_cents,
+       {schema}.line_expected_cents(
+           {schema}.line_overage_units(coalesce(c.on_time_units, 0) + d.units, p.meter IS NOT NULL, p.included_units),
+           p.meter IS NOT NULL, p.unit_price_cents, a.plan IS NOT NULL) AS expected_cents,
        c.expected_cents AS old_expected_cents, a.plan IS NOT NULL AS has_plan,
        CASE WHEN a.plan IS NOT NULL AND p.meter IS NULL THEN coalesce(c.on_time_units, 0) + d.units ELSE 0 END
            AS unpriced_units

@@ -5,6 +5,12 @@
 -- on-time units. meter '' is the base fee line; it is present exactly when some day of the month has a plan.
 -- Every other customer-month has one plan all month, priced by plan_month_fee and plan_month_meter alike under
 -- either rule (with one plan all month, daily_prorated equals month_start).
+-- read model: finance
+-- depends on: customer_month_attrs, dim_customer, link_range, period_close, usage_late, usage_on_time
+-- rebuild: fill, analyze
+-- increment: refill scope (delete, fill)
+-- increment on: every run
+-- recomputed whole on: price_facts, calculation_promoted_facts
 -- @create
 CREATE TABLE {schema}.customer_month_priced (
     customer_id    text NOT NULL,

@@ -4,6 +4,11 @@
 -- (a JSON null clears it); versions are the maximal intervals over which all five values stay the same, so a
 -- fact that changes nothing starts no version. valid_to is the next version's valid_from (null: current).
 -- The customer's first attribute fact always starts version 1.
+-- read model: finance
+-- depends on: none
+-- rebuild: fill, analyze
+-- increment: refill scope (delete, fill)
+-- increment on: attribute_facts
 -- @create
 CREATE TABLE {schema}.dim_customer (
     customer_id text NOT NULL,

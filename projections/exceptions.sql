@@ -6,6 +6,13 @@
 -- unpriced_meter is priced at the month's pricing point (customer_month_meter.is_unpriced). Scopes for incremental
 -- maintenance: customer-month kinds by (customer_id, month), invoice kinds by invoice_id, unattributed usage by
 -- source id.
+-- read model: finance
+-- depends on: customer_month_meter, invoice_resolved, usage_late
+-- rebuild: fill
+-- increment: refill scope (delete, fill)
+-- increment on: every run
+-- recomputed whole on: price_facts, calculation_promoted_facts
+-- added in place: add_on_time
 -- @create
 CREATE TABLE {schema}.exceptions (
     kind               text NOT NULL,

@@ -1,5 +1,10 @@
 -- grain: one row per invoice x meter of its usage lines; key: (invoice_id, meter)
 -- facts read: invoice_line_facts (through invoice_resolved's line stage; customer and period through invoice_resolved)
+-- read model: finance
+-- depends on: invoice_resolved
+-- rebuild: fill
+-- increment: refill scope (delete, fill)
+-- increment on: invoice_facts, identity_link_facts
 -- @create
 CREATE TABLE {schema}.invoice_meter (
     invoice_id   text NOT NULL,

@@ -2,6 +2,11 @@
 -- facts read: invoice_facts, invoice_line_facts, identity_link_facts (through link_range)
 -- SPEC §3.5: the invoice's customer is its source id resolved at issued_at, using every link known now
 -- (the last link version); null while unattributed. lines_cents is the sum of its lines' amount_cents.
+-- read model: finance
+-- depends on: link_range
+-- rebuild: fill, analyze
+-- increment: refill scope (delete, fill, touched)
+-- increment on: invoice_facts, identity_link_facts
 -- @create
 CREATE TABLE {schema}.invoice_resolved (
     invoice_id         text NOT NULL,

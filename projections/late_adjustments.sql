@@ -4,6 +4,12 @@
 -- SPEC §4.2: each late unit priced at the margin of its ORIGINAL month, with the plan, prices and calculation as
 -- known at its attribution position a: the sum over the distinct a of amount(a) - amount(a - 1) (pricing.price);
 -- 0 without a plan or for an unpriced meter. first/last_position are the facts' attribution positions.
+-- read model: finance
+-- depends on: calc_in_force, customer_month_attrs, dim_customer, link_range, period_close, usage_late, usage_on_time
+-- rebuild: fill
+-- increment: refill scope (delete, fill, touched)
+-- increment on: every run
+-- recomputed whole on: price_facts, calculation_promoted_facts
 -- @create
 CREATE TABLE {schema}.late_adjustments (
     customer_id    text NOT NULL,
@@ -72,6 +78,8 @@ GROUP BY 1, 2, 3, 4;
 -- @touched
 INSERT INTO {stage}.scope_cm_posting
 SELECT DISTINCT customer_id, posting_month FROM {schema}.late_adjustments WHERE {cm[customer_id, original_month]};
+-- late postings moved by this run change the customer_month rows of their posting months
+INSERT INTO {stage}.scope_cm SELECT customer_id, month FROM {stage}.scope_cm_posting;
 -- @index
 ALTER TABLE {schema}.late_adjustments ADD PRIMARY KEY (customer_id, original_month, meter, posting_month);
 CREATE INDEX ON {schema}.late_adjustments (customer_id, posting_month);  -- the scoped refills' posting months

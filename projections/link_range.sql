@@ -4,6 +4,11 @@
 -- links at positions < k" for every cutoff k with known_after < k <= known_through (and "links at positions <= q"
 -- for k = q + 1). Within a version, [valid_from, valid_to) maps event instants to the customer of the link with
 -- the greatest effective_from <= t (SPEC §3.2). Instants before the first valid_from are unattributed.
+-- read model: finance
+-- depends on: none
+-- rebuild: fill, index, analyze
+-- increment: recompute whole (delete, fill)
+-- increment on: identity_link_facts, period_close_facts
 -- @create
 CREATE TABLE {schema}.link_range (
     source             text NOT NULL,

@@ -1,6 +1,11 @@
 -- grain: one row per closed month (its first PeriodClosed fact); key: month
 -- facts read: period_close_facts
 -- c(m) of SPEC §4.1: the position of PeriodClosed(m); months absent here are open (c = +inf).
+-- read model: finance
+-- depends on: none
+-- rebuild: fill, analyze
+-- increment: recompute whole (delete, fill)
+-- increment on: identity_link_facts, period_close_facts
 -- @create
 CREATE TABLE {schema}.period_close (
     month          text PRIMARY KEY,          -- YYYY-MM

@@ -3,6 +3,12 @@
 -- SPEC §3.4: a plan's price for month m is its entry with the greatest effective_month <= m, among the price facts
 -- known at the month's pricing point (SPEC §4.0: E(m), customer_month_attrs.priced_at). A plan-month absent here
 -- has base fee 0 and lists no meter. Small: always recomputed whole.
+-- read model: finance
+-- depends on: customer_month_attrs
+-- rebuild: fill, analyze
+-- increment: recompute whole (delete, fill)
+-- increment on: every run
+-- added in place: delete, fill
 -- @create
 CREATE TABLE {schema}.plan_month_fee (
     plan           text NOT NULL,

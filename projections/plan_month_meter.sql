@@ -1,6 +1,12 @@
 -- grain: one row per plan x month x meter the month's price lists; key: (plan, month, meter)
 -- facts read: price_facts (through plan_month_fee)
 -- A meter absent here is unpriced for that plan-month: overage 0, reported as unpriced_meter (SPEC §3.4, §5).
+-- read model: finance
+-- depends on: plan_month_fee
+-- rebuild: fill, analyze
+-- increment: recompute whole (delete, fill)
+-- increment on: every run
+-- added in place: delete, fill
 -- @create
 CREATE TABLE {schema}.plan_month_meter (
     plan             text NOT NULL,

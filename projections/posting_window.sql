@@ -2,6 +2,11 @@
 -- facts read: period_close_facts (through period_close)
 -- For a position q with after_position < q <= through_position, the earliest open month
 -- (SPEC §3.7: the month after the latest month closed before q) is posting_month.
+-- read model: finance
+-- depends on: period_close
+-- rebuild: fill
+-- increment: recompute whole (delete, fill)
+-- increment on: identity_link_facts, period_close_facts
 -- @create
 CREATE TABLE {schema}.posting_window (
     after_position   bigint PRIMARY KEY,

@@ -9,6 +9,11 @@
 -- Candidates (a superset; the pricing decides): for an attribute fact, its customer's closed months; for a price
 -- fact, the closed months it may reach of every customer who ever had its plan; for a promotion, the closed months
 -- whose days may have more than one plan (only there do the two plan rules differ).
+-- read model: finance
+-- depends on: calc_in_force, dim_customer, link_range, period_close, posting_window, usage_late, usage_on_time
+-- rebuild: fill, analyze
+-- increment: refill scope (fill, touched)
+-- increment on: attribute_facts, price_facts, calculation_promoted_facts
 -- @create
 CREATE TABLE {schema}.restatements (
     customer_id    text NOT NULL,

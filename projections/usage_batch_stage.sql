@@ -7,6 +7,10 @@
 -- time, its customer that resolution) and is added in place; @split removes the other groups, whose facts (late
 -- ones, and ones that resolve nowhere) the engine resolves one by one (usage_fact_stage's @fill_incremental_rest,
 -- whose conditions are the same, fact by fact).
+-- read model: stage
+-- depends on: period_close, link_range
+-- rebuild: none
+-- increment: none
 -- @fill
 CREATE TABLE {stage}.usage_batch_stage AS
 SELECT customer_id, to_char(month_start, 'YYYY-MM') AS month, meter, source, source_customer_id, units,

@@ -10,13 +10,17 @@
 -- (link_range's version then) for the one it resolves to now; its earlier facts resolve as before. The (customer,
 -- meter, day) keys whose units or fact count change are {stage}.risk_delta's, for usage_first_day's and the
 -- anomalies' merges.
+-- read model: risk
+-- depends on: link_range
+-- rebuild: fill per month, analyze
+-- increment: add in place (delta, merge per month)
 -- @create
 -- Partitioned by month of day. An increment's new days (mostly the latest) go into the small partition of their
 -- month, so the pages it writes (key leaves, heap, and their full-page images in the WAL) follow its new days, not
 -- the size of the history: unpartitioned, every changed pair's newest days sat on a leaf page of their own.
 -- The rebuild's fill makes a history partition (every day before the newest usage fact's month) and one partition
--- per month from then on; an increment adds the partition of each later month it reaches (the engine, between
--- @delta and @merge).
+-- per month from then on; an increment adds the partition of each later month it reaches (its declared step
+-- `merge per month`, after @delta).
 CREATE TABLE {schema}.usage_daily (
     customer_id text NOT NULL,
     meter       text NOT NULL,

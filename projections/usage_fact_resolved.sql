@@ -7,6 +7,11 @@
 -- first link with effective_from <= event_time); the customer is that resolution and the posting month the
 -- earliest open month at a. A fact of an open month that does not resolve (even with every link) is late and
 -- unattributed until a link arrives; so is a fact of a closed month with no link effective at its event_time.
+-- read model: stage
+-- depends on: usage_fact_stage, link_range, posting_window
+-- rebuild: create, fill
+-- increment: refill scope (create, fill)
+-- increment on: usage_facts, identity_link_facts
 -- @create
 CREATE TABLE {stage}.usage_fact_resolved (
     position             bigint NOT NULL,

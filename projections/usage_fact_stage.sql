@@ -3,6 +3,11 @@
 -- Transient ({stage} = pg_temp). Rebuild: the late-by-position facts and the facts of pre-close groups that do
 -- not resolve to one customer as a whole. Incremental: the new facts, and the facts of a source id that got a
 -- new identity link from the month of its effective_from on (their resolution may have changed).
+-- read model: stage
+-- depends on: period_close, usage_group_stage
+-- rebuild: fill_rebuild
+-- increment: refill scope (create, fill_incremental, fill_relinked, analyze)
+-- increment on: usage_facts, identity_link_facts
 -- @create
 CREATE TABLE {stage}.usage_fact_stage (
     position           bigint NOT NULL,
@@ -53,7 +58,7 @@ WHERE f.position > {checkpoint} AND f.position <= {head}
                         AND r.known_through = 9223372036854775807
                         AND r.valid_from <= f.event_time AND f.event_time < r.valid_to));
 -- @fill_relinked
--- Only when identity links are new: a relinked source id's facts of the months from the one of its earliest new
+-- Reads only when identity links are new: a relinked source id's facts of the months from the one of its earliest new
 -- link's effective_from on (usage_on_time's and usage_late's rows of those months were deleted; a fact before
 -- that instant resolves as before). usage_facts has no index by source id: the bound on event_time is read
 -- through its BRIN index, which skips the blocks written before the earliest such month.
@@ -65,4 +70,5 @@ JOIN {stage}.relink_source r ON r.source = f.source AND r.source_customer_id = f
 LEFT JOIN {schema}.period_close c ON c.month_start = date_trunc('month', f.event_time AT TIME ZONE 'UTC')
 WHERE f.position <= {checkpoint}
   AND f.event_time >= date_trunc('month', r.since AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
-  AND f.event_time >= date_trunc('month', {relinked_since} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
+  AND f.event_time >= date_trunc('month', {relinked_since} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+  AND EXISTS (SELECT 1 FROM {stage}.relink_source);  -- no new link: nothing to read

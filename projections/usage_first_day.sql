@@ -8,6 +8,10 @@
 -- the run, for the anomalies' merge. Quantities are never negative, so a pair whose changes add units only keeps
 -- its first day or moves it to an earlier changed day with units > 0; a pair with units taken away (its facts
 -- moved to another customer by a relink) may lose its first day, and reads it again from usage_daily.
+-- read model: risk
+-- depends on: usage_daily
+-- rebuild: fill
+-- increment: add in place (merge)
 -- @create
 CREATE TABLE {schema}.usage_first_day (
     customer_id text NOT NULL,

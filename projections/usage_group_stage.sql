@@ -9,6 +9,10 @@
 -- statistics on usage_facts can estimate (ndistinct (source, source_customer_id, meter) and the expression
 -- date_trunc('month', event_time AT TIME ZONE 'UTC')); {cutoff[t]} is c(month of t) written out as a CASE over
 -- the closed months' bounds (no join, no second date_trunc per fact).
+-- read model: stage
+-- depends on: period_close, link_range
+-- rebuild: create, fill
+-- increment: none
 -- @create
 CREATE TABLE {stage}.usage_group_resolved (
     source             text NOT NULL,
@@ -27,6 +31,9 @@ CREATE TABLE {stage}.usage_group_resolved (
     customer_id        text                  -- null: not one customer for the whole group
 );
 -- @fill
+-- Without extended statistics on usage_facts the planner takes the month expression for one group per fact and
+-- sorts every fact; a hash aggregate is right (a few groups per source id). With them it also runs in parallel.
+SET LOCAL enable_sort = off;
 CREATE TABLE {stage}.usage_group_stage AS
 SELECT u.source, u.source_customer_id, u.meter, date_trunc('month', u.event_time AT TIME ZONE 'UTC') AS month_start,
        sum(u.quantity)::bigint AS units, count(*) AS event_count,
@@ -51,3 +58,4 @@ LEFT JOIN {schema}.link_range r
       AND r.known_after < coalesce(c.close_position, 9223372036854775807)
       AND coalesce(c.close_position, 9223372036854775807) <= r.known_through
       AND r.valid_from <= g.min_event_time AND g.max_event_time < r.valid_to;
+RESET enable_sort;

@@ -1,6 +1,11 @@
 -- grain: one row per usage fact that is not on time (late, or not yet attributed); key: position
 -- facts read: usage_facts (through usage_fact_resolved)
 -- customer_id, attribution_position and posting_month are null while the fact is unattributed.
+-- read model: finance
+-- depends on: usage_fact_resolved
+-- rebuild: fill, analyze
+-- increment: refill scope (delete, fill, touched)
+-- increment on: usage_facts, identity_link_facts
 -- @create
 CREATE TABLE {schema}.usage_late (
     position             bigint NOT NULL,

@@ -5,6 +5,12 @@
 -- event_time of such a fact) are what adoption reads; they are not exported.
 -- A closed month's rows never change after its close except when a new identity link re-resolves a source id
 -- whose facts were not on time (its on-time facts keep their customer: links after c(m) are not used).
+-- read model: finance
+-- depends on: usage_group_stage, usage_fact_resolved
+-- rebuild: fill_rebuild, analyze
+-- increment: refill scope (delete, merge, touched)
+-- increment on: usage_facts, identity_link_facts
+-- added in place: delta, merge_batch
 -- @create
 CREATE TABLE {schema}.usage_on_time (
     customer_id        text NOT NULL,

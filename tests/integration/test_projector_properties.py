@@ -455,13 +455,15 @@ def test_a_split_that_does_not_add_up_falls_back_to_the_general_path(new_store, 
     bug, never expected) rolls the split back and the batch goes the general way, with an error in the log."""
     from structlog.testing import capture_logs
 
-    real = engine._split_batch
+    from ledger.projector import batch
+
+    real = batch.split_batch
 
     def miscounted(conn, t):
         rest = real(conn, t)
-        return engine.Rest(rest.facts, rest.digest ^ 1) if rest.facts else rest
+        return batch.Rest(rest.facts, rest.digest ^ 1) if rest.facts else rest
 
-    monkeypatch.setattr(engine, "_split_batch", miscounted)
+    monkeypatch.setattr(batch, "split_batch", miscounted)
     ops = [("link", SOURCE_IDS[0], "c1", EFFECTIVE[0]), ("attr", "c1", EFFECTIVE[0], {"plan": "pa"}),
            ("price", "pa", "2025-12", 100, {"m1": (3, 2)}),
            ("usage", SOURCE_IDS[0], "m1", "2026-01", OFFSETS[1], 2), ("close",),

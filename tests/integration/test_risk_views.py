@@ -186,11 +186,13 @@ def test_both_forms_flag_the_same_days_in_a_rebuild_and_an_increment(feed, proje
          + u.daily("pr_f4", "api_calls", JAN1 + timedelta(days=20), edge[20:]))
     head = runner._head_position(conn)
     new = engine.count_new_facts(conn, checkpoint, head)
-    rows, real = {}, engine._anomaly_form
+    from ledger.projector import risk
+
+    rows, real = {}, risk.anomaly_form
     for form, share in (("dense", 0.0), ("sparse", 2.0)):
-        monkeypatch.setattr(engine, "SPARSE_ANOMALY_FILL_BELOW", share)
+        monkeypatch.setattr(risk, "SPARSE_ANOMALY_FILL_BELOW", share)
         chosen = []
-        monkeypatch.setattr(engine, "_anomaly_form", lambda *a: chosen.append(real(*a)) or chosen[-1])
+        monkeypatch.setattr(risk, "anomaly_form", lambda *a: chosen.append(real(*a)) or chosen[-1])
         for run in ("rebuild", "increment"):
             with conn.transaction(force_rollback=True):
                 engine.build(conn, "forms", head if run == "rebuild" else checkpoint)
