@@ -11,11 +11,11 @@
 -- A month's days take the plan of the version in effect at their first instant, or of the first version that
 -- starts within the month where none is (daily_prorated); under month_start every day takes the month-start
 -- version's plan. Only a request whose days have more than one plan needs its units by day: its on-time facts are
--- read again through usage_on_time's source ids and positions.
+-- read again, month by month, for usage_on_time's source ids (step 4).
 -- @price
 DROP TABLE IF EXISTS {stage}.version_pair, {stage}.version_fact, {stage}.req_version, {stage}.req_run,
-    {stage}.req_plan_days, {stage}.req_multi, {stage}.req_price, {stage}.req_price_meter, {stage}.req_plan_units,
-    {stage}.price_line;
+    {stage}.req_plan_days, {stage}.req_multi, {stage}.req_price, {stage}.req_price_meter, {stage}.req_multi_source,
+    {stage}.req_day_units, {stage}.req_plan_units, {stage}.price_line;
 ANALYZE {stage}.price_req;
 -- 1. the versions as known at q: dim_customer's where no attribute fact of the customer came after q
 CREATE TABLE {stage}.version_pair AS
@@ -80,7 +80,39 @@ CREATE TABLE {stage}.req_price_meter AS
 SELECT p.plan, p.month, p.q, m.key AS meter, (m.value ->> 'included_units')::bigint AS included_units,
        (m.value ->> 'unit_price_cents')::bigint AS unit_price_cents
 FROM {stage}.req_price p CROSS JOIN LATERAL jsonb_each(p.meters) m;
--- 4. units by plan: a single-plan request's units are all its plan's; a multi-plan one's go by day
+-- 4. units by plan: a single-plan request's units are all its plan's; a multi-plan one's go by day. The on-time
+-- facts of the multi-plan customer-months (SPEC §4.1) are read once, month by month through usage_facts' BRIN index
+-- on event_time, and matched to their customer-months' source ids by hash: never a position range per source id
+-- (a source id's facts of one month lie anywhere in the store).
+CREATE TABLE {stage}.req_multi_source AS
+SELECT DISTINCT o.customer_id, o.month, o.source, o.source_customer_id, o.meter, o.first_position, o.last_position,
+       coalesce(pc.close_position, 9223372036854775807) AS cutoff
+FROM (SELECT DISTINCT r.customer_id, r.month FROM {stage}.price_req r
+      WHERE r.req IN (SELECT req FROM {stage}.req_multi)) s
+JOIN {schema}.usage_on_time o ON o.customer_id = s.customer_id AND o.month = s.month
+LEFT JOIN {schema}.period_close pc ON pc.month = o.month;
+ANALYZE {stage}.req_multi_source;
+CREATE TABLE {stage}.req_day_units AS
+WITH f AS MATERIALIZED (    -- a fence: the months' facts of those source ids first, never by position ranges
+    SELECT mm.month, u.position, u.source, u.source_customer_id, u.meter, u.quantity, u.event_time
+    FROM (SELECT DISTINCT month, (month || '-01')::timestamp AT TIME ZONE 'UTC' AS starts,
+                 ((month || '-01')::timestamp + interval '1 month') AT TIME ZONE 'UTC' AS ends
+          FROM {stage}.req_multi_source) mm
+    JOIN usage_facts u ON u.event_time >= mm.starts AND u.event_time < mm.ends
+    WHERE u.position <= {head}
+      AND (u.source, u.source_customer_id) IN (SELECT source, source_customer_id FROM {stage}.req_multi_source)
+)
+SELECT s.customer_id, s.month, f.meter, extract(day FROM f.event_time AT TIME ZONE 'UTC')::int AS day,
+       sum(f.quantity)::bigint AS units
+FROM f
+JOIN {stage}.req_multi_source s
+  ON s.month = f.month AND f.source = s.source AND f.source_customer_id = s.source_customer_id AND f.meter = s.meter
+ AND f.position >= s.first_position AND f.position <= s.last_position AND f.position < s.cutoff
+JOIN {schema}.link_range lr
+  ON lr.source = f.source AND lr.source_customer_id = f.source_customer_id
+ AND lr.known_after < s.cutoff AND s.cutoff <= lr.known_through
+ AND f.event_time >= lr.valid_from AND f.event_time < lr.valid_to AND lr.customer_id = s.customer_id
+GROUP BY 1, 2, 3, 4;
 CREATE TABLE {stage}.req_plan_units AS
 WITH single AS (
     SELECT r.*, d.plan FROM {stage}.price_req r
@@ -88,29 +120,9 @@ WITH single AS (
     WHERE r.req NOT IN (SELECT req FROM {stage}.req_multi)
 ), multi AS (
     SELECT r.* FROM {stage}.price_req r WHERE r.req IN (SELECT req FROM {stage}.req_multi)
-), multi_cm AS (
-    SELECT DISTINCT customer_id, month FROM multi
-), on_time_day AS (     -- the on-time facts of the multi-plan customer-months, by day (SPEC §4.1)
-    SELECT o.customer_id, o.month, f.meter, extract(day FROM f.event_time AT TIME ZONE 'UTC')::int AS day,
-           sum(f.quantity)::bigint AS units
-    FROM multi_cm s
-    JOIN {schema}.usage_on_time o ON o.customer_id = s.customer_id AND o.month = s.month
-    LEFT JOIN {schema}.period_close pc ON pc.month = o.month
-    JOIN usage_facts f
-      ON f.source = o.source AND f.source_customer_id = o.source_customer_id AND f.meter = o.meter
-     AND f.position >= o.first_position AND f.position <= o.last_position AND f.position <= {head}
-     AND f.position < coalesce(pc.close_position, 9223372036854775807)
-     AND f.event_time >= (o.month || '-01')::timestamp AT TIME ZONE 'UTC'
-     AND f.event_time < ((o.month || '-01')::timestamp + interval '1 month') AT TIME ZONE 'UTC'
-    JOIN {schema}.link_range lr
-      ON lr.source = f.source AND lr.source_customer_id = f.source_customer_id
-     AND lr.known_after < coalesce(pc.close_position, 9223372036854775807)
-     AND coalesce(pc.close_position, 9223372036854775807) <= lr.known_through
-     AND f.event_time >= lr.valid_from AND f.event_time < lr.valid_to AND lr.customer_id = o.customer_id
-    GROUP BY 1, 2, 3, 4
 ), day_units AS (
     SELECT m.req, d.meter, d.day, d.units
-    FROM multi m JOIN on_time_day d ON d.customer_id = m.customer_id AND d.month = m.month
+    FROM multi m JOIN {stage}.req_day_units d ON d.customer_id = m.customer_id AND d.month = m.month
     UNION ALL
     SELECT m.req, l.meter, extract(day FROM l.event_time AT TIME ZONE 'UTC')::int, l.quantity
     FROM multi m JOIN {schema}.usage_late l
@@ -129,6 +141,9 @@ SELECT u.req, r.plan, u.meter, sum(u.units)::bigint
 FROM day_units u JOIN {stage}.req_run r ON r.req = u.req AND u.day BETWEEN r.first_day AND r.last_day
 GROUP BY 1, 2, 3;
 -- 5. the lines: the base fee rounded once (half to even), each meter's overage over its plans' included units
+ANALYZE {stage}.req_plan_days;  -- temporary tables are never analyzed by autovacuum: the joins below need counts
+ANALYZE {stage}.req_price_meter;
+ANALYZE {stage}.req_plan_units;
 CREATE TABLE {stage}.price_line AS
 WITH r AS (
     SELECT req, month, q FROM {stage}.price_req

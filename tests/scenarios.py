@@ -15,8 +15,10 @@ from typing import Any
 
 import psycopg
 
+from ledger.commands.calculations import CalcResult, define_calculation, promote_calculation
 from ledger.commands.ingest import IngestReport, ingest_file
 from ledger.commands.periods import CloseResult, close_period
+from ledger.domain.calculations import DefineCalculation, PromoteCalculation
 from ledger.domain.commands import ClosePeriod
 from ledger.errors import CommandRefusedError
 from ledger.ingest.records import RecordContext
@@ -54,6 +56,7 @@ class StepOutcome:
     appended: int
     report: IngestReport | None = None
     close: CloseResult | None = None
+    calc: CalcResult | None = None
     refusal: CommandRefusedError | None = None
 
 
@@ -88,7 +91,19 @@ class Replay:
             except CommandRefusedError as refusal:
                 return StepOutcome(refusal.exit_code, 0, refusal=refusal)
             return StepOutcome(0, 1 if result.created else 0, close=result)
-        raise ValueError(f"step {step!r}: the replay knows ingest, close and close_refused only")
+        if op in ("calc_define", "calc_define_refused", "calc_promote", "calc_promote_refused"):
+            try:
+                if op.startswith("calc_define"):
+                    result = self.define(step["name"], step["plan_rule"], step.get("actor"), step.get("note"))
+                else:
+                    result = self.promote(step["name"], step.get("actor"), step.get("reason"))
+            except CommandRefusedError as refusal:
+                return StepOutcome(refusal.exit_code, 0, refusal=refusal)
+            return StepOutcome(0, 1 if result.created else 0, calc=result)
+        if op == "calc_diff":  # changes nothing: the caller compares its output (ledger.projector.calc_diff)
+            return StepOutcome(0, 0)
+        raise ValueError(f"step {step!r}: the replay knows ingest, close, calc_define, calc_promote and calc_diff "
+                         "(and their refusals) only")
 
     def steps(self, steps: list[dict] | None = None) -> list[StepOutcome]:
         return [self.step(step) for step in (example_steps(self.example) if steps is None else steps)]
@@ -108,6 +123,20 @@ class Replay:
             raise AssertionError(f"{path.name}: {report.appended} of {len(records)} {kind} records appended "
                                  f"({report.duplicates} duplicates, quarantined: {reasons})")
         return report
+
+    def define(self, name: str, plan_rule: str, actor: str | None, note: str | None = None) -> CalcResult:
+        """`ledger calc define NAME --plan-rule RULE --actor A [--note TEXT]`."""
+        at = now()
+        with self.database.connection() as conn:
+            return define_calculation(conn, DefineCalculation(name, plan_rule, actor, note), now=at,
+                                      ctx=RecordContext("ledger calc define", at, self.database.settings.currency))
+
+    def promote(self, name: str, actor: str | None, reason: str | None) -> CalcResult:
+        """`ledger calc promote NAME --actor A --reason R`."""
+        at = now()
+        with self.database.connection() as conn:
+            return promote_calculation(conn, PromoteCalculation(name, actor, reason), now=at,
+                                       ctx=RecordContext("ledger calc promote", at, self.database.settings.currency))
 
     def close_month(self, month: str, actor: str, at: datetime) -> CloseResult:
         with self.database.connection() as conn:

@@ -32,12 +32,20 @@ def test_the_demo_runs_end_to_end_twice_on_the_embedded_default(tmp_path):
     assert "period close 2026-02: refused (month_not_ended)" in first.stdout
     assert "refused (credit_exceeds_invoice)" in first.stdout
     assert (home / "pgdata" / "PG_VERSION").exists() and (home / "demo" / "seed-7" / "steps.json").exists()
+    calc = first.stdout.split("== Calculations")[1].split("\n== ")[0]  # a mid-month plan change, diff, promotion
+    assert "ledger calc define prorated --plan-rule daily_prorated: defined at position" in calc
+    assert "ledger calc diff prorated (changes nothing): " in calc and " cents" in calc
+    assert "ledger calc promote prorated: in force from position" in calc
+    assert "recalculation restatements of" in calc and "recalculation  " in calc
     top = first.stdout.split("== Customer-months")[1].split("==")[0]
     assert len([line for line in top.splitlines() if line.startswith("cus_")]) == 10
 
     second = run(home, "demo")  # the same scenario again: all duplicates, nothing appended, same numbers
     assert second.returncode == 0, (second.stdout[-3000:], second.stderr[-3000:])
     assert "nothing new: this home already holds the demo scenario" in second.stdout
+    assert "ledger calc promote prorated: in force already, nothing appended" in second.stdout
+    assert second.stdout.split("closed months stay as they were")[1].split("== Customer-months")[0] == \
+        first.stdout.split("closed months stay as they were")[1].split("== Customer-months")[0]
     assert second.stdout.split("== Customer-months")[1].split("== Exceptions")[0] == \
         first.stdout.split("== Customer-months")[1].split("== Exceptions")[0]
 

@@ -36,6 +36,7 @@ CUSTOMERS = ["c1", "c2", "c3"]
 METERS = ["m1", "m2"]
 MONTHS = ["2026-01", "2026-02", "2026-03"]
 PLANS = ["pa", "pb"]
+CALCULATIONS = {"v1": "month_start", "prorated": "daily_prorated"}  # v1: every store's first, in force from 0
 EFFECTIVE = [dt.datetime(2025, 12, 1, tzinfo=UTC), dt.datetime(2026, 1, 15, tzinfo=UTC),
              dt.datetime(2026, 2, 1, tzinfo=UTC), dt.datetime(2026, 2, 20, 12, tzinfo=UTC),
              dt.datetime(2026, 3, 10, tzinfo=UTC)]
@@ -106,6 +107,7 @@ class Facts:
         or quarantine it); a credit to a customer nothing has named yet (the credit rule refuses it) comes after an
         attribute fact that names the customer."""
         facts, keys, closed, customers, n = cls(), set(), [], set(), 0
+        defined, in_force = {"v1"}, "v1"
         for op in ops:
             kind = op[0]
             if kind == "usage":
@@ -162,6 +164,16 @@ class Facts:
                 row = Fact("credit_facts", (f"cr{n}", customer, None, amount, "goodwill", None, "prop", issued),
                            "credits", {"credit_id": f"cr{n}", "customer_id": customer, "amount_cents": amount,
                                        "reason": "goodwill", "actor": "prop", "issued_at": _ts(issued)})
+            elif kind == "promote":
+                _, name = op
+                if name == in_force:
+                    continue  # promoting the calculation in force appends nothing
+                if name not in defined:  # defined first, as Finance would
+                    defined.add(name)
+                    facts.rows.append(Fact("calculation_defined_facts", (name, CALCULATIONS[name]), "define",
+                                           {"name": name, "plan_rule": CALCULATIONS[name]}))
+                in_force = name
+                row = Fact("calculation_promoted_facts", (name,), "promote", {"name": name})
             else:
                 month = next((m for m in MONTHS if m not in closed), None)
                 if month is None:
@@ -174,16 +186,22 @@ class Facts:
         return facts
 
     def insert(self, store: Replay, conn: psycopg.Connection, start: int, stop: int) -> None:
-        """Appends facts [start, stop) through the real ingest: each run of one kind as one file, a close as a
-        command; records each fact's position."""
+        """Appends facts [start, stop) through the real ingest: each run of one kind as one file, a close, a
+        definition or a promotion as its command; records each fact's position."""
         i = start
         while i < stop:
             kind = self.rows[i].kind
             j = i + 1
-            while kind != "close" and j < stop and self.rows[j].kind == kind:
+            while kind not in ("close", "define", "promote") and j < stop and self.rows[j].kind == kind:
                 j += 1
             batch = self.rows[i:j]
-            if kind == "close":
+            if kind in ("define", "promote"):
+                record = batch[0].record
+                done = (store.define(record["name"], record["plan_rule"], "prop") if kind == "define"
+                        else store.promote(record["name"], "prop", "a property's promotion"))
+                assert done.created, batch[0]
+                self.positions.append(done.position)
+            elif kind == "close":
                 closed = store.close_month(batch[0].record["month"], "prop", batch[0].record["closed_at"])
                 assert closed.created, batch[0]
                 self.positions.append(closed.position)
@@ -209,9 +227,14 @@ class Facts:
 def new_store(fresh_db_url, tmp_path):
     """A fresh, migrated store per call (one per hypothesis example), fed through the real ingest."""
     opened: list[tuple[Replay, psycopg.Connection]] = []
+    made = iter(range(1_000_000))
 
     def make() -> tuple[Replay, psycopg.Connection]:
-        work = tmp_path / f"store-{len(opened)}"
+        while len(opened) > 1:  # two stores at most stay open (a test compares two), so examples never run the
+            store, conn = opened.pop(0)  # server out of connections
+            conn.close()
+            store.close()
+        work = tmp_path / f"store-{next(made)}"
         work.mkdir()
         store = Replay(fresh_db_url(), work)
         opened.append((store, psycopg.connect(store.database.conninfo, autocommit=True)))

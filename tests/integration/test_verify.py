@@ -189,3 +189,68 @@ def test_an_anchor_is_position_and_sha256():
     assert anchor.position == 12 and anchor.chain_hash == bytes.fromhex("ab" * 32)
     with pytest.raises(ValueError):
         Anchor.parse("12:abcd")
+
+
+@pytest.fixture
+def calc_store(store, replay):
+    """The store above with a calculation defined and promoted, then v1 promoted back (three calculation facts)."""
+    replay.define("prorated", "daily_prorated", "fin@example.com", "prorate plan changes")
+    replay.promote("prorated", "fin@example.com", "approved")
+    replay.promote("v1", "fin@example.com", "back")
+    return store
+
+
+def calc_positions(conn) -> list[int]:
+    return [p for (p,) in conn.execute("SELECT notification_id FROM ledger_events WHERE topic LIKE "
+                                       "'ledger.Calculation%' ORDER BY 1")]
+
+
+def rechain(conn) -> None:
+    """Recompute every link, as a superuser hiding an edit would."""
+    from ledger.store.appender import GENESIS, chain_hash
+
+    previous = GENESIS
+    for position, stream, version, topic, state in conn.execute(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM ledger_events"
+            " ORDER BY 1").fetchall():
+        previous = chain_hash(previous, position, topic, bytes(state), stream.bytes, version)
+        tamper(conn, "UPDATE ledger_events SET chain_hash = %s WHERE notification_id = %s", previous, position)
+
+
+def test_calculation_facts_are_in_the_chain_and_counted(calc_store):
+    report = json.loads(calc_store("verify", "--json", check_exit=0).stdout)
+    assert report["ok"] is True and report["facts"] == 9
+    assert report["calculations"] == {"defined": 1, "promoted": 2, "check": "ok"}
+    text = calc_store("verify", "--skip-projections", check_exit=0).stdout
+    assert "calculations: ok (1 definitions, 2 promotions, in the chain and as their rules decide)" in text
+
+
+@pytest.mark.parametrize("which, old, new", [
+    (0, "'daily_prorated'", "'month_start'"),   # the definition's rule
+    (1, "'approved'", "'approves'"),            # the promotion's reason
+    (2, "'v1'", "'v2'"),                        # the promotion's name
+])
+def test_an_edited_calculation_fact_breaks_the_chain_at_its_position(calc_store, conn, which, old, new):
+    target = calc_positions(conn)[which]
+    tamper(conn, edit_state(old, new), target)
+    result = calc_store("verify", "--skip-projections", check_exit=1)
+    assert f"chain: first mismatch at position {target}:" in result.stdout
+    assert f"FAILED: first mismatch at position {target}: " in result.stdout
+
+
+@pytest.mark.parametrize("which, old, new, reason", [
+    (2, "'v1'", "'v9'", "names 'v9', which no definition before it defines"),
+    (1, "'daily_prorated'", "'month_start'", "gives 'prorated' the rule 'month_start'; its definition says"),
+    (2, '\'"sequence":2\'', '\'"sequence":3\'', "is number 3 of its stream, where 2 comes next"),
+])
+def test_a_calculation_fact_hidden_behind_a_recomputed_chain_breaks_its_rules(calc_store, conn, which, old, new,
+                                                                              reason):
+    target = calc_positions(conn)[which]
+    tamper(conn, edit_state(old, new), target)
+    rechain(conn)
+    result = calc_store("verify", "--skip-projections", check_exit=1)
+    assert "chain: ok" in result.stdout
+    assert f"FAILED: first mismatch at position {target}: the promotion at position {target} " in result.stdout
+    assert reason in result.stdout
+    report = json.loads(calc_store("verify", "--skip-projections", "--json", check_exit=1).stdout)
+    assert report["first_mismatch"]["check"] == "calculations" and report["first_mismatch"]["position"] == target

@@ -84,13 +84,15 @@ def _meter_numbers(conn: psycopg.Connection, customer_id: str, month: str) -> di
         FROM {P}.customer_month_meter WHERE customer_id = %s AND month = %s""", (customer_id, month))}
 
 
-def _price_entry(conn: psycopg.Connection, plan: str | None, month: str) -> dict[str, Any] | None:
+def _price_entry(conn: psycopg.Connection, plan: str | None, month: str, known_at: int | None = None
+                 ) -> dict[str, Any] | None:
+    """The plan's price entry for the month (SPEC §3.4), from the price facts at positions <= KNOWN_AT (all: None)."""
     if plan is None:
         return None
     return _one(conn, """
         SELECT plan, effective_month, base_fee_cents, meters, position FROM price_facts
-        WHERE plan = %s AND effective_month <= %s
-        ORDER BY effective_month DESC, position DESC LIMIT 1""", (plan, month))
+        WHERE plan = %s AND effective_month <= %s AND (%s::bigint IS NULL OR position <= %s)
+        ORDER BY effective_month DESC, position DESC LIMIT 1""", (plan, month, known_at, known_at))
 
 
 def _attribute_version(conn: psycopg.Connection, customer_id: str, month: str) -> dict[str, Any] | None:
@@ -128,6 +130,66 @@ def _exceptions(conn: psycopg.Connection, invoice_id: str | None, customer_id: s
         WHERE (%(i)s::text IS NOT NULL AND invoice_id = %(i)s)
            OR (customer_id = %(c)s AND month = %(m)s AND kind <> 'invoice_total_mismatch')
         ORDER BY kind, meter NULLS FIRST""", {"i": invoice_id, "c": customer_id, "m": month})
+
+
+def _pricing(conn: psycopg.Connection, customer_id: str, month: str) -> dict[str, Any] | None:
+    """How the month is priced (SPEC §4.0): its pricing point E(m) and the calculation in force there, with the
+    promotion that put it in force (none for v1, in force from the store's start)."""
+    row = _one(conn, f"""
+        SELECT a.priced_at, a.calculation, a.plan_rule, (pc.month IS NOT NULL) AS is_closed, pc.close_position,
+               f.from_position
+        FROM {P}.customer_month_attrs a
+        LEFT JOIN {P}.period_close pc ON pc.month = a.month
+        JOIN {P}.calc_in_force f ON f.name = a.calculation
+         AND coalesce(a.priced_at, 9223372036854775806) >= f.from_position
+         AND coalesce(a.priced_at, 9223372036854775806) < f.through_position
+        WHERE a.customer_id = %s AND a.month = %s""", (customer_id, month))
+    if row is None:
+        return None
+    promotion = _one(conn, """
+        SELECT position, actor, reason, promoted_at FROM calculation_promoted_facts WHERE position = %s""",
+                     (row["from_position"],)) if row["from_position"] else None
+    return {"status": "closed" if row["is_closed"] else "open",
+            "priced_at_position": row["priced_at"],  # E(m): the position before the close; null while open (head)
+            "close_position": row["close_position"],
+            "calculation": row["calculation"], "plan_rule": row["plan_rule"], "promotion": promotion}
+
+
+_CAUSE_FACTS = f"""
+    SELECT e.notification_id AS position, 'attributes' AS kind, ledger_recorded_at(e.state) AS recorded_at,
+           jsonb_build_object('customer_id', a.customer_id, 'effective_from', a.effective_from,
+                              'attributes', a.attrs) AS fact
+    FROM attribute_facts a JOIN ledger_events e ON e.notification_id = a.position
+    WHERE %(cause)s = 'repricing' AND a.position BETWEEN %(first)s AND %(last)s AND a.customer_id = %(c)s
+    UNION ALL
+    SELECT e.notification_id, 'prices', ledger_recorded_at(e.state),
+           jsonb_build_object('plan', p.plan, 'effective_month', p.effective_month,
+                              'base_fee_cents', p.base_fee_cents, 'meters', p.meters)
+    FROM price_facts p JOIN ledger_events e ON e.notification_id = p.position
+    WHERE %(cause)s = 'repricing' AND p.position BETWEEN %(first)s AND %(last)s
+      AND p.effective_month <= %(m)s
+      AND p.plan IN (SELECT attrs ->> 'plan' FROM attribute_facts WHERE customer_id = %(c)s)
+    UNION ALL
+    SELECT position, 'calculation promotion', promoted_at,
+           jsonb_build_object('name', name, 'plan_rule', plan_rule, 'actor', actor, 'reason', reason)
+    FROM calculation_promoted_facts
+    WHERE %(cause)s = 'recalculation' AND position BETWEEN %(first)s AND %(last)s
+    ORDER BY 1"""
+
+
+def _restatements(conn: psycopg.Connection, customer_id: str, month: str) -> list[dict[str, Any]]:
+    """The restatements of the month and those posted to it (SPEC §4.6), each with the facts that caused it: the
+    facts of its cause at its positions that could change the customer's amounts (a group of one change: that fact)."""
+    groups = _all(conn, f"""
+        SELECT original_month, meter, posting_month, cause, amount_cents, change_count, first_position, last_position
+        FROM {P}.restatements
+        WHERE customer_id = %s AND (original_month = %s OR posting_month = %s)
+        ORDER BY original_month, posting_month, cause, meter""", (customer_id, month, month))
+    for group in groups:
+        group["caused_by"] = _all(conn, _CAUSE_FACTS, {
+            "cause": group["cause"], "first": group["first_position"], "last": group["last_position"],
+            "c": customer_id, "m": group["original_month"]})
+    return groups
 
 
 def trace_invoice(conn: psycopg.Connection, invoice_id: str) -> dict[str, Any]:
@@ -173,6 +235,8 @@ def trace_invoice(conn: psycopg.Connection, invoice_id: str) -> dict[str, Any]:
         "lines": lines,
         "credits": _credits(conn, "invoice_id = %s", (invoice_id,)),
         "late_adjustments": _late(conn, customer, period) if customer else [],
+        "pricing": _pricing(conn, customer, period) if customer else None,
+        "restatements": _restatements(conn, customer, period) if customer else [],
         "exceptions": _exceptions(conn, invoice_id, customer, period),
     }
 
@@ -193,10 +257,13 @@ def trace_customer_month(conn: psycopg.Connection, customer_id: str, month: str)
                           "digest": None, **{k: v for k, v in n.items() if k != "meter"}})
     usage.sort(key=lambda u: u["meter"])
     version = _attribute_version(conn, customer_id, month)
+    pricing = _pricing(conn, customer_id, month)
     return {
         "customer_month": row,
         "attribute_version": version,
-        "price_entry": _price_entry(conn, version["plan"] if version else None, month),
+        "pricing": pricing,
+        # the plan's price as known at the pricing point: the month-start plan then, the price facts before it
+        "price_entry": _price_entry(conn, row["plan"], month, pricing["priced_at_position"] if pricing else None),
         "usage": usage,
         "invoices": _all(conn, f"""SELECT invoice_id, period, total_cents, lines_cents, issued_at, position
                                    FROM {P}.invoice_resolved WHERE customer_id = %s AND period = %s
@@ -204,6 +271,7 @@ def trace_customer_month(conn: psycopg.Connection, customer_id: str, month: str)
         "credits": _credits(conn, "customer_id = %s AND to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM') = %s",
                             (customer_id, month)),
         "late_adjustments": _late(conn, customer_id, month),
+        "restatements": _restatements(conn, customer_id, month),
         "exceptions": _exceptions(conn, None, customer_id, month),
     }
 
@@ -286,8 +354,40 @@ def render_invoice(trace: dict[str, Any]) -> str:
         out.append(f"  {a['original_month']} {a['meter']} → posted {a['posting_month']}: {a['units']} units, "
                    f"{a['amount_cents']} cents, {a['event_count']} facts (positions {a['first_position']}–"
                    f"{a['last_position']})")
+    out.extend(render_pricing(trace.get("pricing"), trace.get("restatements", [])))
     out.append("open exceptions:" if trace["exceptions"] else "open exceptions: none")
     for e in trace["exceptions"]:
         out.append(f"  {e['kind']} {e.get('meter') or ''} expected {e['expected']} actual {e['actual']} "
                    f"(difference {e['difference']})")
     return "\n".join(out)
+
+
+def render_pricing(pricing: dict[str, Any] | None, restatements: list[dict[str, Any]]) -> list[str]:
+    """The calculation that priced a month and its restatements with their causes, as lines of text."""
+    out = []
+    if pricing:
+        promotion = pricing["promotion"]
+        point = (f"as known at position {pricing['priced_at_position']} (closed at {pricing['close_position']})"
+                 if pricing["status"] == "closed" else "as known now (open)")
+        out.append(f"priced {point} by calculation {pricing['calculation']} ({pricing['plan_rule']}), in force "
+                   + (f"since position {promotion['position']}: promoted by {promotion['actor']} at "
+                      f"{promotion['promoted_at']} ({promotion['reason']})" if promotion
+                      else "since the store's start"))
+    out.append("restatements:" if restatements else "restatements: none")
+    for r in restatements:
+        out.append(f"  {r['original_month']} {r['meter'] or 'base fee'} → posted {r['posting_month']}: "
+                   f"{r['amount_cents']:+} cents, {r['cause']}, {r['change_count']} change(s) (positions "
+                   f"{r['first_position']}–{r['last_position']})")
+        for fact in r["caused_by"]:
+            out.append(f"      caused by {fact['kind']} fact at position {fact['position']}, recorded "
+                       f"{fact['recorded_at']}: {_fact_summary(fact['fact'])}")
+    return out
+
+
+def _fact_summary(fact: dict[str, Any]) -> str:
+    if "attributes" in fact:
+        values = ", ".join(f"{k} {v if v is not None else '(cleared)'}" for k, v in sorted(fact["attributes"].items()))
+        return f"{fact['customer_id']} from {fact['effective_from']}: {values or 'no change'}"
+    if "effective_month" in fact:
+        return f"plan {fact['plan']} from {fact['effective_month']}: base fee {fact['base_fee_cents']} cents"
+    return f"{fact['name']} ({fact['plan_rule']}) by {fact['actor']}: {fact['reason']}"

@@ -14,7 +14,9 @@ Three checks, each independent of the others:
    (a deleted or stray row by its own position).
 3. **quarantine** — the quarantine's own chain (migration 0031), recomputed over every column in id order.
 4. **derived tables** — tables commands decide with (`usage_months`, which the period-close rule reads) are
-   recomputed from the facts and compared: a month missing or added is named.
+   recomputed from the facts and compared: a month missing or added is named. The calculation facts (SPEC §3.8)
+   are checked against the rules that decided them: each promotion the next of its stream, of a name defined
+   before it, with that definition's rule; each name defined once.
 5. **anchors** — each anchor given (`--anchor POS:HASH`, or signed anchors from `ledger anchor`,
    `ledger.audit.anchors`) is checked against the recomputed chains.
 6. **projections** — `ledger.projector.check`: every projection table, incremental against a rebuild from 0.
@@ -36,7 +38,7 @@ from typing import Any, Callable, Iterator
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from ledger.domain.facts import USAGE_BATCH
+from ledger.domain.facts import CALC_DEFINED, CALC_PROMOTED, INITIAL_CALCULATION, USAGE_BATCH
 from ledger.store.appender import GENESIS, chain_hash
 from ledger.store.usage import stored_rows_digest
 
@@ -87,6 +89,7 @@ class ChainResult:
     mismatch: Mismatch | None
     breaks: int = 0  # links that differ, each counted once
     anchor_breaks: list[Mismatch] = field(default_factory=list)
+    by_topic: dict[str, int] = field(default_factory=dict)  # rows of the topics counted apart (calculations)
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,13 @@ class VerifyReport:
     derived: Mismatch | None = None
     anchors: list[Mismatch] = field(default_factory=list)
     anchors_checked: int = 0
+    calculations: Mismatch | None = None
+
+    @property
+    def calculation_facts(self) -> dict[str, int]:
+        """The calculation facts walked by the chain: definitions and promotions."""
+        return {"defined": self.chain.by_topic.get(CALC_DEFINED.topic, 0),
+                "promoted": self.chain.by_topic.get(CALC_PROMOTED.topic, 0)}
 
     @property
     def projection_differences(self) -> list[str]:
@@ -117,8 +127,8 @@ class VerifyReport:
 
     @property
     def first_mismatch(self) -> Mismatch | None:
-        found = [m for m in (self.chain.mismatch, self.usage.mismatch, self.derived, *self.anchors)
-                 if m is not None]
+        found = [m for m in (self.chain.mismatch, self.usage.mismatch, self.derived, self.calculations,
+                             *self.anchors) if m is not None]
         return min(found, key=lambda m: (m.position is None, m.position or 0)) if found else None
 
     @property
@@ -140,6 +150,8 @@ class VerifyReport:
             "usage_batches": "ok" if self.usage.mismatch is None else self.usage.mismatch.as_dict(),
             "quarantine": "ok" if self.quarantine is None else self.quarantine.as_dict(),
             "derived_tables": "ok" if self.derived is None else self.derived.as_dict(),
+            "calculations": {**self.calculation_facts,
+                             "check": "ok" if self.calculations is None else self.calculations.as_dict()},
             "anchors": {"checked": self.anchors_checked, "broken": [m.as_dict() for m in self.anchors]},
             "projections": ({"error": self.projection_error} if self.projection_error is not None
                             else "skipped" if self.projections is None else self.projections),
@@ -161,6 +173,7 @@ def verify_store(conn: psycopg.Connection, *, projections: bool = True, anchor: 
         usage = verify_usage_batches(conn)
         quarantine, quarantined = verify_quarantine(conn, quarantine_anchors)
         derived = verify_usage_months(conn)
+        calculations = verify_calculations(conn)
         bad_anchors += chain.anchor_breaks + _recorded_after_anchors(conn, signed)
     checked, error = None, None
     if projections:
@@ -169,7 +182,7 @@ def verify_store(conn: psycopg.Connection, *, projections: bool = True, anchor: 
         except psycopg.Error as failure:  # facts the projector cannot read are a finding, not a crash
             error = (str(failure).strip().splitlines() or [type(failure).__name__])[0]
     return VerifyReport(chain, usage, checked, error, time.perf_counter() - started, quarantine, quarantined,
-                        derived, bad_anchors, len(signed) + (anchor is not None))
+                        derived, bad_anchors, len(signed) + (anchor is not None), calculations)
 
 
 @contextmanager
@@ -203,6 +216,7 @@ def verify_chain(conn: psycopg.Connection, *, anchor: Anchor | None = None, anch
     anchor_breaks: list[Mismatch] = []
     waiting = sorted([*(anchors or []), *([anchor] if anchor else [])], key=lambda a: a.position)
     batch_topic = USAGE_BATCH.topic
+    by_topic = {CALC_DEFINED.topic: 0, CALC_PROMOTED.topic: 0}
     with _snapshot(conn):
         boundary = chain_format_boundary(conn)
         with conn.cursor(name="ledger_verify_chain", binary=True) as cur:
@@ -230,13 +244,15 @@ def verify_chain(conn: psycopg.Connection, *, anchor: Anchor | None = None, anch
                     previous, previous_position = link, position
                     events += 1
                     batches += topic == batch_topic
+                    if topic in by_topic:
+                        by_topic[topic] += 1
                 if progress is not None:
                     progress(events, None)
     for left in waiting:  # the log ends before the anchored position
         anchor_breaks.append(Mismatch("anchor", left.position,
                                       f"{left.label}: the log ends at position {previous_position} but position "
                                       f"{left.position} was anchored: facts were removed from its end"))
-    return ChainResult(events, batches, previous_position, previous, first, breaks, anchor_breaks)
+    return ChainResult(events, batches, previous_position, previous, first, breaks, anchor_breaks, by_topic)
 
 
 def _link_reason(previous_position: int | None, stored: bytes | None, link: bytes | None) -> str:
@@ -383,6 +399,39 @@ def verify_usage_months(conn: psycopg.Connection) -> Mismatch | None:
                         {"missing": missing, "extra": extra})
 
 
+def verify_calculations(conn: psycopg.Connection) -> Mismatch | None:
+    """The first calculation fact the rules of SPEC §3.8 would not have appended: a name defined twice, a promotion
+    out of its stream's sequence, of a name not defined before it, or with another rule than its definition's."""
+    rules = dict([INITIAL_CALCULATION])
+    defined_at: dict[str, int] = {}
+    with _snapshot(conn):
+        facts = conn.execute("""
+            SELECT position, 'defined', name, plan_rule, NULL::bigint FROM calculation_defined_facts
+            UNION ALL
+            SELECT position, 'promoted', name, plan_rule, sequence FROM calculation_promoted_facts
+            ORDER BY 1""").fetchall()
+    expected_sequence = 1
+    for position, kind, name, rule, sequence in facts:
+        if kind == "defined":
+            if name in rules:
+                where = f"position {defined_at[name]}" if name in defined_at else "every store's start"
+                return Mismatch("calculations", position, f"calculation {name!r} is defined again at position "
+                                f"{position}, after {where}: a name is defined once", {"name": name})
+            rules[name], defined_at[name] = rule, position
+            continue
+        if sequence != expected_sequence:
+            return Mismatch("calculations", position, f"the promotion at position {position} is number {sequence} "
+                            f"of its stream, where {expected_sequence} comes next", {"name": name})
+        expected_sequence += 1
+        if name not in rules:
+            return Mismatch("calculations", position, f"the promotion at position {position} names {name!r}, "
+                            "which no definition before it defines", {"name": name})
+        if rules[name] != rule:
+            return Mismatch("calculations", position, f"the promotion at position {position} gives {name!r} the "
+                            f"rule {rule!r}; its definition says {rules[name]!r}", {"name": name})
+    return None
+
+
 # -- 2. usage batches ---------------------------------------------------------------------------------
 _BATCHES = """
 SELECT e.notification_id, (s ->> 'first_position')::bigint, (s ->> 'last_position')::bigint,
@@ -468,6 +517,10 @@ def describe(report: VerifyReport) -> list[str]:
                  else f"quarantine: {report.quarantine.reason}")
     lines.append("derived tables: ok (usage_months = the months of the usage facts)" if report.derived is None
                  else f"derived tables: {report.derived.reason}")
+    calc = report.calculation_facts
+    lines.append(f"calculations: ok ({calc['defined']} definitions, {calc['promoted']} promotions, in the chain and "
+                 "as their rules decide)" if report.calculations is None
+                 else f"calculations: {report.calculations.reason}")
     if report.anchors_checked:
         lines.append(f"anchors: ok ({report.anchors_checked} checked)" if not report.anchors else
                      f"anchors: {len(report.anchors)} of {report.anchors_checked} broken; first: "

@@ -92,7 +92,8 @@ def _stream_json(conn, trace, contributing_facts) -> None:
     """The trace as JSON with each usage line's events streamed inside it (flat memory)."""
     out = sys.stdout
     out.write('{"invoice": ' + _dump(trace["invoice"]))
-    for key in ("resolution", "attribute_version", "credits", "late_adjustments", "exceptions"):
+    for key in ("resolution", "attribute_version", "credits", "late_adjustments", "pricing", "restatements",
+                "exceptions"):
         out.write(f', "{key}": ' + _dump(trace[key]))
     out.write(', "lines": [')
     for i, line in enumerate(trace["lines"]):
@@ -117,7 +118,7 @@ def trace_customer_command(
 ) -> None:
     """A customer-month: usage by meter, invoices, credits, adjustments, attribute version."""
     from ledger import projector
-    from ledger.audit.trace import trace_customer_month
+    from ledger.audit.trace import render_pricing, trace_customer_month
 
     try:
         with database() as db, db.connection() as conn:
@@ -132,7 +133,8 @@ def trace_customer_command(
     cm = trace["customer_month"]
     print(f"customer {customer_id}  month {month}  plan {cm['plan']}  segment {cm['segment']}  owner {cm['owner']}")
     print(f"  usage {cm['usage_units']} units; expected {cm['expected_cents']}; invoiced {cm['invoiced_cents']}; "
-          f"credits {cm['credits_cents']}; late adjustments {cm['late_adjustment_cents']}; balance "
+          f"credits {cm['credits_cents']}; late adjustments {cm['late_adjustment_cents']}; restatements "
+          f"{cm['restatement_cents']}; balance "
           f"{cm['balance_cents']}; variance {cm['variance_cents']}")
     for u in trace["usage"]:
         print(f"  {u['meter']:<16} on time {u.get('on_time_units', 0)} units in {u['fact_count']} facts "
@@ -147,3 +149,5 @@ def trace_customer_command(
               f"{a['amount_cents']} cents")
     for e in trace["exceptions"]:
         print(f"  exception {e['kind']} {e.get('meter') or ''} difference {e['difference']}")
+    for line in render_pricing(trace["pricing"], trace["restatements"]):
+        print(f"  {line}")

@@ -75,6 +75,7 @@ def run_demo(db: Database, ui: DemoUI, *, now: datetime, params: ScenarioParams 
         result = DemoResult(generated, seconds={"generate": generated.seconds})
         _replay(db, conn, ui, result)
         _project(conn, ui, result)
+        _calculations(db, conn, ui, result, now)
         _show(conn, ui, result)
     result.seconds["total"] = time.perf_counter() - started
     _explore(ui, db, result)
@@ -229,6 +230,14 @@ def _project(conn: psycopg.Connection, ui: DemoUI, result: DemoResult) -> None:
     ui.say(f"\n== Projections brought up to date: {applied or 0:,} facts applied in {result.seconds['project']:.1f}s")
 
 
+def _calculations(db: Database, conn: psycopg.Connection, ui: DemoUI, result: DemoResult, now: datetime) -> None:
+    from ledger.demo.calculations import show_calculations
+
+    started = time.perf_counter()
+    show_calculations(db, conn, ui, result.scenario.highlights, now=now)
+    result.seconds["calculations"] = time.perf_counter() - started
+
+
 def _show(conn: psycopg.Connection, ui: DemoUI, result: DemoResult) -> None:
     started = time.perf_counter()
     _customer_months(conn, ui)
@@ -248,7 +257,7 @@ def _customer_months(conn: psycopg.Connection, ui: DemoUI) -> None:
     count, customers, months = conn.execute(
         f"SELECT count(*), count(DISTINCT customer_id), count(DISTINCT month) FROM {CUSTOMER_MONTH}").fetchone()
     ui.say(f"\n== Customer-months: {count:,} rows ({customers} customers × {months} months); the top 10 by balance "
-           "(invoiced − credits + late adjustments), in currency units")
+           "(invoiced − credits + late adjustments + restatements), in currency units")
     ui.say(ui.table(["customer", "month", "plan", "usage units", "expected", "invoiced", "credits", "late adj.",
                      "balance", "variance"],
                     [(c, m, plan, f"{units:,}", *(_money(v) for v in money)) for c, m, plan, units, *money in rows]))
@@ -280,6 +289,8 @@ def _explore(ui: DemoUI, db: Database, result: DemoResult) -> None:
     for command, why in (
         ("ledger export customer-month", "every customer-month: usage, expected, invoiced, credits, balance"),
         ("ledger export late-adjustments", "late usage posted to the earliest open month"),
+        ("ledger export restatements", "closed months' changes from back-dated facts and promotions"),
+        ("ledger calc list", "calculations defined and promoted: who, when, why"),
         ("ledger export exceptions", "what reconciliation must look at"),
         ("ledger export dim-customer", "attribute history (SCD2), incl. a back-dated change"),
         (f"ledger trace invoice {invoice}", "an invoice back to the usage facts behind each line"),
@@ -291,7 +302,8 @@ def _explore(ui: DemoUI, db: Database, result: DemoResult) -> None:
         ui.say(f"  (a merge moved {merge['source']}/{merge['source_customer_id']} from {merge['from_customer']} to "
                f"{merge['to_customer']} on {merge['effective_from'][:10]})")
     ui.say(f"\ndemo done in {seconds['total']:.1f}s (generate {seconds['generate']:.1f}s, replay "
-           f"{seconds.get('replay', 0):.1f}s, project {seconds.get('project', 0):.1f}s, "
+           f"{seconds.get('replay', 0):.1f}s, project {seconds.get('project', 0):.1f}s, calculations "
+           f"{seconds.get('calculations', 0):.1f}s, "
            f"show {seconds.get('show', 0):.1f}s)")
     if result.surprises:
         ui.say(f"{len(result.surprises)} step(s) did not go as the scenario expected:")
