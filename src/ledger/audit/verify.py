@@ -448,28 +448,35 @@ def check_projections(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
     return projector.check(conn)
 
 
+def _count(n: int, noun: str) -> str:
+    """`1 fact`, `2 facts`, `3 batches`."""
+    if n == 1:
+        return f"{n:,} {noun}"
+    return f"{n:,} {noun}es" if noun.endswith("ch") else f"{n:,} {noun}s"
+
+
 def describe(report: VerifyReport) -> list[str]:
     """The report for people: one line per check, then the verdict."""
     chain = report.chain
-    lines = [f"verified {report.facts:,} facts in {report.seconds:.2f}s"]
+    lines = [f"verified {_count(report.facts, 'fact')} in {report.seconds:.2f} s"]
     if chain.mismatch is None:
         head = "empty log" if chain.head_position is None else \
-            f"head at position {chain.head_position}: {chain.head_hash.hex()}"
+            f"head at position {chain.head_position:,}: {chain.head_hash.hex()}"
         lines.append(f"chain: ok ({head})")
     else:
         lines.append(f"chain: first mismatch at position {chain.mismatch.position}: {chain.mismatch.reason}"
-                     f" ({chain.breaks} broken link{'s' if chain.breaks != 1 else ''} in all)")
+                     f" ({_count(chain.breaks, 'broken link')} in all)")
     usage = report.usage
     if usage.mismatch is None:
-        lines.append(f"usage batches: ok ({usage.facts:,} usage facts in {usage.batches:,} batches)")
+        lines.append(f"usage batches: ok ({_count(usage.facts, 'usage fact')} in {_count(usage.batches, 'batch')})")
     else:
         lines.append(f"usage batches: first mismatch at position {usage.mismatch.position}: {usage.mismatch.reason}")
-    lines.append(f"quarantine: ok ({report.quarantine_records:,} records chained)" if report.quarantine is None
+    lines.append(f"quarantine: ok ({_count(report.quarantine_records, 'record')} chained)" if report.quarantine is None
                  else f"quarantine: {report.quarantine.reason}")
     lines.append("derived tables: ok (usage_months = the months of the usage facts)" if report.derived is None
                  else f"derived tables: {report.derived.reason}")
     if report.anchors_checked:
-        lines.append(f"anchors: ok ({report.anchors_checked} checked)" if not report.anchors else
+        lines.append(f"anchors: ok ({_count(report.anchors_checked, 'anchor')} checked)" if not report.anchors else
                      f"anchors: {len(report.anchors)} of {report.anchors_checked} broken; first: "
                      f"{report.anchors[0].reason}")
     if report.projection_error is not None:
@@ -482,7 +489,7 @@ def describe(report: VerifyReport) -> list[str]:
             lines.append(f"projections: {table} differs: incremental {result.get('incremental')} "
                          f"≠ rebuild {result.get('rebuild')}")
     else:
-        lines.append(f"projections: ok ({len(report.projections)} tables, incremental = rebuild)")
+        lines.append(f"projections: ok ({_count(len(report.projections), 'table')}, incremental = rebuild)")
     first = report.first_mismatch
     if first is not None:
         lines.append(f"FAILED: first mismatch at position {first.position}: {first.reason}")

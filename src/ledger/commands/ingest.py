@@ -97,7 +97,8 @@ def parser_for(kind: str, fmt: str, ctx: RecordContext) -> Callable[[Iterable[tu
     return lambda lines: parse_facts(kind, fmt, ctx, lines)
 
 
-def usage_chunks(fmt: str, ctx: RecordContext, source: InputSource, chunk_size: int = CHUNK) -> Iterator[UsageChunk]:
+def usage_chunks(fmt: str, ctx: RecordContext, source: InputSource, chunk_size: int = CHUNK, *,
+                 workers: int | None = None, queue_depth: int = 8) -> Iterator[UsageChunk]:
     """Every usage record of the input, parsed and packed in chunks, in file order.
 
     NDJSON and CloudEvents are read in blocks of whole lines that worker processes parse while this
@@ -120,7 +121,8 @@ def usage_chunks(fmt: str, ctx: RecordContext, source: InputSource, chunk_size: 
             return parse_ndjson_chunk(ctx, block_lines(*items[0]))
         return pack_usage(parse(ctx, block_lines(*items[0])))
 
-    for chunk in parse_in_workers(parse_block, blocks(), chunk_size=1, workers=worker_count()):
+    for chunk in parse_in_workers(parse_block, blocks(), chunk_size=1, workers=worker_count(workers),
+                                  queue_depth=queue_depth):
         chunk.block = fed.popleft()
         yield chunk
 
@@ -170,7 +172,8 @@ def ingest_source(db: Database, kind: str, source: InputSource, fmt: str, *, now
                                               " per line (`jq -c '.[]' FILE` writes an array that way)")
         if kind == "usage":
             batch_size = batch_size or db.settings.batch_size
-            with closing(usage_chunks(fmt, ctx, source, min(CHUNK, batch_size))) as chunks:
+            with closing(usage_chunks(fmt, ctx, source, min(CHUNK, batch_size), workers=db.settings.ingest_workers,
+                                      queue_depth=db.settings.ingest_queue)) as chunks:
                 _ingest_usage(db, ctx, chunks, report, source, progress, batch_size)
         elif kind == "credits":
             from ledger.commands.credits import ingest_credit_history

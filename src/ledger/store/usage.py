@@ -30,7 +30,7 @@ import orjson
 import psycopg
 
 from ledger.domain.facts import USAGE, USAGE_BATCH
-from ledger.errors import LedgerError
+from ledger.errors import SequenceDrawnError
 from ledger.store import copybin
 from ledger.store.appender import (
     Candidate,
@@ -222,10 +222,6 @@ class UsageOutcome:
     last_line: int | None = None  # the input line of the last fact appended
     looked_up_all: bool = False  # every key of the batch was looked up in the store
     repeats_stored: int = 0  # records the store held before this batch (an earlier run's facts)
-
-
-class SequenceDrawnError(LedgerError):
-    """Positions were drawn from the events' sequence outside the events lock: the store's order is in doubt."""
 
 
 class _Batch:
