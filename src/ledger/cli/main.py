@@ -46,7 +46,7 @@ class LedgerGroup(TyperGroup):
             bad = _undecodable(args)
             if bad:
                 raise InvalidArgumentError(f"argument {bad[0]}", bad[1], "is not valid UTF-8")
-            code = super().main(args, prog_name or "ledger", complete_var, standalone_mode=False, **extra)
+            code = super().main(args, "ledger", complete_var, standalone_mode=False, **extra)
         except LedgerError as error:  # raised outside a command's own handling
             report_error(error, error.exit_code, as_json=as_json)
             code = error.exit_code

@@ -135,7 +135,6 @@ def fail(error: LedgerError) -> NoReturn:
 
 
 # -- arguments -----------------------------------------------------------------------------------------
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 
 
@@ -148,13 +147,9 @@ def month_argument(value: str, option: str = "--month") -> str:
 
 
 def id_argument(value: str, option: str) -> str:
-    """An identifier as stored: not empty, no surrounding blanks, no control characters."""
+    """An identifier: not empty. (Any other text may be an id a source system sent; it is looked up as given.)"""
     if not value or not value.strip():
         raise InvalidArgumentError(option, value, "is empty: give the identifier")
-    if value != value.strip():
-        raise InvalidArgumentError(option, value, "has leading or trailing blanks, which no identifier has")
-    if _CONTROL.search(value):
-        raise InvalidArgumentError(option, value, "holds a control character, which no identifier has")
     return value
 
 
