@@ -28,10 +28,10 @@ def _positions(first: Any, last: Any) -> str:
 
 def _price(entry: dict[str, Any] | None) -> str:
     """A meter's price entry in words: `5,000 units included, 2 cents a unit beyond`."""
-    if not entry:
+    if not entry or entry.get("included_units") is None or entry.get("unit_price_cents") is None:
         return "the price does not list this meter"
-    return (f"{_n(entry.get('included_units'))} units included, {_n(entry.get('unit_price_cents'))} cents a unit "
-            "beyond")
+    return (f"{_count(entry.get('included_units'), 'unit')} included, {_count(entry.get('unit_price_cents'), 'cent')} "
+            "a unit beyond")
 
 
 def _columns(headers: Sequence[str], rows: list[Sequence[Any]], numeric: Sequence[bool], indent: str = "  ") -> list[str]:

@@ -76,9 +76,10 @@ def token_list(as_json: bool = typer.Option(False, "--json", help="print the tok
         emit_json(rows)
         return
     print(where)
-    print(table(["token_id", "name", "role", "created_at", "created_by", "expires_at", "revoked_at"],
-                [(r["token_id"], r["name"], r["role"], r["created_at"], r["created_by"], r["expires_at"],
-                  r["revoked_at"]) for r in rows]))
+    if rows:
+        print(table(["token_id", "name", "role", "created_at", "created_by", "expires_at", "revoked_at"],
+                    [(r["token_id"], r["name"], r["role"], r["created_at"], r["created_by"], r["expires_at"],
+                      r["revoked_at"]) for r in rows]))
     print(count(len(rows), "token"))
 
 
