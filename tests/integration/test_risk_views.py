@@ -62,7 +62,7 @@ def anomalies_command(db_url, tmp_path):
 
     from ledger.cli.main import app
 
-    env = {"LEDGER_DATABASE_URL": db_url, "LEDGER_HOME": str(tmp_path / "home")}
+    env = {"LEDGER_DATABASE_URL": db_url, "LEDGER_HOME": str(tmp_path / "home"), "COLUMNS": "120"}
 
     def run(*args: str):
         return CliRunner().invoke(app, ["anomalies", *args], env=env, catch_exceptions=False)

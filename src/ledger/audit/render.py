@@ -34,7 +34,8 @@ def _price(entry: dict[str, Any] | None) -> str:
             "a unit beyond")
 
 
-def _columns(headers: Sequence[str], rows: list[Sequence[Any]], numeric: Sequence[bool], indent: str = "  ") -> list[str]:
+def _columns(headers: Sequence[str], rows: list[Sequence[Any]], numeric: Sequence[bool], indent: str = "  "
+             ) -> list[str]:
     cells = [[("-" if v is None else (f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)))
               for v in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
@@ -84,9 +85,9 @@ def render_invoice(trace: dict[str, Any]) -> str:
             out.append(f"  {line['line_id']}: no metered usage: the invoice's customer is unattributed")
             continue
         price = usage.get("price_entry")
+        positions = _positions(usage["first_position"], usage["last_position"])
         out.append(f"  {line['line_id']} ({line['meter']}): metered on time {_count(usage['units'], 'unit')} in "
-                   f"{_count(usage['fact_count'], 'fact')}, {_positions(usage['first_position'], usage['last_position'])}"
-                   f", digest {usage['digest']}")
+                   f"{_count(usage['fact_count'], 'fact')}, {positions}, digest {usage['digest']}")
         out.append(f"      priced by plan {usage['plan']} (attribute version {usage['plan_version']}), price entry "
                    + (f"{price['effective_month']} at position {_n(price['position'])}: {_price(price['meter'])}"
                       if price else "none")

@@ -7,8 +7,8 @@ full text is in `--json`). Machines read JSON: one object or list on stdout, str
 
 from __future__ import annotations
 
+import os
 import re
-import shutil
 import sys
 from typing import Any, Iterable, Sequence
 
@@ -93,8 +93,16 @@ def page_note(shown: int, total: int, noun: str, offset: int = 0) -> str:
 
 
 def terminal_width() -> int:
-    """The width to fit: COLUMNS, else the terminal's, else 120 characters."""
-    return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+    """The width to fit: COLUMNS when set, else the terminal's that stdout writes to, else 120 characters."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        if sys.stdout.isatty():
+            return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError):
+        pass
+    return DEFAULT_WIDTH
 
 
 def _is_number(cell: Any) -> bool:

@@ -38,7 +38,8 @@ def follow(interval: float, as_json: bool) -> None:
                 "from_position": run.from_position, "to_position": run.to_position, "seconds": round(run.seconds, 3),
                 "risk_from_position": run.risk_from_position, "head": state.head,
                 "finance_lag_facts": state.finance.facts, "risk_lag_facts": state.risk.facts,
-                "finance_lag_seconds": round(state.finance.seconds, 3), "risk_lag_seconds": round(state.risk.seconds, 3)}
+                "finance_lag_seconds": round(state.finance.seconds, 3),
+                "risk_lag_seconds": round(state.risk.seconds, 3)}
         get_logger().info("projections_followed", **line)
         if as_json:
             sys.stdout.write(orjson.dumps(line).decode() + "\n")
