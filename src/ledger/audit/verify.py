@@ -37,6 +37,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 
 from ledger.domain.facts import USAGE_BATCH
+from ledger.settings import Settings
 from ledger.store.appender import GENESIS, chain_hash
 from ledger.store.usage import stored_rows_digest
 
@@ -151,7 +152,8 @@ class VerifyReport:
 
 def verify_store(conn: psycopg.Connection, *, projections: bool = True, anchor: Anchor | None = None,
                  signed: list | None = None, trusted_key: str | None = None,
-                 batch_size: int = CHAIN_BATCH, progress: Progress | None = None) -> VerifyReport:
+                 batch_size: int = CHAIN_BATCH, progress: Progress | None = None,
+                 settings: Settings | None = None) -> VerifyReport:
     """Run every check; the chain and the mirror read one snapshot, projections are rechecked after."""
     started = time.perf_counter()
     signed = signed or []
@@ -165,7 +167,7 @@ def verify_store(conn: psycopg.Connection, *, projections: bool = True, anchor: 
     checked, error = None, None
     if projections:
         try:
-            checked = check_projections(conn)
+            checked = check_projections(conn, settings)
         except psycopg.Error as failure:  # facts the projector cannot read are a finding, not a crash
             error = (str(failure).strip().splitlines() or [type(failure).__name__])[0]
     return VerifyReport(chain, usage, checked, error, time.perf_counter() - started, quarantine, quarantined,
@@ -440,12 +442,12 @@ def verify_usage_batches(conn: psycopg.Connection) -> UsageResult:
 
 
 # -- 3. projections -----------------------------------------------------------------------------------
-def check_projections(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
+def check_projections(conn: psycopg.Connection, settings: Settings | None = None) -> dict[str, dict[str, Any]]:
     """Each projection table's checksum, incremental against a rebuild from position 0 (the projector's rule)."""
     from ledger import projector
 
-    projector.project(conn)
-    return projector.check(conn)
+    projector.project(conn, settings)
+    return projector.check(conn, settings)
 
 
 def _count(n: int, noun: str) -> str:

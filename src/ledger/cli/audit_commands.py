@@ -47,7 +47,7 @@ def verify(
         with store() as db, db.connection() as conn:
             with IngestProgress("verify chain", None, enabled=not as_json) as progress:
                 report = verify_store(conn, projections=not skip_projections, anchor=pinned, signed=signed,
-                                      trusted_key=trusted, progress=progress)
+                                      trusted_key=trusted, progress=progress, settings=db.settings)
             where = store_line(db, conn)
     except LedgerError as error:
         fail(error)

@@ -50,6 +50,9 @@ class LedgerGroup(TyperGroup):
         except LedgerError as error:  # raised outside a command's own handling
             report_error(error, error.exit_code, as_json=as_json)
             code = error.exit_code
+        except click_exceptions.NoArgsIsHelpError as error:  # `ledger`, `ledger credit`: what there is to run
+            print(error.ctx.get_help())
+            code = error.exit_code
         except click_exceptions.ClickException as error:  # usage: an unknown option, a missing argument, a bad value
             context = getattr(error, "ctx", None)
             report_error(UsageError(error.format_message(), command=context.command_path if context else None),
