@@ -53,10 +53,11 @@ def token_create(
     if as_json:
         emit_json({"token": token, **row})
     else:
-        print(token)
-        print(f"token {row['token_id']} for {row['name']} ({row['role']})"
-              + (f", expires {expires_at.isoformat()}" if expires_at else "") + ": shown once, keep it now",
-              file=sys.stderr)
+        print(token)  # alone on stdout, for `TOKEN=$(ledger token create ...)`
+        if sys.stderr.isatty():  # the person at the terminal is told what it is; a script's stderr stays empty
+            print(f"token {row['token_id']} for {row['name']} ({row['role']})"
+                  + (f", expires {expires_at.isoformat()}" if expires_at else "") + ": shown once, keep it now",
+                  file=sys.stderr)
 
 
 @token_app.command("list")
