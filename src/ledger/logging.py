@@ -8,20 +8,27 @@ import sys
 import structlog
 
 
-def configure_logging() -> None:
-    """JSON events on stderr for machines; on a terminal only warnings, unless LEDGER_LOG_LEVEL says otherwise.
+def configure_logging(level_name: str | None = None, *, quiet_off_terminal: bool = False) -> None:
+    """JSON events on stderr for machines; on a terminal only warnings, unless a level is given (LEDGER_LOG_LEVEL).
 
-    A person at a terminal reads the command's own output (and a one-line error); a job runner
-    gets one JSON event per command to ship to its log store.
+    A person at a terminal reads the command's own output (and a one-line error). Off a terminal the service
+    writes one JSON event per request for its log store; the CLI (`quiet_off_terminal`) writes none, so that a
+    script's stderr holds only the promised one-line reason, unless a level asks for them.
     """
     import os
 
     tty = sys.stderr.isatty()
     renderer = structlog.dev.ConsoleRenderer(colors=False) if tty else structlog.processors.JSONRenderer()
-    level_name = os.environ.get("LEDGER_LOG_LEVEL") or ("WARNING" if tty else "INFO")
-    level = getattr(logging, level_name.upper(), logging.INFO)
+    level_name = level_name or os.environ.get("LEDGER_LOG_LEVEL") or None
+    if level_name:
+        level = getattr(logging, level_name.upper(), logging.INFO)
+    elif tty:
+        level = logging.WARNING
+    else:
+        level = logging.INFO
+    silent = quiet_off_terminal and not tty and not level_name
     structlog.configure(
-        processors=[
+        processors=[_drop] if silent else [
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
@@ -30,6 +37,10 @@ def configure_logging() -> None:
         logger_factory=_StderrLoggerFactory(),
         cache_logger_on_first_use=False,
     )
+
+
+def _drop(logger, method, event):
+    raise structlog.DropEvent
 
 
 class _StderrLoggerFactory:

@@ -14,7 +14,8 @@ from tests.conftest import LEDGER_BIN, write_lines
 
 
 def test_follow_applies_new_facts_and_stops_on_sigterm(ledger, db_url, tmp_path):
-    env = {**os.environ, "LEDGER_DATABASE_URL": db_url, "LEDGER_HOME": str(tmp_path / "home")}
+    env = {**os.environ, "LEDGER_DATABASE_URL": db_url, "LEDGER_HOME": str(tmp_path / "home"),
+           "LEDGER_LOG_LEVEL": "INFO"}
     follower = subprocess.Popen([LEDGER_BIN, "project", "--follow", "--interval", "30", "--json"], env=env,
                                 stdout=subprocess.PIPE, stderr=(tmp_path / "follow.err").open("w"), text=True)
     try:

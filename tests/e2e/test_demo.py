@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -39,6 +40,15 @@ def test_the_demo_runs_end_to_end_twice_on_the_embedded_default(tmp_path):
     assert "recalculation restatements of" in calc and "recalculation  " in calc
     top = first.stdout.split("== Customer-months")[1].split("==")[0]
     assert len([line for line in top.splitlines() if line.startswith("cus_")]) == 10
+    # the report names its units: cents with the currency, never decimal amounts; exceptions summed per unit
+    assert "every amount in USD cents" in top
+    assert not any("." in line for line in top.splitlines() if line.startswith("cus_"))
+    exceptions = first.stdout.split("== Exceptions for reconciliation")[1].split("==")[0].splitlines()
+    assert exceptions[1].split()[-1] == "unit"
+    units = {line.rsplit("  ", 1)[-1].strip() for line in exceptions[3:] if line.strip()}
+    assert units and units <= {"units", "USD cents"}
+    assert "(amounts in USD cents)" in first.stdout.split("== One invoice traced")[1]
+    assert re.search(r"credits: [0-9]+ issued \([0-9,]+ USD cents\)", first.stdout)
 
     second = run(home, "demo")  # the same scenario again: all duplicates, nothing appended, same numbers
     assert second.returncode == 0, (second.stdout[-3000:], second.stderr[-3000:])

@@ -186,7 +186,7 @@ def test_ledger_anchor_and_verify_anchors_end_to_end(store, conn, tmp_path):
     anchors.write_text(anchors.read_text() + printed + "\n")
     assert (tmp_path / "home" / "anchor-key.pem").stat().st_mode & 0o777 == 0o600
     result = store("verify", "--skip-projections", "--anchors", str(anchors), check_exit=0)
-    assert "anchors: ok (2 checked)" in result.stdout
+    assert "anchors: ok (2 anchors checked)" in result.stdout
     credit = position_of(conn, "ledger.CreditIssued")
     tamper(conn, "UPDATE ledger_events SET originator_version = 7 WHERE notification_id = %s", credit)
     recompute_chain(conn)

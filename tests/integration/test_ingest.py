@@ -67,10 +67,13 @@ def test_report_has_rate_and_elapsed(ledger, tmp_path):
 
 
 def test_human_report_and_structured_log(ledger, tmp_path):
-    result = ledger("ingest", "usage", str(write_lines(tmp_path / "a.ndjson", [line(usage(1))])), check_exit=0)
-    assert "read 1, appended 1, duplicates 0, conflicts 0, quarantined 0" in result.stdout
-    event = json.loads(result.stderr.strip().splitlines()[-1])  # JSON log: stderr is not a terminal
-    assert event["event"] == "usage_ingested" and event["appended"] == 1
+    path = str(write_lines(tmp_path / "a.ndjson", [line(usage(1))]))
+    result = ledger("ingest", "usage", path, check_exit=0)
+    assert "read 1 record, appended 1 fact, 0 duplicates, 0 conflicts, 0 quarantined" in result.stdout
+    assert result.stderr == ""  # off a terminal the CLI logs nothing unless LEDGER_LOG_LEVEL asks
+    again = ledger("ingest", "usage", path, check_exit=0, extra_env={"LEDGER_LOG_LEVEL": "INFO"})
+    event = json.loads(again.stderr.strip().splitlines()[-1])  # JSON log: stderr is not a terminal
+    assert event["event"] == "usage_ingested" and event["duplicates"] == 1
 
 
 def test_csv_by_extension_and_cloudevents_by_flag(ledger, conn, tmp_path):

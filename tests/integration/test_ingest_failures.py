@@ -110,7 +110,7 @@ def test_unwritable_ledger_home_is_one_line_exit_2(tmp_path):
     blocker.write_text("not a directory")
     env = {k: v for k, v in os.environ.items() if k != "LEDGER_DATABASE_URL"}
     env["LEDGER_HOME"] = str(blocker / "home")
-    result = subprocess.run([LEDGER_BIN, "quarantine", "list"], env=env, capture_output=True, text=True)
+    result = subprocess.run([LEDGER_BIN, "migrate"], env=env, capture_output=True, text=True)
     assert result.returncode == 2
     assert "LEDGER_HOME" in result.stderr and "not writable" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

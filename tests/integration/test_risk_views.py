@@ -57,13 +57,12 @@ def feed(replay):
 
 @pytest.fixture
 def anomalies_command(db_url, tmp_path):
-    """`ledger anomalies ARGS` in process (the module registers the command on the app it extends)."""
+    """`ledger anomalies ARGS` in process."""
     from typer.testing import CliRunner
 
-    import ledger.cli.risk_commands  # noqa: F401
     from ledger.cli.main import app
 
-    env = {"LEDGER_DATABASE_URL": db_url, "LEDGER_HOME": str(tmp_path / "home")}
+    env = {"LEDGER_DATABASE_URL": db_url, "LEDGER_HOME": str(tmp_path / "home"), "COLUMNS": "120"}
 
     def run(*args: str):
         return CliRunner().invoke(app, ["anomalies", *args], env=env, catch_exceptions=False)
@@ -357,12 +356,14 @@ def test_ledger_anomalies_lists_newest_first_with_segment_and_owner(feed, projec
 
     result = anomalies_command()
     assert result.exit_code == 0, result.output
-    out = result.stdout.splitlines()
+    store, *out = result.stdout.splitlines()
+    assert store.startswith("store: ") and store.endswith(" facts")
     assert out[0] == "usage spikes against each customer's own 28-day baseline (flagged: score >= 6, units >= 100)"
     assert out[1].split() == ["day", "customer_id", "segment", "owner", "meter", "units", "baseline_units", "score"]
     body = [row.split() for row in out[3:-1]]
     assert [r[:2] for r in body] == [["2026-02-05", "cus_1"], ["2026-01-31", "cus_2"], ["2026-01-21", "cus_1"]]
     assert body[0] == ["2026-02-05", "cus_1", "smb", "ben", "api_calls", "3,000", "200", "2800.00"]
+    assert out[3].index("3,000") + len("3,000") == out[1].index("units") + len("units")  # numbers right-aligned
     assert body[1][2:4] == ["fraud_checks", "9,000"]  # cus_2 has no attributes: empty segment and owner
     assert out[-1] == "3 anomalies"
 

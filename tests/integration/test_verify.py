@@ -40,7 +40,7 @@ def positions(conn) -> list[int]:
 
 def test_a_clean_store_verifies(store):
     result = store("verify", "--skip-projections", check_exit=0)
-    assert "chain: ok" in result.stdout and "usage batches: ok (5 usage facts in 1 batches)" in result.stdout
+    assert "chain: ok" in result.stdout and "usage batches: ok (5 usage facts in 1 batch)" in result.stdout
     report = json.loads(store("verify", "--skip-projections", "--json", check_exit=0).stdout)
     assert report["ok"] is True and report["facts"] == 6 and report["head"]["position"] == 7
     assert report["chain"] == "ok" and report["usage_batches"] == "ok" and report["projections"] == "skipped"

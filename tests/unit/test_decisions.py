@@ -50,6 +50,13 @@ def test_a_credit_needs_an_actor(actor):
     assert refused.value.rule == "missing_actor" and "--actor" in str(refused.value)
 
 
+@pytest.mark.parametrize("key", ["", "   "])
+def test_a_credit_needs_a_non_empty_idempotency_key(key):
+    with pytest.raises(errors.MissingIdempotencyKeyError) as refused:
+        decide(credit(idempotency_key=key))
+    assert refused.value.rule == "missing_idempotency_key" and "--idempotency-key" in str(refused.value)
+
+
 @pytest.mark.parametrize("amount", [0, -1])
 def test_a_credit_amount_must_be_positive(amount):
     with pytest.raises(errors.NonPositiveAmountError) as refused:

@@ -7,7 +7,8 @@ from array import array
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.store.usage import ROW_HEAD, SeenKeys, UsageRow, _Batch, pack_usage
+from ledger.store.usage import SeenKeys, _Batch, pack_usage
+from ledger.store.usage_rows import ROW_HEAD, UsageRow
 
 chunk_rows = st.lists(st.binary(min_size=1, max_size=5).map(lambda tail: ROW_HEAD + tail), max_size=6)
 

@@ -143,7 +143,7 @@ def test_csv_rows_validate_like_ndjson():
 
 
 def test_a_row_decodes_to_the_canonical_payload_and_its_key():
-    from ledger.store.usage import row_key
+    from ledger.store.usage_rows import row_key
 
     result = parse_one(json.dumps(usage(properties={"b": 1, "a": [2]})))
     assert row_key(result.row) == ("product", "evt-000001")

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import psycopg
 from psycopg.rows import dict_row
 
+from ledger.audit.render import render_invoice, render_pricing  # noqa: F401  (the text of a trace lives there)
 from ledger.errors import NotFoundError
 
 P = "ledger_proj"
@@ -49,7 +50,7 @@ def _invoice(conn: psycopg.Connection, invoice_id: str) -> dict[str, Any]:
         LEFT JOIN {P}.invoice_resolved r ON r.invoice_id = i.invoice_id
         WHERE i.invoice_id = %s""", (invoice_id,))
     if row is None:
-        raise NotFoundError(f"invoice {invoice_id!r} does not exist")
+        raise NotFoundError(f"invoice {invoice_id!r} does not exist", what="invoice", key=invoice_id)
     row["chain_hash"] = bytes(row["chain_hash"]).hex() if row["chain_hash"] else None
     return row
 
@@ -125,7 +126,8 @@ def _late(conn: psycopg.Connection, customer_id: str, month: str) -> list[dict[s
 def _exceptions(conn: psycopg.Connection, invoice_id: str | None, customer_id: str | None, month: str
                 ) -> list[dict[str, Any]]:
     return _all(conn, f"""
-        SELECT kind, invoice_id, customer_id, source, source_customer_id, month, meter, expected, actual, difference
+        SELECT kind, invoice_id, customer_id, source, source_customer_id, month, meter, expected, actual, difference,
+               unit
         FROM {P}.exceptions
         WHERE (%(i)s::text IS NOT NULL AND invoice_id = %(i)s)
            OR (customer_id = %(c)s AND month = %(m)s AND kind <> 'invoice_total_mismatch')
@@ -246,7 +248,8 @@ def trace_customer_month(conn: psycopg.Connection, customer_id: str, month: str)
     row = _one(conn, f"SELECT * FROM {P}.customer_month WHERE customer_id = %s AND month = %s",
                (customer_id, month))
     if row is None:
-        raise NotFoundError(f"no customer-month {customer_id} {month}: no usage, invoice, credit or adjustment")
+        raise NotFoundError(f"no customer-month {customer_id} {month}: no usage, invoice, credit or adjustment",
+                            what="customer-month", key=f"{customer_id} {month}")
     numbers = _meter_numbers(conn, customer_id, month)
     usage = []
     for summary in _usage_summary(conn, customer_id, month):
@@ -312,82 +315,3 @@ def contributing_facts(conn: psycopg.Connection, customer_id: str, month: str, m
             {"m": month, "c": customer_id, "meter": meter, "first": first_position, "last": last_position,
              "sources": [p[0] for p in pairs], "ids": [p[1] for p in pairs]})
         yield from cur
-
-
-def render_invoice(trace: dict[str, Any]) -> str:
-    """An invoice trace as text for a person: the same facts as the JSON, one line each."""
-    inv, res = trace["invoice"], trace["resolution"]
-    out = [f"invoice {inv['invoice_id']}  period {inv['period']}  total {inv['total_cents']} cents "
-           f"(lines sum {inv['lines_cents']})",
-           f"  fact at position {inv['position']}, recorded {inv['recorded_at']} from "
-           f"{inv['recorded_from']} line {inv['recorded_line']}",
-           f"  billed to {inv['source']}:{inv['source_customer_id']} → customer "
-           + (f"{inv['customer_id']} via identity link at position {res['position']} (effective "
-              f"{res['effective_from']})" if res and inv["customer_id"] else "UNATTRIBUTED (no link at issued_at)")]
-    version = trace["attribute_version"]
-    if version:
-        out.append(f"  attributes: version {version['version']} (plan {version['plan']}, segment "
-                   f"{version['segment']}, owner {version['owner']})")
-    out.append("lines:")
-    for line in trace["lines"]:
-        out.append(f"  {line['line_id']}  {line['kind']:<12} {line.get('meter') or '':<16} "
-                   f"qty {line.get('quantity') if line.get('quantity') is not None else '-':>8}  "
-                   f"{line['amount_cents']} cents")
-        usage = line["usage"]
-        if usage and not usage.get("unattributed"):
-            price = usage.get("price_entry")
-            out.append(f"      metered on time: {usage['fact_count']} facts, {usage['units']} units, positions "
-                       f"{usage['first_position']}–{usage['last_position']}, digest {usage['digest']}")
-            out.append(f"      priced by plan {usage['plan']} (attribute version {usage['plan_version']}) entry "
-                       + (f"{price['effective_month']} at position {price['position']}: {price['meter']}"
-                          if price else "none")
-                       + f"; expected {usage['expected_cents']} cents; billed − metered = "
-                         f"{usage['billed_vs_metered_units']} units")
-        elif usage:
-            out.append("      no metered usage: the invoice's customer is unattributed")
-    out.append("credits:" if trace["credits"] else "credits: none")
-    for c in trace["credits"]:
-        out.append(f"  {c['credit_id']}  {c['amount_cents']} cents  {c['reason']}  by {c['actor']} at "
-                   f"{c['issued_at']} (position {c['position']})")
-    out.append("late adjustments:" if trace["late_adjustments"] else "late adjustments: none")
-    for a in trace["late_adjustments"]:
-        out.append(f"  {a['original_month']} {a['meter']} → posted {a['posting_month']}: {a['units']} units, "
-                   f"{a['amount_cents']} cents, {a['event_count']} facts (positions {a['first_position']}–"
-                   f"{a['last_position']})")
-    out.extend(render_pricing(trace.get("pricing"), trace.get("restatements", [])))
-    out.append("open exceptions:" if trace["exceptions"] else "open exceptions: none")
-    for e in trace["exceptions"]:
-        out.append(f"  {e['kind']} {e.get('meter') or ''} expected {e['expected']} actual {e['actual']} "
-                   f"(difference {e['difference']})")
-    return "\n".join(out)
-
-
-def render_pricing(pricing: dict[str, Any] | None, restatements: list[dict[str, Any]]) -> list[str]:
-    """The calculation that priced a month and its restatements with their causes, as lines of text."""
-    out = []
-    if pricing:
-        promotion = pricing["promotion"]
-        point = (f"as known at position {pricing['priced_at_position']} (closed at {pricing['close_position']})"
-                 if pricing["status"] == "closed" else "as known now (open)")
-        out.append(f"priced {point} by calculation {pricing['calculation']} ({pricing['plan_rule']}), in force "
-                   + (f"since position {promotion['position']}: promoted by {promotion['actor']} at "
-                      f"{promotion['promoted_at']} ({promotion['reason']})" if promotion
-                      else "since the store's start"))
-    out.append("restatements:" if restatements else "restatements: none")
-    for r in restatements:
-        out.append(f"  {r['original_month']} {r['meter'] or 'base fee'} → posted {r['posting_month']}: "
-                   f"{r['amount_cents']:+} cents, {r['cause']}, {r['change_count']} change(s) (positions "
-                   f"{r['first_position']}–{r['last_position']})")
-        for fact in r["caused_by"]:
-            out.append(f"      caused by {fact['kind']} fact at position {fact['position']}, recorded "
-                       f"{fact['recorded_at']}: {_fact_summary(fact['fact'])}")
-    return out
-
-
-def _fact_summary(fact: dict[str, Any]) -> str:
-    if "attributes" in fact:
-        values = ", ".join(f"{k} {v if v is not None else '(cleared)'}" for k, v in sorted(fact["attributes"].items()))
-        return f"{fact['customer_id']} from {fact['effective_from']}: {values or 'no change'}"
-    if "effective_month" in fact:
-        return f"plan {fact['plan']} from {fact['effective_month']}: base fee {fact['base_fee_cents']} cents"
-    return f"{fact['name']} ({fact['plan_rule']}) by {fact['actor']}: {fact['reason']}"

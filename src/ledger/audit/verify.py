@@ -39,6 +39,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 
 from ledger.domain.facts import CALC_DEFINED, CALC_PROMOTED, INITIAL_CALCULATION, USAGE_BATCH
+from ledger.settings import Settings
 from ledger.store.appender import GENESIS, chain_hash
 from ledger.store.usage import stored_rows_digest
 
@@ -163,7 +164,8 @@ class VerifyReport:
 
 def verify_store(conn: psycopg.Connection, *, projections: bool = True, anchor: Anchor | None = None,
                  signed: list | None = None, trusted_key: str | None = None,
-                 batch_size: int = CHAIN_BATCH, progress: Progress | None = None) -> VerifyReport:
+                 batch_size: int = CHAIN_BATCH, progress: Progress | None = None,
+                 settings: Settings | None = None) -> VerifyReport:
     """Run every check; the chain and the mirror read one snapshot, projections are rechecked after."""
     started = time.perf_counter()
     signed = signed or []
@@ -178,7 +180,7 @@ def verify_store(conn: psycopg.Connection, *, projections: bool = True, anchor: 
     checked, error = None, None
     if projections:
         try:
-            checked = check_projections(conn)
+            checked = check_projections(conn, settings)
         except psycopg.Error as failure:  # facts the projector cannot read are a finding, not a crash
             error = (str(failure).strip().splitlines() or [type(failure).__name__])[0]
     return VerifyReport(chain, usage, checked, error, time.perf_counter() - started, quarantine, quarantined,
@@ -489,31 +491,38 @@ def verify_usage_batches(conn: psycopg.Connection) -> UsageResult:
 
 
 # -- 3. projections -----------------------------------------------------------------------------------
-def check_projections(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
+def check_projections(conn: psycopg.Connection, settings: Settings | None = None) -> dict[str, dict[str, Any]]:
     """Each projection table's checksum, incremental against a rebuild from position 0 (the projector's rule)."""
     from ledger import projector
 
-    projector.project(conn)
-    return projector.check(conn)
+    projector.project(conn, settings)
+    return projector.check(conn, settings)
+
+
+def _count(n: int, noun: str) -> str:
+    """`1 fact`, `2 facts`, `3 batches`."""
+    if n == 1:
+        return f"{n:,} {noun}"
+    return f"{n:,} {noun}es" if noun.endswith("ch") else f"{n:,} {noun}s"
 
 
 def describe(report: VerifyReport) -> list[str]:
     """The report for people: one line per check, then the verdict."""
     chain = report.chain
-    lines = [f"verified {report.facts:,} facts in {report.seconds:.2f}s"]
+    lines = [f"verified {_count(report.facts, 'fact')} in {report.seconds:.2f} s"]
     if chain.mismatch is None:
         head = "empty log" if chain.head_position is None else \
-            f"head at position {chain.head_position}: {chain.head_hash.hex()}"
+            f"head at position {chain.head_position:,}: {chain.head_hash.hex()}"
         lines.append(f"chain: ok ({head})")
     else:
         lines.append(f"chain: first mismatch at position {chain.mismatch.position}: {chain.mismatch.reason}"
-                     f" ({chain.breaks} broken link{'s' if chain.breaks != 1 else ''} in all)")
+                     f" ({_count(chain.breaks, 'broken link')} in all)")
     usage = report.usage
     if usage.mismatch is None:
-        lines.append(f"usage batches: ok ({usage.facts:,} usage facts in {usage.batches:,} batches)")
+        lines.append(f"usage batches: ok ({_count(usage.facts, 'usage fact')} in {_count(usage.batches, 'batch')})")
     else:
         lines.append(f"usage batches: first mismatch at position {usage.mismatch.position}: {usage.mismatch.reason}")
-    lines.append(f"quarantine: ok ({report.quarantine_records:,} records chained)" if report.quarantine is None
+    lines.append(f"quarantine: ok ({_count(report.quarantine_records, 'record')} chained)" if report.quarantine is None
                  else f"quarantine: {report.quarantine.reason}")
     lines.append("derived tables: ok (usage_months = the months of the usage facts)" if report.derived is None
                  else f"derived tables: {report.derived.reason}")
@@ -522,7 +531,7 @@ def describe(report: VerifyReport) -> list[str]:
                  "as their rules decide)" if report.calculations is None
                  else f"calculations: {report.calculations.reason}")
     if report.anchors_checked:
-        lines.append(f"anchors: ok ({report.anchors_checked} checked)" if not report.anchors else
+        lines.append(f"anchors: ok ({_count(report.anchors_checked, 'anchor')} checked)" if not report.anchors else
                      f"anchors: {len(report.anchors)} of {report.anchors_checked} broken; first: "
                      f"{report.anchors[0].reason}")
     if report.projection_error is not None:
@@ -535,7 +544,7 @@ def describe(report: VerifyReport) -> list[str]:
             lines.append(f"projections: {table} differs: incremental {result.get('incremental')} "
                          f"≠ rebuild {result.get('rebuild')}")
     else:
-        lines.append(f"projections: ok ({len(report.projections)} tables, incremental = rebuild)")
+        lines.append(f"projections: ok ({_count(len(report.projections), 'table')}, incremental = rebuild)")
     first = report.first_mismatch
     if first is not None:
         lines.append(f"FAILED: first mismatch at position {first.position}: {first.reason}")

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 
 import typer
 
-from ledger.cli.main import app, database, fail, now
-from ledger.errors import LedgerError
+from ledger.cli.runtime import fail, now, store
+from ledger.errors import ConfigurationError, LedgerError
 from ledger.logging import get_logger
 
-archive_app = typer.Typer(no_args_is_help=True, help="Facts as Parquet files for the warehouse and the auditors.")
-app.add_typer(archive_app, name="archive")
+app = typer.Typer()
+archive_app = typer.Typer(name="archive", no_args_is_help=True,
+                          help="Facts as Parquet files for the warehouse and the auditors.")
+app.add_typer(archive_app)
 MISSING_PYARROW = "Parquet needs pyarrow: pip install 'ledger[warehouse]'"
 
 
@@ -19,22 +20,21 @@ def _pyarrow_installed() -> None:
     try:
         import pyarrow  # noqa: F401
     except ImportError:
-        print(f"error: {MISSING_PYARROW}", file=sys.stderr)
-        raise typer.Exit(2)
+        fail(ConfigurationError(MISSING_PYARROW))
 
 
 @archive_app.command("facts")
 def archive_facts_command(
     output: str = typer.Option(..., "--output", help="the archive's directory (created on the first run)"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="print the run's report (or the refusal) as one JSON object"),
 ) -> None:
     """Write the facts appended since this archive's last run as Parquet files, partitioned by month."""
     _pyarrow_installed()
-    from ledger.cli.output import emit_json
+    from ledger.cli.output import count, emit_json
     from ledger.warehouse.archive import archive_facts
 
     try:
-        with database() as db, db.connection() as conn:
+        with store() as db, db.connection() as conn:
             report = archive_facts(conn, output, now=now(), currency=db.settings.currency)
     except LedgerError as error:
         fail(error)
@@ -44,20 +44,20 @@ def archive_facts_command(
     if as_json:
         emit_json(report.as_dict())
     elif report.run is None:
-        print(f"archive {report.directory} is up to date (position {report.to_position}); nothing written")
+        print(f"archive {report.directory} is up to date (position {report.to_position:,}); nothing written")
     else:
-        print(f"archive {report.directory} run {report.run}: positions {report.from_position + 1}–"
-              f"{report.to_position}, {len(report.files)} files, rows {report.rows}, recorded at position "
-              f"{report.position} in {report.seconds:.2f}s")
+        print(f"archive {report.directory} run {report.run}: positions {report.from_position + 1:,}–"
+              f"{report.to_position:,}, {count(len(report.files), 'file')}, rows {_rows(report.rows)}, recorded at "
+              f"position {report.position:,} in {report.seconds:.2f} s")
 
 
 def verify_archive_command(directory: str, as_json: bool) -> None:
     _pyarrow_installed()
-    from ledger.cli.output import emit_json
+    from ledger.cli.output import count, emit_json
     from ledger.warehouse.verify import verify_archive
 
     try:
-        with database() as db, db.connection() as conn:
+        with store() as db, db.connection() as conn:
             result = verify_archive(conn, directory)
     except LedgerError as error:
         fail(error)
@@ -67,9 +67,16 @@ def verify_archive_command(directory: str, as_json: bool) -> None:
     if as_json:
         emit_json(result.as_dict())
     else:
-        print(f"archive {result.directory}: {result.runs} runs, {result.files} files, rows {result.rows}, "
-              f"positions 1–{result.archived_to_position}"
-              + (f"; {result.unarchived_positions} later positions not archived yet" if result.unarchived_positions
-                 else ""))
+        print(f"archive {result.directory}: {count(result.runs, 'run')}, {count(result.files, 'file')}, rows "
+              f"{_rows(result.rows)}, positions 1–{result.archived_to_position:,}"
+              + (f"; {count(result.unarchived_positions, 'later position')} not archived yet"
+                 if result.unarchived_positions else ""))
         print("holds exactly the store's facts" if result.ok else "\n".join(["DIFFERS:", *result.differences]))
     raise typer.Exit(0 if result.ok else 1)
+
+
+def _rows(rows) -> str:
+    """Rows by kind (`usage 1,000, facts 12`) or a total."""
+    if isinstance(rows, dict):
+        return ", ".join(f"{k} {v:,}" for k, v in rows.items()) or "none"
+    return f"{rows:,}"

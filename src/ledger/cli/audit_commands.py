@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from typing import Optional
 
 import typer
 
-from ledger.cli.main import app, database, fail
-from ledger.errors import LedgerError
+from ledger.cli.runtime import fail, now, settings, store, store_line
+from ledger.errors import InvalidArgumentError, LedgerError
 from ledger.logging import get_logger
-from ledger.settings import Settings
+
+app = typer.Typer()
 
 
 @app.command()
 def verify(
-    as_json: bool = typer.Option(False, "--json", help="print a machine report"),
+    as_json: bool = typer.Option(False, "--json", help="print the report (or the refusal) as one JSON object"),
     skip_projections: bool = typer.Option(False, "--skip-projections",
                                           help="check the chain and the usage batches only (no rebuild)"),
     anchor: Optional[str] = typer.Option(None, "--anchor", metavar="POSITION:HASH",
@@ -33,22 +33,22 @@ def verify(
         from ledger.cli.archive_commands import verify_archive_command
 
         verify_archive_command(archive, as_json)
+        return
     from ledger.audit.verify import Anchor, describe, verify_store
+    from ledger.cli.anchor_commands import read_anchors
     from ledger.cli.output import IngestProgress, emit_json
 
     try:
-        pinned = Anchor.parse(anchor) if anchor else None
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise typer.Exit(2)
-    try:
-        from ledger.cli.anchor_commands import read_anchors
-
-        signed, trusted = read_anchors(anchors_file, Settings.from_env()) if anchors_file else ([], None)
-        with database() as db, db.connection() as conn:
+        try:
+            pinned = Anchor.parse(anchor) if anchor else None
+        except ValueError as error:
+            raise InvalidArgumentError("--anchor", anchor, f"is not POSITION:HASH ({error})") from None
+        signed, trusted = read_anchors(anchors_file, settings()) if anchors_file else ([], None)
+        with store() as db, db.connection() as conn:
             with IngestProgress("verify chain", None, enabled=not as_json) as progress:
                 report = verify_store(conn, projections=not skip_projections, anchor=pinned, signed=signed,
-                                      trusted_key=trusted, progress=progress)
+                                      trusted_key=trusted, progress=progress, settings=db.settings)
+            where = store_line(db, conn)
     except LedgerError as error:
         fail(error)
     first = report.first_mismatch
@@ -58,32 +58,38 @@ def verify(
     if as_json:
         emit_json(report.as_dict())
     else:
-        print("\n".join(describe(report)))
+        print("\n".join([where, *describe(report)]))
     raise typer.Exit(0 if report.ok else 1)
 
 
 @app.command()
 def demo(
     seed: int = typer.Option(7, "--seed", help="the scenario's seed (the same seed gives the same scenario)"),
+    as_json: bool = typer.Option(False, "--json", help="print a summary of the run (or the refusal) as one JSON "
+                                                       "object instead of the report"),
 ) -> None:
     """Generate a realistic scenario and run it end to end on this store (best on a fresh LEDGER_HOME)."""
     from contextlib import contextmanager
 
-    from ledger.cli.main import now
-    from ledger.cli.output import IngestProgress, table
+    from ledger.cli.output import IngestProgress, emit_json, table
     from ledger.demo.run import DEMO, DemoUI, run_demo
 
     @contextmanager
     def progress(label: str, size: int | None):
-        with IngestProgress(label, size) as bar:
+        with IngestProgress(label, size, enabled=not as_json) as bar:
             yield bar
 
-    ui = DemoUI(say=lambda text: print(text, flush=True), table=table, progress=progress)
+    say = (lambda text: None) if as_json else (lambda text: print(text, flush=True))
+    ui = DemoUI(say=say, table=table, progress=progress)
     try:
-        with database() as db:
+        with store(create=True) as db:
             result = run_demo(db, ui, now=now(), params=replace(DEMO, seed=seed))
     except LedgerError as error:
         fail(error)
     get_logger().info("demo_finished", seed=seed, appended=result.appended, read=result.read,
                       surprises=len(result.surprises), seconds=round(result.seconds["total"], 2))
+    if as_json:
+        emit_json({"seed": seed, "read": result.read, "appended": result.appended, "quarantined": result.quarantined,
+                   "replayed": result.replayed, "surprises": result.surprises,
+                   "seconds": {k: round(v, 3) for k, v in result.seconds.items()}})
     raise typer.Exit(1 if result.surprises else 0)

@@ -8,11 +8,14 @@ from typing import Optional
 
 import typer
 
-from ledger.cli.main import database, fail, now
+from ledger.cli.runtime import choice_argument, fail, now, store, store_line
 from ledger.errors import LedgerError
 from ledger.logging import get_logger
 
-calc_app = typer.Typer(no_args_is_help=True, help="Calculations: how units become cents, tried and promoted.")
+app = typer.Typer()
+calc_app = typer.Typer(name="calc", no_args_is_help=True, help="Calculations: how units become cents, tried and "
+                                                                "promoted.")
+app.add_typer(calc_app)
 
 
 @calc_app.command("define")
@@ -21,7 +24,7 @@ def calc_define(
     plan_rule: str = typer.Option(..., "--plan-rule", help="month_start | daily_prorated"),
     actor: Optional[str] = typer.Option(None, "--actor", help="the person who defines it (required)"),
     note: Optional[str] = typer.Option(None, "--note", help="what the calculation is for"),
-    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    as_json: bool = typer.Option(False, "--json", help="print the result (or the refusal) as one JSON object"),
 ) -> None:
     """Define a calculation; defining it again with the same rule appends nothing."""
     from ledger.cli.output import emit_json
@@ -30,7 +33,7 @@ def calc_define(
     from ledger.ingest.records import RecordContext
 
     try:
-        with database() as db, db.connection() as conn:
+        with store() as db, db.connection() as conn:
             moment = now()
             result = define_calculation(conn, DefineCalculation(name, plan_rule, actor, note), now=moment,
                                         ctx=RecordContext("ledger calc define", moment, db.settings.currency))
@@ -43,9 +46,9 @@ def calc_define(
         emit_json({"name": name, "plan_rule": result.plan_rule, "position": result.position,
                    "created": result.created, "appended": 1 if result.created else 0})
     elif result.created:
-        print(f"defined {name} ({result.plan_rule}) at position {result.position} by {actor}")
+        print(f"defined {name} ({result.plan_rule}) at position {result.position:,} by {actor}")
     else:
-        where = f"at position {result.position}" if result.position is not None else "by every store"
+        where = f"at position {result.position:,}" if result.position is not None else "by every store"
         print(f"{name} is already defined with {result.plan_rule} {where}; nothing appended")
 
 
@@ -54,7 +57,7 @@ def calc_promote(
     name: str = typer.Argument(..., help="a defined calculation"),
     actor: Optional[str] = typer.Option(None, "--actor", help="the person who promotes it (required)"),
     reason: Optional[str] = typer.Option(None, "--reason", help="why it replaces the one in force (required)"),
-    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    as_json: bool = typer.Option(False, "--json", help="print the result (or the refusal) as one JSON object"),
 ) -> None:
     """Put a calculation in force from now on; closed months are restated, never rewritten."""
     from ledger.cli.output import emit_json
@@ -63,7 +66,7 @@ def calc_promote(
     from ledger.ingest.records import RecordContext
 
     try:
-        with database() as db, db.connection() as conn:
+        with store() as db, db.connection() as conn:
             moment = now()
             result = promote_calculation(conn, PromoteCalculation(name, actor, reason), now=moment,
                                          ctx=RecordContext("ledger calc promote", moment, db.settings.currency))
@@ -76,7 +79,7 @@ def calc_promote(
         emit_json({"name": name, "plan_rule": result.plan_rule, "position": result.position,
                    "created": result.created, "appended": 1 if result.created else 0})
     elif result.created:
-        print(f"promoted {name} ({result.plan_rule}) at position {result.position} by {actor}; closed months'"
+        print(f"promoted {name} ({result.plan_rule}) at position {result.position:,} by {actor}; closed months'"
               " differences post as recalculation restatements (`ledger export restatements`)")
     else:
         print(f"{name} is already in force; nothing appended")
@@ -87,23 +90,22 @@ def calc_diff(
     name: str = typer.Argument(..., help="a defined calculation to compare with the one in force"),
     format: str = typer.Option("csv", "--format", help="csv | json"),
 ) -> None:
-    """What promoting NAME now would change, line by line; changes nothing. Summary on stderr."""
+    """What promoting NAME now would change, line by line (CSV or JSON); changes nothing. Summary on stderr."""
     from ledger import projector
-    from ledger.cli.output import emit_json
+    from ledger.cli.output import count, emit_json
     from ledger.commands.calculations import known_calculations
     from ledger.domain.calculations import require_defined
-    from ledger.errors import ConfigurationError
     from ledger.projector.calc_diff import COLUMNS, diff
 
-    if format not in ("csv", "json"):
-        fail(ConfigurationError(f"--format {format!r} is not csv or json"))
     try:
-        with database() as db, db.connection() as conn:
+        choice_argument(format, "--format", ("csv", "json"))
+        with store() as db, db.connection() as conn:
             known = known_calculations(conn)
             rule = require_defined(name, known)
             report = projector.project(conn, db.settings, risk=False)
             result = diff(conn, in_force=(known.in_force, known.rules[known.in_force]), candidate=(name, rule),
                           head=report.to_position)
+            currency = db.settings.currency
     except LedgerError as error:
         fail(error)
     if format == "json":
@@ -113,25 +115,27 @@ def calc_diff(
         writer.writerow(COLUMNS)
         writer.writerows(result.rows)
     summary = result.summary()
-    by_month = ", ".join(f"{m} {c:+,} cents" for m, c in summary["difference_cents_by_month"].items()) or "none"
-    print(f"calc diff {name} against {result.in_force} (in force): {summary['lines']} lines, "
-          f"{summary['customers']} customers; difference by month: {by_month}", file=sys.stderr)
+    by_month = ", ".join(f"{m} {c:+,} {currency} cents" for m, c in summary["difference_cents_by_month"].items())
+    print(f"calc diff {name} against {result.in_force} (in force): {count(summary['lines'], 'line')}, "
+          f"{count(summary['customers'], 'customer')}; difference by month: {by_month or 'none'}", file=sys.stderr)
 
 
 @calc_app.command("list")
-def calc_list(as_json: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
+def calc_list(as_json: bool = typer.Option(False, "--json", help="print the listing (or the refusal) as JSON")) -> None:
     """Definitions and promotions, with position, actor, time and reason or note."""
     from ledger.cli.output import emit_json, table
     from ledger.commands.calculations import list_calculations
 
     try:
-        with database() as db, db.connection() as conn:
+        with store() as db, db.connection() as conn:
             listing = list_calculations(conn)
+            where = store_line(db, conn)
     except LedgerError as error:
         fail(error)
     if as_json:
         emit_json(listing)
         return
+    print(where)
     print(f"in force: {listing['in_force']}\n\ndefinitions")
     print(table(["name", "plan rule", "position", "actor", "defined at", "note"],
                 [(d["name"], d["plan_rule"], d["position"] or "-", d["actor"] or "-", d["defined_at"] or "-",

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 from typing import List, Optional
 
 import typer
 
-from ledger.cli.main import app, database, fail
-from ledger.errors import LedgerError
+from ledger.cli.runtime import fail, store, store_line
+from ledger.errors import ConfigurationError, InvalidArgumentError, LedgerError
 from ledger.logging import get_logger
 
-consume_app = typer.Typer(help="Consume Kafka topics into facts, exactly once (offsets kept with the facts).")
-app.add_typer(consume_app, name="consume")
+app = typer.Typer()
+consume_app = typer.Typer(name="consume",
+                          help="Consume Kafka topics into facts, exactly once (offsets kept with the facts).")
+app.add_typer(consume_app)
 
 KINDS = ("usage", "identities", "attributes", "prices", "invoices", "credits")
 MISSING_CLIENT = "the Kafka client is not installed: pip install 'ledger[stream]' (confluent-kafka)"
@@ -25,8 +26,7 @@ def _kafka_options(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            print(f"error: -X takes KEY=VALUE (a librdkafka setting), got {pair!r}", file=sys.stderr)
-            raise typer.Exit(2)
+            fail(InvalidArgumentError("-X", pair, "is not KEY=VALUE (a librdkafka setting)"))
         options[key.strip()] = value
     return options
 
@@ -35,8 +35,7 @@ def _client_installed() -> None:
     try:
         import confluent_kafka  # noqa: F401
     except ImportError:
-        print(f"error: {MISSING_CLIENT}", file=sys.stderr)
-        raise typer.Exit(2)
+        fail(ConfigurationError(MISSING_CLIENT))
 
 
 @consume_app.callback(invoke_without_command=True)
@@ -45,10 +44,10 @@ def consume_status(
     status: bool = typer.Option(False, "--status", help="print each group's offsets and lag, then exit"),
     bootstrap: Optional[str] = typer.Option(None, "--bootstrap", help="HOST:PORT[,...] (default: the brokers "
                                                                        "each group last consumed from)"),
-    group: Optional[str] = typer.Option(None, "--group"),
-    topic: Optional[str] = typer.Option(None, "--topic"),
+    group: Optional[str] = typer.Option(None, "--group", help="with --status: only this consumer group"),
+    topic: Optional[str] = typer.Option(None, "--topic", help="with --status: only this topic"),
     kafka: List[str] = typer.Option([], "-X", help="a librdkafka setting KEY=VALUE (repeatable)"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="print the status (or the refusal) as one JSON object"),
 ) -> None:
     """Consume Kafka topics into facts; `--status` shows where each consumer group stands."""
     if context.invoked_subcommand is not None:
@@ -57,25 +56,27 @@ def consume_status(
         print(context.get_help())
         raise typer.Exit(2)
     _client_installed()
-    from ledger.cli.output import emit_json, table
+    from ledger.cli.output import count, emit_json, table
     from ledger.stream.status import consumer_status, total_lag
 
     try:
-        with database() as db, db.connection() as conn:
+        with store() as db, db.connection() as conn:
             rows = consumer_status(conn, group=group, topic=topic, bootstrap=bootstrap,
                                    kafka_config=_kafka_options(kafka))
+            where = store_line(db, conn)
     except LedgerError as error:
         fail(error)
     get_logger().info("consumer_status_read", partitions=len(rows), lag=total_lag(rows))
     if as_json:
         emit_json({"partitions": rows, "total_lag": total_lag(rows)})
         return
+    print(where)
     print(table(["group", "topic", "partition", "next offset", "high watermark", "lag", "consumed", "updated"],
                 [(r["group"], r["topic"], r["partition"], r["next_offset"], r["high_watermark"],
                   r["lag"] if r["lag"] is not None else f"? ({r['broker_error']})", r["messages_consumed"],
                   r["updated_at"]) for r in rows]))
     lag = total_lag(rows)
-    print(f"{len(rows)} partition(s); total lag {lag if lag is not None else 'unknown'}")
+    print(f"{count(len(rows), 'partition')}; total lag {count(lag, 'message') if lag is not None else 'unknown'}")
 
 
 def _consume(kind: str, bootstrap: str, topic: str, group: Optional[str], format: str, partitions: list[int],
@@ -89,14 +90,14 @@ def _consume(kind: str, bootstrap: str, topic: str, group: Optional[str], format
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())  # finish the batch in hand, commit it, leave the group
     try:
-        with database() as db:
+        with store(create=True) as db:
             options = ConsumeOptions(bootstrap, topic, kind, format, group, tuple(partitions),
                                      batch_size or db.settings.batch_size, linger, idle_exit, _kafka_options(kafka))
             try:
                 consumer = StreamConsumer(db, options, stop=stop)
             except ValueError as error:
-                print(f"error: {error}", file=sys.stderr)
-                raise typer.Exit(2)
+                raise InvalidArgumentError("--bootstrap/--topic/-X", options.topic, f"cannot be consumed: {error}"
+                                           ) from None
             get_logger().info("consumer_started", topic=topic, group=options.consumer_group, kind=kind,
                               partitions=list(partitions) or "group")
             report = consumer.run()
@@ -115,7 +116,7 @@ def _consume(kind: str, bootstrap: str, topic: str, group: Optional[str], format
 def _register(kind: str) -> None:
     def command(
         bootstrap: str = typer.Option(..., "--bootstrap", help="HOST:PORT[,HOST:PORT...] of the Kafka brokers"),
-        topic: str = typer.Option(..., "--topic"),
+        topic: str = typer.Option(..., "--topic", help="the Kafka topic to consume"),
         group: Optional[str] = typer.Option(None, "--group", help=f"consumer group (default ledger-{kind})"),
         format: str = typer.Option("ndjson", "--format", help="ndjson | cloudevents (usage only)"),
         partition: List[int] = typer.Option([], "--partition", help="consume these partitions without joining "
@@ -127,7 +128,8 @@ def _register(kind: str) -> None:
                                                                             "without a message"),
         kafka: List[str] = typer.Option([], "-X", help="a librdkafka setting KEY=VALUE (repeatable), e.g. "
                                                         "security.protocol=SASL_SSL"),
-        as_json: bool = typer.Option(False, "--json"),
+        as_json: bool = typer.Option(False, "--json", help="print the final report (or the refusal) as one JSON "
+                                                            "object"),
     ) -> None:
         _consume(kind, bootstrap, topic, group, format, partition, batch_size, linger, idle_exit, kafka, as_json)
 

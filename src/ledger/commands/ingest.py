@@ -99,7 +99,8 @@ def parser_for(kind: str, fmt: str, ctx: RecordContext) -> Callable[[Iterable[tu
     return lambda lines: parse_facts(kind, fmt, ctx, lines)
 
 
-def usage_chunks(fmt: str, ctx: RecordContext, source: InputSource, chunk_size: int = CHUNK) -> Iterator[UsageChunk]:
+def usage_chunks(fmt: str, ctx: RecordContext, source: InputSource, chunk_size: int = CHUNK, *,
+                 workers: int | None = None, queue_depth: int = 8) -> Iterator[UsageChunk]:
     """Every usage record of the input, parsed and packed in chunks, in file order.
 
     The input is read in blocks of whole lines that worker processes parse while this process appends; the
@@ -142,7 +143,7 @@ def usage_chunks(fmt: str, ctx: RecordContext, source: InputSource, chunk_size: 
             yield block
 
     for chunk in parse_in_workers(lambda items: parse_block(*items[0]), to_workers(), chunk_size=1,
-                                  workers=worker_count()):
+                                  workers=worker_count(workers), queue_depth=queue_depth):
         chunk.block = fed.popleft()
         yield chunk
     if spanning:
@@ -223,7 +224,8 @@ def ingest_source(db: Database, kind: str, source: InputSource, fmt: str, *, now
                                               " per line (`jq -c '.[]' FILE` writes an array that way)")
         if kind == "usage":
             batch_size = batch_size or db.settings.batch_size
-            with closing(usage_chunks(fmt, ctx, source, min(CHUNK, batch_size))) as chunks:
+            with closing(usage_chunks(fmt, ctx, source, min(CHUNK, batch_size), workers=db.settings.ingest_workers,
+                                      queue_depth=db.settings.ingest_queue)) as chunks:
                 _ingest_usage(db, ctx, chunks, report, source, progress, batch_size)
         elif kind == "credits":
             from ledger.commands.credits import ingest_credit_history

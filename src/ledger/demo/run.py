@@ -28,6 +28,7 @@ import psycopg
 from ledger import errors
 from ledger.demo.generate import Scenario, ScenarioParams, scenario
 from ledger.domain.time import parse_timestamp
+from ledger.settings import Settings
 from ledger.store.database import Database
 
 DEMO = ScenarioParams(customers=300, start_month="2026-01", months=4, events_per_customer_month=125,
@@ -74,9 +75,9 @@ def run_demo(db: Database, ui: DemoUI, *, now: datetime, params: ScenarioParams 
                                             f"({now:%Y-%m-%d}): choose an earlier start month")
         result = DemoResult(generated, seconds={"generate": generated.seconds})
         _replay(db, conn, ui, result)
-        _project(conn, ui, result)
+        _project(conn, ui, result, db.settings)
         _calculations(db, conn, ui, result, now)
-        _show(conn, ui, result)
+        _show(conn, ui, result, db.settings.currency)
     result.seconds["total"] = time.perf_counter() - started
     _explore(ui, db, result)
     return result
@@ -120,7 +121,7 @@ def _replay(db: Database, conn: psycopg.Connection, ui: DemoUI, result: DemoResu
     credits: list[tuple[dict, str, str]] = []
     for step in steps:
         if step["op"] != "credit" and credits:
-            _say_credits(ui, credits)
+            _say_credits(ui, credits, db.settings.currency)
             credits = []
         if step["op"] == "ingest":
             _ingest(db, ui, result, step)
@@ -129,10 +130,10 @@ def _replay(db: Database, conn: psycopg.Connection, ui: DemoUI, result: DemoResu
         elif step["op"] == "credit":
             credits.append((step, *_credit(conn, db, result, step)))
     if credits:
-        _say_credits(ui, credits)
+        _say_credits(ui, credits, db.settings.currency)
     result.seconds["replay"] = time.perf_counter() - started
-    ui.say(f"   {result.read:,} records read, {result.appended:,} facts appended, "
-           f"{result.quarantined:,} quarantined, in {result.seconds['replay']:.1f}s")
+    ui.say(f"   {_count(result.read, 'record')} read, {_count(result.appended, 'fact')} appended, "
+           f"{result.quarantined:,} quarantined, in {result.seconds['replay']:.1f} s")
     if result.replayed:
         ui.say("   nothing new: this home already holds the demo scenario, so every record was a duplicate, every "
                "close was already done and every credit an idempotent repeat. The numbers below are unchanged.")
@@ -148,9 +149,10 @@ def _ingest(db: Database, ui: DemoUI, result: DemoResult, step: dict) -> None:
     result.read += report.read
     result.appended += report.appended
     result.quarantined += report.quarantined
-    ui.say(f"{at:%Y-%m-%d} {step['kind']} from {step['file']} ({report.format}): read {report.read:,}, "
-           f"appended {report.appended:,}, duplicates {report.duplicates:,}, conflicts {report.conflicts}, "
-           f"quarantined {report.quarantined} ({report.events_per_second:,.0f} records/s)")
+    ui.say(f"{at:%Y-%m-%d} {step['kind']} from {step['file']} ({report.format}): read "
+           f"{_count(report.read, 'record')}, appended {_count(report.appended, 'fact')}, "
+           f"{_count(report.duplicates, 'duplicate')}, {_count(report.conflicts, 'conflict')}, "
+           f"{report.quarantined:,} quarantined ({report.events_per_second:,.0f} records/s)")
 
 
 def _close(conn: psycopg.Connection, db: Database, ui: DemoUI, result: DemoResult, step: dict) -> None:
@@ -198,11 +200,11 @@ def _credit(conn: psycopg.Connection, db: Database, result: DemoResult, step: di
     return outcome, detail
 
 
-def _say_credits(ui: DemoUI, credits: list[tuple[dict, str, str]]) -> None:
+def _say_credits(ui: DemoUI, credits: list[tuple[dict, str, str]], currency: str) -> None:
     at = parse_timestamp(credits[0][0]["at"])
     counts = Counter(outcome for _, outcome, _ in credits)
     cents = sum(step["amount_cents"] for step, outcome, _ in credits if outcome == "issued")
-    parts = [f"{counts['issued']} issued ({cents / 100:,.2f})"] if counts["issued"] else []
+    parts = [f"{counts['issued']} issued ({cents:,} {currency} cents)"] if counts["issued"] else []
     if counts["repeat"]:
         parts.append(f"{counts['repeat']} idempotent repeat{'s' * (counts['repeat'] > 1)} (nothing appended)")
     if counts["refused"]:
@@ -220,14 +222,15 @@ CUSTOMER_MONTH_COLUMNS = ("customer_id", "month", "plan", "usage_units", "expect
                           "credits_cents", "late_adjustment_cents", "balance_cents", "variance_cents")
 
 
-def _project(conn: psycopg.Connection, ui: DemoUI, result: DemoResult) -> None:
+def _project(conn: psycopg.Connection, ui: DemoUI, result: DemoResult, settings: Settings) -> None:
     from ledger import projector
 
     started = time.perf_counter()
-    report = projector.project(conn)
+    report = projector.project(conn, settings)
     result.seconds["project"] = time.perf_counter() - started
     applied = getattr(report, "facts_applied", None)
-    ui.say(f"\n== Projections brought up to date: {applied or 0:,} facts applied in {result.seconds['project']:.1f}s")
+    ui.say(f"\n== Projections brought up to date: {_count(applied or 0, 'fact')} applied in "
+           f"{result.seconds['project']:.1f} s")
 
 
 def _calculations(db: Database, conn: psycopg.Connection, ui: DemoUI, result: DemoResult, now: datetime) -> None:
@@ -238,41 +241,51 @@ def _calculations(db: Database, conn: psycopg.Connection, ui: DemoUI, result: De
     result.seconds["calculations"] = time.perf_counter() - started
 
 
-def _show(conn: psycopg.Connection, ui: DemoUI, result: DemoResult) -> None:
+def _show(conn: psycopg.Connection, ui: DemoUI, result: DemoResult, currency: str) -> None:
     started = time.perf_counter()
-    _customer_months(conn, ui)
-    _exceptions(conn, ui)
+    _customer_months(conn, ui, currency)
+    _exceptions(conn, ui, currency)
     _trace(conn, ui, result)
     result.seconds["show"] = time.perf_counter() - started
 
 
 def _money(cents: Any) -> str:
-    return "" if cents is None else f"{cents / 100:,.2f}"
+    """Cents for a person: integer cents with thousands separators (the table names the currency once)."""
+    return "-" if cents is None else f"{cents:,}"
 
 
-def _customer_months(conn: psycopg.Connection, ui: DemoUI) -> None:
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
+def _customer_months(conn: psycopg.Connection, ui: DemoUI, currency: str) -> None:
     rows = conn.execute(
         f"SELECT {', '.join(CUSTOMER_MONTH_COLUMNS)} FROM {CUSTOMER_MONTH}"
         " ORDER BY balance_cents DESC NULLS LAST, customer_id, month LIMIT 10").fetchall()
     count, customers, months = conn.execute(
         f"SELECT count(*), count(DISTINCT customer_id), count(DISTINCT month) FROM {CUSTOMER_MONTH}").fetchone()
-    ui.say(f"\n== Customer-months: {count:,} rows ({customers} customers × {months} months); the top 10 by balance "
-           "(invoiced − credits + late adjustments + restatements), in currency units")
+    ui.say(f"\n== Customer-months: {_count(count, 'row')} ({_count(customers, 'customer')} × "
+           f"{_count(months, 'month')}); the top 10 by balance (invoiced − credits + late adjustments + "
+           f"restatements); usage in units, every amount in {currency} cents")
     ui.say(ui.table(["customer", "month", "plan", "usage units", "expected", "invoiced", "credits", "late adj.",
                      "balance", "variance"],
                     [(c, m, plan, f"{units:,}", *(_money(v) for v in money)) for c, m, plan, units, *money in rows]))
 
 
-def _exceptions(conn: psycopg.Connection, ui: DemoUI) -> None:
-    rows = conn.execute(f"SELECT kind, count(*), sum(difference) FROM {EXCEPTIONS} GROUP BY kind ORDER BY kind"
-                        ).fetchall()
-    ui.say(f"\n== Exceptions for reconciliation: {sum(r[1] for r in rows):,} in all")
-    ui.say(ui.table(["kind", "count", "Σ difference (actual − expected)"],
-                    [(kind, f"{n:,}", f"{total:,}") for kind, n, total in rows]))
+def _exceptions(conn: psycopg.Connection, ui: DemoUI, currency: str) -> None:
+    """Exceptions by kind: differences are summed within a kind and its unit only (cents and units never mix)."""
+    rows = conn.execute(f"SELECT kind, unit, count(*), sum(difference) FROM {EXCEPTIONS} GROUP BY kind, unit"
+                        " ORDER BY kind, unit").fetchall()
+    ui.say(f"\n== Exceptions for reconciliation: {_count(sum(r[2] for r in rows), 'exception')} in all; each kind's "
+           "differences summed in its own unit")
+    ui.say(ui.table(["kind", "count", "Σ difference (actual − expected)", "unit"],
+                    [(kind, f"{n:,}", f"{total:+,}", f"{currency} cents" if unit == "cents" else unit)
+                     for kind, unit, n, total in rows]))
 
 
 def _trace(conn: psycopg.Connection, ui: DemoUI, result: DemoResult) -> None:
-    from ledger.audit.trace import render_invoice, trace_invoice
+    from ledger.audit.render import render_invoice
+    from ledger.audit.trace import trace_invoice
 
     invoice_id = result.scenario.highlights.get("trace_invoice")
     reason = result.scenario.highlights.get("trace_reason", "")

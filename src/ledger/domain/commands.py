@@ -51,6 +51,9 @@ def decide_credit(command: IssueCredit, *, now: datetime, customer_exists: bool,
     """The CreditIssued payload to append, None for an idempotent repeat, or a refusal."""
     if not command.actor or not command.actor.strip():
         raise errors.MissingActorError("a credit needs --actor: the person who issues it")
+    if not command.idempotency_key or not command.idempotency_key.strip():
+        raise errors.MissingIdempotencyKeyError("a credit needs a non-empty --idempotency-key: the key that makes a "
+                                                "retry return the first credit instead of issuing a second")
     if command.amount_cents <= 0:
         raise errors.NonPositiveAmountError(f"amount must be positive, got {command.amount_cents} cents",
                                             amount_cents=command.amount_cents)

@@ -56,7 +56,7 @@ POLL = 0.2  # seconds between looks at the workers' health while waiting on a qu
 
 
 def parse_in_workers(parse: Callable[[list[Line]], list[T]], lines: Iterable[Line], *, chunk_size: int,
-                     workers: int) -> Iterator[list[T]]:
+                     workers: int, queue_depth: int = 8) -> Iterator[list[T]]:
     """Yield `parse(chunk)` for consecutive chunks of `lines`, in order, computed by worker processes.
 
     However it ends (exhausted, an error here, in a worker or in the consumer, or the generator closed early), the
@@ -68,8 +68,7 @@ def parse_in_workers(parse: Callable[[list[Line]], list[T]], lines: Iterable[Lin
             yield parse(chunk)
         return
     context = mp.get_context("fork")
-    depth = int(os.environ.get("LEDGER_INGEST_QUEUE", "8"))
-    inbox, outbox = context.Queue(maxsize=depth * workers), context.Queue(maxsize=depth * workers)
+    inbox, outbox = context.Queue(maxsize=queue_depth * workers), context.Queue(maxsize=queue_depth * workers)
     processes = [context.Process(target=_work, args=(parse, inbox, outbox), daemon=True) for _ in range(workers)]
     for process in processes:
         process.start()
@@ -137,6 +136,6 @@ def _check_alive(processes) -> None:
             raise ParserWorkerError(f"a parser worker died ({cause}) before its results came back")
 
 
-def worker_count() -> int:
-    """Leave one core to PostgreSQL and the appender (LEDGER_INGEST_WORKERS overrides)."""
-    return int(os.environ.get("LEDGER_INGEST_WORKERS") or max(1, (os.cpu_count() or 2) - 1))
+def worker_count(configured: int | None = None) -> int:
+    """Leave one core to PostgreSQL and the appender, unless the settings (LEDGER_INGEST_WORKERS) say how many."""
+    return configured if configured is not None else max(1, (os.cpu_count() or 2) - 1)

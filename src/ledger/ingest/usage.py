@@ -20,8 +20,8 @@ from ledger.ingest.records import (RecordContext, RecordError, check_cell, decod
                                    raw_text, rejection)
 from ledger.ingest.timestamps import plain_instant, plain_micros
 from ledger.store.appender import Rejection
-from ledger.store.copybin import INT8_FIELD, LENGTH, NULL
-from ledger.store.usage import INT4_LENGTH, ROW_HEAD, UsageChunk, UsageRow, encode_row
+from ledger.store.usage import UsageChunk
+from ledger.store.usage_rows import UsageRow, encode_fields, encode_row
 
 REQUIRED = ("event_id", "source", "source_customer_id", "meter", "quantity", "event_time")
 ALLOWED = frozenset((*REQUIRED, "properties"))
@@ -204,7 +204,7 @@ def _well_formed_row(line: bytes, number: int) -> tuple[bytes, int, str] | None:
     if properties is None:
         if not plainly_safe(line, 6, None, colons):
             return None
-        tail = NULL
+        p = None
     else:
         try:
             p = dumps(properties, option=SORT_KEYS)
@@ -212,17 +212,14 @@ def _well_formed_row(line: bytes, number: int) -> tuple[bytes, int, str] | None:
             return None
         if not plainly_safe(line, 7, p, colons):
             return None
-        tail = LENGTH(len(p)) + p
-    return _row(event_id, source, customer, meter, quantity, instant, number, tail)
+    return _row(event_id, source, customer, meter, quantity, instant, number, p)
 
 
 def _row(event_id: str, source: str, customer: str, meter: str, quantity: int, instant: tuple[int, str],
-         number: int, tail: bytes = NULL) -> tuple[bytes, int, str]:
+         number: int, properties: bytes | None = None) -> tuple[bytes, int, str]:
     """A checked record's COPY row (what `usage_row` encodes), its key's hash and its UTC month."""
-    e, s, c, m = event_id.encode(), source.encode(), customer.encode(), meter.encode()
-    row = b"".join((ROW_HEAD, LENGTH(len(e)), e, LENGTH(len(s)), s, LENGTH(len(c)), c, LENGTH(len(m)), m,
-                    INT8_FIELD(8, quantity), INT8_FIELD(8, instant[0]), INT4_LENGTH, number.to_bytes(4, "big"),
-                    tail))
+    row = encode_fields(event_id.encode(), source.encode(), customer.encode(), meter.encode(), quantity, instant[0],
+                        number, properties)
     return row, hash((source, event_id)), instant[1]
 
 

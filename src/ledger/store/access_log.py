@@ -54,3 +54,11 @@ def list_access(conn: psycopg.Connection, *, principal: str | None = None, since
             " AND (%(after)s::bigint IS NULL OR access_id > %(after)s)"
             " ORDER BY access_id LIMIT %(limit)s",
             {"principal": principal, "since": since, "after": after, "limit": limit}).fetchall()
+
+
+def count_access(conn: psycopg.Connection, *, principal: str | None = None, since: datetime | None = None) -> int:
+    """How many log rows match (of one principal, at or after an instant)."""
+    return conn.execute(
+        "SELECT count(*) FROM api_access_log WHERE (%(principal)s::text IS NULL OR principal = %(principal)s)"
+        " AND (%(since)s::timestamptz IS NULL OR at >= %(since)s)", {"principal": principal, "since": since}
+    ).fetchone()[0]

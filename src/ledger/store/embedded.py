@@ -163,7 +163,7 @@ class EmbeddedServer:
             os.unlink(probe)
         except OSError as error:
             raise ConfigurationError(
-                f"LEDGER_HOME {self.home} is not writable: {error.strerror or error}"
+                f"LEDGER_HOME {self.home} is not writable: {error.strerror or error}", setting="LEDGER_HOME"
             ) from None
 
     @contextmanager

@@ -42,6 +42,11 @@ def available_migrations() -> list[Migration]:
     return found
 
 
+def is_migrated(conn: psycopg.Connection) -> bool:
+    """Whether the database holds a ledger store: the migrations table exists."""
+    return conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()[0]
+
+
 def migrate(conn: psycopg.Connection, migrations: Iterable[Migration] | None = None) -> list[str]:
     """Apply every pending migration; refuse if an applied one was edited. Returns the names applied."""
     migrations = list(available_migrations() if migrations is None else migrations)

@@ -15,13 +15,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from ledger.errors import LedgerError, NotFoundError
+from ledger.errors import NotFoundError, TokenRefusedError
 
 ROLES = ("ingest", "finance", "auditor", "admin")
-
-
-class TokenRefusedError(LedgerError):
-    """A token request broke a rule (unknown role, empty name, expiry in the past); nothing was stored."""
 
 
 @dataclass(frozen=True)

@@ -69,3 +69,13 @@ def months_with_usage(conn: psycopg.Connection) -> set[str]:
 def head_position(conn: psycopg.Connection) -> int:
     row = conn.execute("SELECT max(notification_id) FROM ledger_events").fetchone()
     return int(row[0] or 0)
+
+
+def fact_count(conn: psycopg.Connection) -> int:
+    """How many facts the store holds: its events other than usage batches, plus the usage facts those batches record."""
+    row = conn.execute("""
+        SELECT count(*) FILTER (WHERE topic <> 'ledger.UsageBatchRecorded')
+               + coalesce(sum((ledger_state(state) ->> 'count')::bigint)
+                          FILTER (WHERE topic = 'ledger.UsageBatchRecorded'), 0)
+        FROM ledger_events""").fetchone()
+    return int(row[0] or 0)

@@ -22,7 +22,6 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import NamedTuple
 
 import numpy as np
@@ -30,7 +29,7 @@ import orjson
 import psycopg
 
 from ledger.domain.facts import USAGE, USAGE_BATCH
-from ledger.errors import LedgerError
+from ledger.errors import SequenceDrawnError
 from ledger.store import copybin
 from ledger.store.appender import (
     Candidate,
@@ -42,83 +41,11 @@ from ledger.store.appender import (
     write_quarantine,
 )
 from ledger.store.events import encode_state
+from ledger.store.usage_rows import COLUMNS, POSITION_AT, StoredUsage, UsageRow, decode_row, row_key
 
-COLUMNS = ("position", "event_id", "source", "source_customer_id", "meter", "quantity", "event_time", "line",
-           "properties")
 COLUMN_LIST = ", ".join(COLUMNS)
 COMPARED = ("source_customer_id", "meter", "quantity", "event_time", "properties")  # the key aside
 SEQUENCE = "ledger_events_notification_id_seq"
-# A row starts with its field count and its position, written by the appender once positions are drawn
-# (a DEFAULT nextval() per row cost PostgreSQL 0.4–0.6 µs of its ~2.5 µs per row: measured).
-ROW_HEAD = copybin.row_count(len(COLUMNS)) + b"\x00\x00\x00\x08" + bytes(8)
-POSITION_AT = 6  # offset of the position's 8 bytes in a row
-INT4_LENGTH = b"\x00\x00\x00\x04"
-
-
-class UsageRow(NamedTuple):
-    """A valid usage record, encoded as its binary COPY row (every column but the position)."""
-
-    line: int
-    key_hash: int  # hash((source, event_id)): screens for records seen before in this run
-    month: str
-    row: bytes
-
-    def fact_payload(self) -> dict:
-        """The record's canonical payload (SPEC §3.1), decoded from its row."""
-        v = decode_row(self.row)
-        payload = {"event_id": v.event_id, "source": v.source, "source_customer_id": v.source_customer_id,
-                   "meter": v.meter, "quantity": v.quantity,
-                   "event_time": v.event_time.isoformat(timespec="microseconds")}
-        if v.properties is not None:
-            payload["properties"] = orjson.loads(v.properties)
-        return payload
-
-
-def encode_row(event_id: str, source: str, customer: str, meter: str, quantity: int, moment: datetime,
-               line: int, properties: bytes | None) -> bytes:
-    e, s, c, m = event_id.encode(), source.encode(), customer.encode(), meter.encode()
-    length = copybin.LENGTH  # the position is left zero: the appender writes it
-    return b"".join((
-        ROW_HEAD, length(len(e)), e, length(len(s)), s, length(len(c)), c, length(len(m)), m,
-        copybin.INT8_FIELD(8, quantity), copybin.timestamptz_field(moment), INT4_LENGTH, line.to_bytes(4, "big"),
-        copybin.NULL if properties is None else length(len(properties)) + properties,
-    ))
-
-
-class StoredUsage(NamedTuple):
-    """A usage row's values, as compared between two records with one key."""
-
-    position: int | None
-    event_id: str
-    source: str
-    source_customer_id: str
-    meter: str
-    quantity: int
-    event_time: datetime
-    line: int
-    properties: str | None
-
-
-def decode_row(row: bytes) -> StoredUsage:
-    """The values of a binary COPY row built by `encode_row` (slow path only: conflicts, lookups)."""
-    values, at = [], 2
-    for _ in COLUMNS:
-        n = int.from_bytes(row[at:at + 4], "big", signed=True)
-        at += 4
-        values.append(None if n < 0 else row[at:at + n])
-        at += max(n, 0)
-    pos, e, s, c, m, q, t, line, p = values
-    return StoredUsage(int.from_bytes(pos, "big") or None, e.decode(), s.decode(), c.decode(), m.decode(), int.from_bytes(q, "big", signed=True),
-                       copybin.PG_EPOCH + timedelta(microseconds=int.from_bytes(t, "big", signed=True)),
-                       int.from_bytes(line, "big"), None if p is None else p.decode())
-
-
-def row_key(row: bytes) -> tuple[str, str]:
-    """(source, event_id) of an encoded row."""
-    n = int.from_bytes(row[14:18], "big")
-    at = 18 + n
-    m = int.from_bytes(row[at:at + 4], "big")
-    return row[at + 4:at + 4 + m].decode(), row[18:18 + n].decode()
 
 
 def differing(a: StoredUsage, b: StoredUsage) -> list[str]:
@@ -222,10 +149,6 @@ class UsageOutcome:
     last_line: int | None = None  # the input line of the last fact appended
     looked_up_all: bool = False  # every key of the batch was looked up in the store
     repeats_stored: int = 0  # records the store held before this batch (an earlier run's facts)
-
-
-class SequenceDrawnError(LedgerError):
-    """Positions were drawn from the events' sequence outside the events lock: the store's order is in doubt."""
 
 
 class _Batch:

@@ -27,7 +27,7 @@ from typing import Any
 
 from ledger.commands.append_records import Record, append_records, check_format
 from ledger.commands.ingest import IngestReport
-from ledger.errors import LedgerError
+from ledger.errors import ConsumeError
 from ledger.ingest.records import RecordContext
 from ledger.logging import get_logger
 from ledger.store.database import Database
@@ -36,10 +36,6 @@ from ledger.stream import offsets
 
 SEGMENT = 2**31  # offsets per provenance name (see the module docstring)
 SCREEN_RECORDS = 4_000_000  # the run's screen of seen keys is renewed after this many records (fixed memory)
-
-
-class ConsumeError(LedgerError):
-    """The broker refused or failed in a way that retrying will not mend (unknown topic, offset out of range)."""
 
 
 def provenance(topic: str, partition: int, offset: int) -> tuple[str, int]:

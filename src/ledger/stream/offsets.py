@@ -14,16 +14,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from ledger.errors import LedgerError
-
-
-class OffsetsMovedError(LedgerError):
-    """Another consumer of the group moved a partition's offset: this one no longer owns it."""
-
-    def __init__(self, group: str, topic: str, partition: int, expected: int | None, stored: int | None):
-        self.group, self.topic, self.partition, self.expected, self.stored = group, topic, partition, expected, stored
-        super().__init__(f"consumer group {group!r}: {topic}/{partition} is at offset {stored}, not {expected} "
-                         "as this consumer believed (another member consumed it); its batch was not appended")
+from ledger.errors import OffsetsMovedError
 
 
 @dataclass(frozen=True)

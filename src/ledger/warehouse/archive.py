@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from psycopg import sql
 
 from ledger.domain.facts import FACTS_ARCHIVED
-from ledger.errors import LedgerError
+from ledger.errors import ArchiveError
 from ledger.ingest.records import RecordContext
 from ledger.store.appender import append_batch
 from ledger.warehouse.arrow import query_table
@@ -71,10 +71,6 @@ DATASETS = (
                        " issued_at, to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month FROM credit_facts"),
 )
 BY_NAME = {d.name: d for d in DATASETS}
-
-
-class ArchiveError(LedgerError):
-    pass
 
 
 @dataclass

@@ -14,19 +14,12 @@ import pyarrow.csv as pcsv
 import psycopg
 from psycopg import sql
 
-from ledger.errors import LedgerError
+from ledger.errors import UnrepresentableNumberError
 
 UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
 _BY_OID = {16: pa.bool_(), 20: pa.int64(), 21: pa.int16(), 23: pa.int32(), 700: pa.float32(), 701: pa.float64(),
            1082: pa.date32(), 1114: pa.timestamp("us"), 1184: UTC_TIMESTAMP}
 NUMERIC, BYTEA = 1700, 17
-
-
-class UnrepresentableNumberError(LedgerError):
-    def __init__(self, column: str, digits: int):
-        self.column, self.digits = column, digits
-        super().__init__(f"column {column!r} holds numbers of {digits} digits: more than Parquet's 38-digit "
-                         "decimal keeps exactly")
 
 
 def query_table(conn: psycopg.Connection, query: sql.Composable, params: tuple = ()) -> pa.Table:
