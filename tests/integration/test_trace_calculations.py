@@ -75,7 +75,7 @@ def test_trace_lists_restatements_with_the_facts_that_caused_them(calc_ledger):
 def test_trace_text_names_the_calculation_and_the_causes(calc_ledger):
     text = calc_ledger("trace", "customer", "cus_d", "--month", "2026-01", check_exit=0).stdout
     assert "by calculation v1 (month_start), in force since the store's start" in text
-    assert "2026-01 base fee → posted 2026-02: +6910 cents, repricing" in text
+    assert "2026-01 base fee → posted 2026-02: +6,910 cents, repricing" in text
     assert "caused by attributes fact at position" in text and "cus_d from 2026-01-01" in text
     march = calc_ledger("trace", "customer", "cus_b", "--month", "2026-03", check_exit=0).stdout
     assert "by calculation prorated (daily_prorated), in force since position" in march
