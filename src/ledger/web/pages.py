@@ -288,7 +288,7 @@ def search(request: Request, who: Reader, q_: Annotated[str, Query(alias="q", ma
 def invoice(request: Request, invoice_id: str, who: Reader) -> HTMLResponse:
     with connection(request) as conn:
         projector.project(conn, settings_of(request), risk=False)
-        trace = trace_invoice(conn, invoice_id)
+        trace = q.invoice_trace(conn, invoice_id)
         inv = trace["invoice"]
         restated = q.restatements(conn, inv["customer_id"], inv["period"]) if inv["customer_id"] else []
         verify = q.last_verify(conn)
@@ -322,7 +322,7 @@ def credit(request: Request, invoice_id: str, who: FinanceForm, fields: Form) ->
         raise PageRefused(422, "Credit refused", f"amount_cents: {fields.get('amount_cents')!r} is not a whole "
                                                  "number of cents") from None
     with connection(request) as conn:
-        inv = trace_invoice(conn, invoice_id)["invoice"]
+        inv = q.invoice_trace(conn, invoice_id)["invoice"]
         if inv["customer_id"] is None:
             raise PageRefused(422, "Credit refused", f"invoice {invoice_id} has no customer (unattributed)")
         command = IssueCredit(inv["customer_id"], amount, fields.get("reason", ""), who.principal.name,

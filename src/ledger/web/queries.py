@@ -262,3 +262,59 @@ def search(conn: psycopg.Connection, text: str, limit: int = 50) -> dict[str, li
                                     ORDER BY source, source_customer_id, effective_from LIMIT %s""",
                            (source_prefix, source, source, limit)),
     }
+
+
+# -- the invoice trace, by key -------------------------------------------------------------------------------
+def invoice_trace(conn: psycopg.Connection, invoice_id: str) -> dict[str, Any]:
+    """`ledger.audit.trace.trace_invoice`, the same dictionary, with the invoice and its lines read by key (the
+    projected invoice's position, then its one event) instead of through the fact views, which decode every
+    invoice event of the store: on the 10M-fact benchmark store 1.2 s of the trace's 1.3 s. An invoice the
+    projections do not know yet goes the views' way."""
+    from ledger.audit import trace as t
+
+    head = one(conn, f"""
+        SELECT r.invoice_id, r.customer_id, r.period, r.total_cents, r.position, r.source, r.source_customer_id,
+               r.issued_at, r.lines_cents, ledger_state(e.state) AS state, ledger_recorded_at(e.state) AS recorded_at,
+               encode(e.chain_hash, 'hex') AS chain_hash
+        FROM {P}.invoice_resolved r JOIN ledger_events e ON e.notification_id = r.position
+        WHERE r.invoice_id = %s""", (invoice_id,))
+    if head is None:
+        return t.trace_invoice(conn, invoice_id)
+    state = head.pop("state")
+    inv = {**head, "currency": state.get("currency"), "recorded_from": state.get("recorded_from"),
+           "recorded_line": state.get("recorded_line")}
+    customer, period = inv["customer_id"], inv["period"]
+    link = t._resolution(conn, inv["source"], inv["source_customer_id"], inv["issued_at"])
+    numbers = t._meter_numbers(conn, customer, period) if customer else {}
+    summaries = {s["meter"]: s for s in t._usage_summary(conn, customer, period)} if customer else {}
+    version = t._attribute_version(conn, customer, period) if customer else None
+    price = t._price_entry(conn, version["plan"] if version else None, period)
+    lines = []
+    for raw in state.get("lines") or []:
+        line = {"line_id": raw.get("line_id"), "kind": raw.get("kind"), "meter": raw.get("meter"),
+                "quantity": raw.get("quantity"), "amount_cents": raw.get("amount_cents")}
+        usage = None
+        if line["kind"] == "usage" and customer:
+            summary = summaries.get(line["meter"], {})
+            meter_numbers = numbers.get(line["meter"], {})
+            usage = {
+                "fact_count": summary.get("fact_count", 0), "units": summary.get("units", 0),
+                "first_position": summary.get("first_position"), "last_position": summary.get("last_position"),
+                "digest": summary.get("digest"), "source_ids": summary.get("source_ids", []),
+                "plan": version["plan"] if version else None, "plan_version": version["version"] if version else None,
+                "price_entry": ({"plan": price["plan"], "effective_month": price["effective_month"],
+                                 "position": price["position"], "meter": price["meters"].get(line["meter"])}
+                                if price else None),
+                "included_units": meter_numbers.get("included_units"),
+                "expected_cents": meter_numbers.get("expected_cents"),
+                "billed_units": meter_numbers.get("billed_units"),
+                "billed_vs_metered_units": line["quantity"] - meter_numbers.get("on_time_units", 0),
+            }
+        elif line["kind"] == "usage":
+            usage = {"fact_count": 0, "units": 0, "first_position": None, "last_position": None, "digest": None,
+                     "unattributed": True}
+        lines.append({**line, "usage": usage})
+    return {"invoice": inv, "resolution": link, "attribute_version": version, "lines": lines,
+            "credits": t._credits(conn, "invoice_id = %s", (invoice_id,)),
+            "late_adjustments": t._late(conn, customer, period) if customer else [],
+            "exceptions": t._exceptions(conn, invoice_id, customer, period)}
