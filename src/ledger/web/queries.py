@@ -62,7 +62,7 @@ def facts_page(conn: psycopg.Connection, customer_id: str, month: str, meter: st
     pairs = [s.split(":", 1) for s in summary["source_ids"]]
     first = summary["first_position"] if after is None else max(summary["first_position"], after + 1)
     return rows(conn, f"""
-        WITH cutoff AS (
+        WITH cutoff AS MATERIALIZED (
             SELECT coalesce((SELECT close_position FROM {P}.period_close WHERE month = %(m)s),
                             9223372036854775807) AS c
         ), page AS (
@@ -70,9 +70,10 @@ def facts_page(conn: psycopg.Connection, customer_id: str, month: str, meter: st
                    u.line AS recorded_line
             FROM usage_facts u
             CROSS JOIN cutoff
-            JOIN unnest(%(sources)s::text[], %(ids)s::text[]) AS s(source, source_customer_id) ON true
             WHERE u.position BETWEEN %(first)s AND %(last)s
-              AND u.source = s.source AND u.source_customer_id = s.source_customer_id
+              -- a cheap test on each row first; the exact (source, id) pairs on the few that pass it
+              AND u.source_customer_id = ANY(%(ids)s::text[])
+              AND (u.source, u.source_customer_id) IN (SELECT * FROM unnest(%(sources)s::text[], %(ids)s::text[]))
               AND u.meter = %(meter)s AND u.position < cutoff.c
               AND u.event_time >= (%(m)s || '-01')::timestamptz
               AND u.event_time < (%(m)s || '-01')::timestamptz + interval '1 month'
