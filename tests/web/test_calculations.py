@@ -86,6 +86,7 @@ def test_finance_defines_promotes_and_sees_the_restatements(calculations_pages, 
 
     page.goto("/web/calculations")
     assert page.inner_text("#in-force") == "prorated"
+    calculations_pages.shot(page, "calculations")
 
 
 def test_a_promotion_whose_amounts_changed_is_not_posted(calculations_pages, calculations_service):

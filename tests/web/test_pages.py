@@ -205,6 +205,8 @@ def test_reconciliation_queue_filters_sorts_and_links_to_traces(basic_pages, bas
 def test_search_finds_customers_source_ids_and_invoices(basic_pages):
     page = basic_pages.page("finance")
     page.goto("/web/")
+    assert "verified" in page.inner_text("#verify-badge")
+    basic_pages.shot(page, "home")
     page.fill("#home-search", INVOICE)
     page.press("#home-search", "Enter")
     page.wait_for_load_state()
@@ -280,3 +282,29 @@ def test_pages_send_no_external_asset_and_a_strict_policy(basic_pages):
     page.wait_for_load_state("networkidle")
     assert requested and all(u.startswith(basic_pages.service.url) for u in requested), requested
     assert date.today()  # the page drew with no network beyond the service
+
+
+def test_signing_out_or_revoking_the_token_ends_the_session(basic_service, browser):
+    from datetime import datetime, timezone
+
+    from ledger.store.principals import create_token, revoke_token
+
+    with psycopg.connect(basic_service.db_url, autocommit=True) as conn:
+        token, row = create_token(conn, name="temp@example.com", role="auditor", created_by="pytest",
+                                  now=datetime.now(timezone.utc))
+    for ending in ("sign out", "revoke"):
+        context = browser.new_context(base_url=basic_service.url)
+        page = context.new_page()
+        try:
+            sign_in(page, token if ending == "revoke" else basic_service.tokens["auditor"], f"/web/invoices/{INVOICE}")
+            assert page.inner_text("#invoice-id") == INVOICE
+            if ending == "sign out":
+                page.click("form[action='/web/signout'] button")
+                page.wait_for_load_state()
+            else:
+                with psycopg.connect(basic_service.db_url, autocommit=True) as conn:
+                    revoke_token(conn, row["token_id"], revoked_by="pytest", now=datetime.now(timezone.utc))
+            page.goto(f"/web/invoices/{INVOICE}")
+            assert "/web/signin" in page.url, ending
+        finally:
+            context.close()
