@@ -85,7 +85,9 @@ def basic_db(pg_admin, example_template) -> str:
 
 @pytest.fixture(scope="module")
 def basic_service(basic_db, tmp_path_factory):
-    running = start_service(basic_db, tmp_path_factory.mktemp("web-basic"))
+    # thresholds low enough that the example's small usage has spikes for the daily chart to mark
+    running = start_service(basic_db, tmp_path_factory.mktemp("web-basic"),
+                            {"LEDGER_ANOMALY_SCORE": "1.5", "LEDGER_ANOMALY_MIN_UNITS": "1"})
     # what the invoice's badge shows: the last `ledger verify`
     verified = subprocess.run([LEDGER_BIN, "verify", "--json"], env=running.env, capture_output=True, text=True)
     assert verified.returncode == 0, verified.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from datetime import date
 
 import psycopg
@@ -128,8 +129,22 @@ def test_facts_are_paged_by_position(basic_pages, basic_service):
     assert positions == [e["position"] for e in line["events"] if e["position"] > middle][:100]
 
 
+def flagged_customer(db_url: str) -> str:
+    """The customer with the most anomalous days, once the service's follower has built the Risk views."""
+    deadline = time.monotonic() + 60
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        while True:
+            if conn.execute("SELECT to_regclass('ledger_proj.anomalies') IS NOT NULL").fetchone()[0]:
+                row = conn.execute("SELECT customer_id FROM ledger_proj.anomalies GROUP BY 1"
+                                   " ORDER BY count(*) DESC, customer_id LIMIT 1").fetchone()
+                if row:
+                    return row[0]
+            assert time.monotonic() < deadline, "the follower built no anomalies"
+            time.sleep(0.5)
+
+
 def test_customer_360_draws_its_charts_from_the_read_models(basic_pages, basic_service):
-    customer = "cus_0001"
+    customer = flagged_customer(basic_service.db_url)
     page = basic_pages.page("auditor")
     page.goto(f"/web/customers/{customer}")
     page.wait_for_function("() => window.Chart && ['chart-usage', 'chart-money', 'chart-daily']"
@@ -147,6 +162,8 @@ def test_customer_360_draws_its_charts_from_the_read_models(basic_pages, basic_s
                               (customer,)).fetchall()
         daily = conn.execute("SELECT day, sum(units) FROM ledger_proj.usage_daily WHERE customer_id = %s"
                              " GROUP BY day ORDER BY day", (customer,)).fetchall()
+        flagged = [str(d) for (d,) in conn.execute(
+            "SELECT DISTINCT day FROM ledger_proj.anomalies WHERE customer_id = %s ORDER BY day", (customer,))]
         versions = conn.execute("SELECT count(*) FROM ledger_proj.dim_customer WHERE customer_id = %s",
                                 (customer,)).fetchone()[0]
     for chart in charts.values():
@@ -164,6 +181,10 @@ def test_customer_360_draws_its_charts_from_the_read_models(basic_pages, basic_s
     assert daily_chart["labels"] == [str(d) for d, _ in daily]
     sums = [sum(values) for values in zip(*(d["data"] for d in daily_chart["datasets"] if d["label"] != "anomaly"))]
     assert sums == [int(s) for _, s in daily]
+    marked = next(d["data"] for d in daily_chart["datasets"] if d["label"] == "anomaly")
+    assert flagged and [p["x"] for p in marked] == flagged
+    assert all(p["y"] == sums[daily_chart["labels"].index(p["x"])] for p in marked)
+    assert page.locator("#customer-anomalies tbody tr").count() >= len(flagged)
     assert page.locator("#versions li").count() == versions
     assert page.locator("#customer-links tbody tr").count() >= 1
     basic_pages.shot(page, "customer-360")
