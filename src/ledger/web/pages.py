@@ -26,7 +26,7 @@ from fastapi.templating import Jinja2Templates
 from ledger import errors, projector
 from ledger.api.deps import access_record, count_rows
 from ledger.api.problems import status_of
-from ledger.audit.trace import trace_customer_month, trace_invoice
+from ledger.audit.trace import trace_customer_month
 from ledger.commands.calculations import (
     define_calculation, known_calculations, list_calculations, promote_calculation,
 )
