@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 
 import ledger
+from ledger import web
 from ledger.api import problems
 from ledger.api.access import AccessLog
 from ledger.api.deps import Services
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None, service: ServiceSettings | None
     problems.install(app)
     for module in (facts, commands, calculations, exports, reads, admin, system):
         app.include_router(module.router)
+    web.install(app)  # the pages under /web (ledger.web), with HTML error pages there
 
     def write(record) -> None:
         with app.state.services.side.connection() as conn:

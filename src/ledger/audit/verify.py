@@ -29,6 +29,7 @@ Checks 1–5 read one REPEATABLE READ snapshot, so appends running meanwhile can
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -183,8 +184,29 @@ def verify_store(conn: psycopg.Connection, *, projections: bool = True, anchor: 
             checked = check_projections(conn, settings)
         except psycopg.Error as failure:  # facts the projector cannot read are a finding, not a crash
             error = (str(failure).strip().splitlines() or [type(failure).__name__])[0]
-    return VerifyReport(chain, usage, checked, error, time.perf_counter() - started, quarantine, quarantined,
-                        derived, bad_anchors, len(signed) + (anchor is not None), calculations)
+    report = VerifyReport(chain, usage, checked, error, time.perf_counter() - started, quarantine, quarantined,
+                          derived, bad_anchors, len(signed) + (anchor is not None), calculations)
+    record_run(conn, report)
+    return report
+
+
+def record_run(conn: psycopg.Connection, report: VerifyReport) -> None:
+    """Keep what this verify found in `verify_runs` (migration 0060), which the web pages' badge reads. A store
+    that cannot take the row (a read-only transaction of the caller's) still gets its report: the row is skipped."""
+    first = report.first_mismatch
+    try:
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO verify_runs (head_position, head_hash, facts, ok, projections, first_mismatch, seconds)"
+                " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s)",
+                (report.chain.head_position, report.chain.head_hash.hex(), report.facts, report.ok,
+                 report.projections is not None or report.projection_error is not None,
+                 None if first is None else json.dumps({"check": first.check, **first.as_dict()}, default=str),
+                 report.seconds))
+    except psycopg.Error as error:
+        from ledger.logging import get_logger
+
+        get_logger().warning("verify_run_not_recorded", error=str(error).strip().splitlines()[0])
 
 
 @contextmanager
