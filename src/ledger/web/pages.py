@@ -129,7 +129,7 @@ def viewer(request: Request) -> Viewer:
     session = unseal(key, request.cookies.get(COOKIE))
     if session is None:
         raise SignInRequired()
-    with request.app.state.services.pool.connection() as conn:
+    with request.app.state.services.side.connection() as conn:
         found = principal_of(conn, session.token_id)
     if isinstance(found, str):
         raise SignInRequired(f"your session ended: {found}")
