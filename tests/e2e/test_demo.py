@@ -37,7 +37,9 @@ def test_the_demo_runs_end_to_end_twice_on_the_embedded_default(tmp_path):
     assert "ledger calc define prorated --plan-rule daily_prorated: defined at position" in calc
     assert "ledger calc diff prorated (changes nothing): " in calc and " cents" in calc
     assert "ledger calc promote prorated: in force from position" in calc
-    assert "recalculation restatements of" in calc and "recalculation  " in calc
+    assert "recalculation restatements of" in calc
+    restated = calc.split("restated month")[1]  # the table, its cause column cut to the terminal's width or not
+    assert "recalculation  " in restated or "recalculati…" in restated
     top = first.stdout.split("== Customer-months")[1].split("==")[0]
     assert len([line for line in top.splitlines() if line.startswith("cus_")]) == 10
     # the report names its units: cents with the currency, never decimal amounts; exceptions summed per unit
