@@ -194,6 +194,32 @@ def _restatements(conn: psycopg.Connection, customer_id: str, month: str) -> lis
     return groups
 
 
+def line_usage(line: dict[str, Any], customer: str | None, summaries: dict[str, dict], numbers: dict[str, dict],
+               version: dict[str, Any] | None, price: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What an invoice line's usage was: the on-time facts behind it, its plan and price entry, expected against
+    billed; None for a line that is not usage, `unattributed` when the invoice's customer is unknown."""
+    if line["kind"] != "usage":
+        return None
+    if not customer:
+        return {"fact_count": 0, "units": 0, "first_position": None, "last_position": None, "digest": None,
+                "unattributed": True}
+    summary = summaries.get(line["meter"], {})
+    meter_numbers = numbers.get(line["meter"], {})
+    return {
+        "fact_count": summary.get("fact_count", 0), "units": summary.get("units", 0),
+        "first_position": summary.get("first_position"), "last_position": summary.get("last_position"),
+        "digest": summary.get("digest"), "source_ids": summary.get("source_ids", []),
+        "plan": version["plan"] if version else None, "plan_version": version["version"] if version else None,
+        "price_entry": ({"plan": price["plan"], "effective_month": price["effective_month"],
+                         "position": price["position"], "meter": price["meters"].get(line["meter"])}
+                        if price else None),
+        "included_units": meter_numbers.get("included_units"),
+        "expected_cents": meter_numbers.get("expected_cents"),
+        "billed_units": meter_numbers.get("billed_units"),
+        "billed_vs_metered_units": line["quantity"] - meter_numbers.get("on_time_units", 0),
+    }
+
+
 def trace_invoice(conn: psycopg.Connection, invoice_id: str) -> dict[str, Any]:
     """The invoice, how its customer resolved, each line with the facts behind it, credits, adjustments, exceptions."""
     inv = _invoice(conn, invoice_id)
@@ -206,27 +232,7 @@ def trace_invoice(conn: psycopg.Connection, invoice_id: str) -> dict[str, Any]:
     lines = []
     for line in _all(conn, """SELECT line_id, kind, meter, quantity, amount_cents FROM invoice_line_facts
                               WHERE invoice_id = %s ORDER BY line_no""", (invoice_id,)):
-        usage = None
-        if line["kind"] == "usage" and customer:
-            summary = summaries.get(line["meter"], {})
-            meter_numbers = numbers.get(line["meter"], {})
-            metered = meter_numbers.get("on_time_units", 0)
-            usage = {
-                "fact_count": summary.get("fact_count", 0), "units": summary.get("units", 0),
-                "first_position": summary.get("first_position"), "last_position": summary.get("last_position"),
-                "digest": summary.get("digest"), "source_ids": summary.get("source_ids", []),
-                "plan": version["plan"] if version else None, "plan_version": version["version"] if version else None,
-                "price_entry": ({"plan": price["plan"], "effective_month": price["effective_month"],
-                                 "position": price["position"], "meter": price["meters"].get(line["meter"])}
-                                if price else None),
-                "included_units": meter_numbers.get("included_units"),
-                "expected_cents": meter_numbers.get("expected_cents"),
-                "billed_units": meter_numbers.get("billed_units"),
-                "billed_vs_metered_units": line["quantity"] - metered,
-            }
-        elif line["kind"] == "usage":
-            usage = {"fact_count": 0, "units": 0, "first_position": None, "last_position": None, "digest": None,
-                     "unattributed": True}
+        usage = line_usage(line, customer, summaries, numbers, version, price)
         lines.append({**line, "usage": usage})
     return {
         "invoice": {k: inv[k] for k in ("invoice_id", "customer_id", "period", "total_cents", "position", "source",

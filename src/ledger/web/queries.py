@@ -294,26 +294,7 @@ def invoice_trace(conn: psycopg.Connection, invoice_id: str) -> dict[str, Any]:
     for raw in state.get("lines") or []:
         line = {"line_id": raw.get("line_id"), "kind": raw.get("kind"), "meter": raw.get("meter"),
                 "quantity": raw.get("quantity"), "amount_cents": raw.get("amount_cents")}
-        usage = None
-        if line["kind"] == "usage" and customer:
-            summary = summaries.get(line["meter"], {})
-            meter_numbers = numbers.get(line["meter"], {})
-            usage = {
-                "fact_count": summary.get("fact_count", 0), "units": summary.get("units", 0),
-                "first_position": summary.get("first_position"), "last_position": summary.get("last_position"),
-                "digest": summary.get("digest"), "source_ids": summary.get("source_ids", []),
-                "plan": version["plan"] if version else None, "plan_version": version["version"] if version else None,
-                "price_entry": ({"plan": price["plan"], "effective_month": price["effective_month"],
-                                 "position": price["position"], "meter": price["meters"].get(line["meter"])}
-                                if price else None),
-                "included_units": meter_numbers.get("included_units"),
-                "expected_cents": meter_numbers.get("expected_cents"),
-                "billed_units": meter_numbers.get("billed_units"),
-                "billed_vs_metered_units": line["quantity"] - meter_numbers.get("on_time_units", 0),
-            }
-        elif line["kind"] == "usage":
-            usage = {"fact_count": 0, "units": 0, "first_position": None, "last_position": None, "digest": None,
-                     "unattributed": True}
+        usage = t.line_usage(line, customer, summaries, numbers, version, price)
         lines.append({**line, "usage": usage})
     return {"invoice": inv, "resolution": link, "attribute_version": version, "lines": lines,
             "credits": t._credits(conn, "invoice_id = %s", (invoice_id,)),
