@@ -121,7 +121,8 @@ SELECT d.customer_id, d.month, d.meter, d.units, c.customer_id IS NOT NULL AS is
            p.meter IS NOT NULL, p.unit_price_cents, a.plan IS NOT NULL) AS expected_cents,
        c.expected_cents AS old_expected_cents, a.plan IS NOT NULL AS has_plan,
        CASE WHEN a.plan IS NOT NULL AND p.meter IS NULL THEN coalesce(c.on_time_units, 0) + d.units ELSE 0 END
-           AS unpriced_units
+           AS unpriced_units,
+       a.plan IS NOT NULL AND p.meter IS NULL AS is_unpriced
 FROM {stage}.on_time_delta d
 LEFT JOIN {schema}.customer_month_attrs a ON a.customer_id = d.customer_id AND a.month = d.month
 LEFT JOIN {schema}.plan_month_meter p ON p.plan = a.plan AND p.month = d.month AND p.meter = d.meter
@@ -135,7 +136,7 @@ USING {stage}.customer_month_meter_change n
 WHEN MATCHED THEN
     UPDATE SET on_time_units = n.on_time_units, on_time_facts = n.on_time_facts, overage_units = n.overage_units,
                expected_cents = n.expected_cents, unpriced_units = n.unpriced_units,
-               is_unpriced = n.has_plan AND n.included_units IS NULL
+               is_unpriced = n.is_unpriced
 WHEN NOT MATCHED THEN
     INSERT VALUES (n.customer_id, n.month, n.meter, n.on_time_units, 0, n.included_units, n.overage_units,
-                   n.expected_cents, 0, 0, n.on_time_facts, n.unpriced_units, n.has_plan AND n.included_units IS NULL);
+                   n.expected_cents, 0, 0, n.on_time_facts, n.unpriced_units, n.is_unpriced);

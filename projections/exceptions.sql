@@ -46,16 +46,11 @@ SELECT 'unattributed_invoice', invoice_id, NULL, source, source_customer_id, per
 FROM {schema}.invoice_resolved
 WHERE customer_id IS NULL AND {inv[invoice_id]};
 INSERT INTO {schema}.exceptions
-SELECT 'billed_vs_metered', NULL, m.customer_id, NULL, NULL, m.month, m.meter,
-       m.on_time_units, m.billed_units, m.billed_units - m.on_time_units, 'units'
-FROM {schema}.customer_month_meter m
-WHERE m.on_time_units <> m.billed_units AND {cm[m.customer_id, m.month]}
-  AND EXISTS (SELECT 1 FROM {schema}.invoice_resolved i WHERE i.customer_id = m.customer_id AND i.period = m.month);
-INSERT INTO {schema}.exceptions
-SELECT 'unpriced_meter', NULL, m.customer_id, NULL, NULL, m.month, m.meter, 0, m.unpriced_units, m.unpriced_units,
-       'units'
-FROM {schema}.customer_month_meter m
-WHERE m.is_unpriced AND {cm[m.customer_id, m.month]};
+WITH meters AS NOT MATERIALIZED (
+    SELECT * FROM {schema}.customer_month_meter m WHERE {cm[m.customer_id, m.month]}
+)
+-- @include exceptions.meter_kinds
+;
 INSERT INTO {schema}.exceptions
 SELECT 'unattributed_usage', NULL, NULL, source, source_customer_id, month, NULL, 0, sum(quantity), sum(quantity),
        'units'
@@ -71,16 +66,22 @@ WHERE e.kind IN ('billed_vs_metered', 'unpriced_meter')
   AND e.month = ANY (ARRAY(SELECT DISTINCT month FROM {stage}.on_time_delta))  -- read: the batch's months only
   AND e.customer_id = n.customer_id AND e.month = n.month AND e.meter = n.meter;
 INSERT INTO {schema}.exceptions
-SELECT 'billed_vs_metered', NULL, n.customer_id, NULL, NULL, n.month, n.meter,
-       n.on_time_units, n.billed_units, n.billed_units - n.on_time_units, 'units'
-FROM {stage}.customer_month_meter_change n
-WHERE n.on_time_units <> n.billed_units
-  AND EXISTS (SELECT 1 FROM {schema}.invoice_resolved i WHERE i.customer_id = n.customer_id AND i.period = n.month);
-INSERT INTO {schema}.exceptions
-SELECT 'unpriced_meter', NULL, n.customer_id, NULL, NULL, n.month, n.meter, 0, n.on_time_units, n.on_time_units,
+WITH meters AS NOT MATERIALIZED (SELECT * FROM {stage}.customer_month_meter_change)
+-- @include exceptions.meter_kinds
+;
+-- @meter_kinds
+-- The two customer-month-meter kinds, written once for the build and the fast path: both name their rows `meters`
+-- (customer_month_meter, or its fast path's changed rows), with the columns the kinds read.
+SELECT 'billed_vs_metered', NULL, m.customer_id, NULL, NULL, m.month, m.meter,
+       m.on_time_units, m.billed_units, m.billed_units - m.on_time_units, 'units'
+FROM meters m
+WHERE m.on_time_units <> m.billed_units
+  AND EXISTS (SELECT 1 FROM {schema}.invoice_resolved i WHERE i.customer_id = m.customer_id AND i.period = m.month)
+UNION ALL
+SELECT 'unpriced_meter', NULL, m.customer_id, NULL, NULL, m.month, m.meter, 0, m.unpriced_units, m.unpriced_units,
        'units'
-FROM {stage}.customer_month_meter_change n
-WHERE n.has_plan AND n.included_units IS NULL;
+FROM meters m
+WHERE m.is_unpriced
 -- @index
 -- For the scoped deletes of the invoice and source-id kinds (each index's predicate is the delete's own kind test,
 -- so the planner can use it); no key: the keys that apply differ by kind and may be null. The customer-month kinds
