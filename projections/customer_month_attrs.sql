@@ -11,7 +11,7 @@
 -- rebuild: fill, analyze
 -- increment: refill scope (delete, fill)
 -- increment on: every run
--- recomputed whole on: price_facts, calculation_promoted_facts
+-- recomputed whole on: calculation_promoted_facts
 -- added in place: fill
 -- @create
 CREATE TABLE {schema}.customer_month_attrs (

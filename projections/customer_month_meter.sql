@@ -10,7 +10,7 @@
 -- rebuild: fill, analyze
 -- increment: refill as difference (delete, fill, apply)
 -- increment on: every run
--- recomputed whole on: price_facts, calculation_promoted_facts
+-- recomputed whole on: calculation_promoted_facts
 -- added in place: add_on_time
 -- @create
 CREATE TABLE {schema}.customer_month_meter (

@@ -10,7 +10,7 @@
 -- rebuild: fill, analyze
 -- increment: refill scope (delete, fill)
 -- increment on: every run
--- recomputed whole on: price_facts, calculation_promoted_facts
+-- recomputed whole on: calculation_promoted_facts
 -- @create
 CREATE TABLE {schema}.customer_month_priced (
     customer_id    text NOT NULL,

@@ -11,7 +11,7 @@
 -- rebuild: fill
 -- increment: refill scope (delete, fill)
 -- increment on: every run
--- recomputed whole on: price_facts, calculation_promoted_facts
+-- recomputed whole on: calculation_promoted_facts
 -- added in place: add_on_time
 -- @create
 CREATE TABLE {schema}.exceptions (

@@ -9,7 +9,7 @@
 -- rebuild: fill
 -- increment: refill scope (delete, fill, touched)
 -- increment on: every run
--- recomputed whole on: price_facts, calculation_promoted_facts
+-- recomputed whole on: calculation_promoted_facts
 -- @create
 CREATE TABLE {schema}.late_adjustments (
     customer_id    text NOT NULL,

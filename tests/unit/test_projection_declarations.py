@@ -81,7 +81,8 @@ def test_read_models_and_their_modes():
     assert by_name["anomalies"].rebuild[0].forms == ("fill_sparse", "fill_dense")
     assert by_name["usage_daily"].rebuild[0].per_month
     assert by_name["customer_month"].triggered(set()) and not by_name["dim_customer"].triggered({"credit_facts"})
-    assert by_name["customer_month"].whole({"price_facts"}) and not by_name["customer_month"].whole({"usage_facts"})
+    assert by_name["customer_month"].whole({"calculation_promoted_facts"})
+    assert not by_name["customer_month"].whole({"usage_facts"}) and not by_name["customer_month"].whole({"price_facts"})
 
 
 @pytest.fixture

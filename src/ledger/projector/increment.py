@@ -6,7 +6,7 @@
    in place (the `added in place` steps), and the run stops there unless some facts are late or resolve nowhere.
 3. Otherwise the declarations are walked in dependency order: each read model whose `increment on` facts are new
    (or that runs on every run) runs its increment steps - over the scope, or whole when it is declared
-   `recompute whole` or facts it is `recomputed whole on` are new (a new price, a promotion); a model refilled as a
+   `recompute whole` or facts it is `recomputed whole on` are new (a promotion); a model refilled as a
    difference writes only the rows that changed.
 A period close changes no existing row (facts before it keep their status) but the posting of later late facts.
 """
@@ -49,13 +49,24 @@ FACT_KINDS: dict[str, tuple[str, ...]] = {
         f"INSERT INTO {STAGE}.scope_cm SELECT a.customer_id, a.month FROM {{q}}.customer_month_attrs a"
         f" JOIN {STAGE}.scope_cust s USING (customer_id)",
     ),
-    "price_facts": (),              # recomputes the customer-month read models whole
+    "price_facts": (                # a plan's price reaches, from its effective month on, the months of every
+                                    # customer who ever had the plan that were still open at the checkpoint: a
+                                    # month closed before is priced at its close (SPEC §4.0), its change is a
+                                    # restatement, and a late adjustment already posted keeps its margin (§4.2)
+        f"INSERT INTO {STAGE}.scope_cm SELECT a.customer_id, a.month FROM {{q}}.customer_month_attrs a"
+        f" JOIN (SELECT DISTINCT h.customer_id, p.effective_month FROM price_facts p"
+        f"       JOIN attribute_facts h ON h.attrs ->> 'plan' = p.plan AND h.position <= %(head)s"
+        f"       {_WINDOW.replace('position', 'p.position')}) n"
+        f" ON n.customer_id = a.customer_id AND a.month >= n.effective_month"
+        f" WHERE a.month NOT IN (SELECT month FROM period_close_facts WHERE position <= %(cp)s)",
+    ),
     "period_close_facts": (         # a month just closed is priced at its close from now on (SPEC §4.0)
         f"INSERT INTO {STAGE}.scope_cm SELECT a.customer_id, a.month FROM {{q}}.customer_month_attrs a"
         f" JOIN period_close_facts p ON p.month = a.month {_WINDOW.replace('position', 'p.position')}",
     ),
     "calculation_defined_facts": (),  # a definition changes nothing until promoted
-    "calculation_promoted_facts": (),  # recomputes the customer-month read models whole
+    "calculation_promoted_facts": (),  # recomputes the customer-month read models whole (every open month's
+                                       # calculation changes)
 }
 # New invoices, and the invoices of relinked source ids (resolved with every link known now).
 INVOICES_IN_SCOPE = (
@@ -95,7 +106,7 @@ def apply_increment(conn: psycopg.Connection, schema: str, checkpoint: int, head
 
     Returns the path it took: "additive" (usage facts only, every one on time in an open month: added in place),
     "additive+scoped" (usage facts only: those added in place, the others, late or resolving nowhere, through
-    scoped refills) or "scoped" (scoped refills for everything; a new price refills the customer-month models whole).
+    scoped refills) or "scoped" (scoped refills for everything; a promotion refills the customer-month models whole).
     """
     since = _relinked_since(conn, checkpoint, head) if new["identity_link_facts"] else None
     t = Target(schema, head, checkpoint, since)
