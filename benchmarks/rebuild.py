@@ -185,7 +185,8 @@ def finance_pass_seconds(conn) -> float:
 
     fill = sections("usage_group_stage")["fill"]
     head = conn.execute("SELECT max(position) FROM usage_facts").fetchone()[0]
-    aggregation = Target("ledger_proj", head).render(fill[:fill.index(";\n")], {**FULL, "cutoff": CutoffCase([])})
+    statement = next(part for part in fill.split(";\n") if "CREATE TABLE" in part)  # after its SET lines
+    aggregation = Target("ledger_proj", head).render(statement, {**FULL, "cutoff": CutoffCase([])})
     with conn.transaction(force_rollback=True):
         conn.execute("SET LOCAL work_mem = '1GB'")
         conn.execute("SET LOCAL enable_sort = off")
