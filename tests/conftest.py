@@ -43,7 +43,7 @@ EXAMPLE = ROOT / "tests" / "fixtures" / "examples" / "basic"  # a copy of ../sha
 LEDGER_BIN = str(Path(sys.executable).with_name("ledger"))
 
 
-def _with_dbname(conninfo: str, dbname: str) -> str:
+def with_dbname(conninfo: str, dbname: str) -> str:
     params = psycopg.conninfo.conninfo_to_dict(conninfo)
     params["dbname"] = dbname
     return psycopg.conninfo.make_conninfo(**params)
@@ -54,12 +54,12 @@ def pg_admin(tmp_path_factory, worker_id) -> str:
     """A conninfo to a maintenance database on the test server."""
     external = os.environ.get("LEDGER_DATABASE_URL")
     if external:
-        yield _with_dbname(external, "postgres")
+        yield with_dbname(external, "postgres")
         return
     home = Path(tempfile.mkdtemp(prefix=f"ledger-test-{worker_id}-"))
     server = EmbeddedServer(home)
     conninfo = server.pin()
-    yield _with_dbname(conninfo, "postgres")
+    yield with_dbname(conninfo, "postgres")
     server.stop()
     shutil.rmtree(home, ignore_errors=True)
 
@@ -70,21 +70,21 @@ def template_db(pg_admin) -> str:
     name = f"ledger_tpl_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(pg_admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    with psycopg.connect(_with_dbname(pg_admin, name), autocommit=True) as conn:
+    with psycopg.connect(with_dbname(pg_admin, name), autocommit=True) as conn:
         migrate(conn)
     yield name
     with psycopg.connect(pg_admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _clone(pg_admin: str, template: str) -> str:
+def clone_database(pg_admin: str, template: str) -> str:
     name = f"ledger_t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     return name
 
 
-def _drop(pg_admin: str, names: list[str]) -> None:
+def drop_databases(pg_admin: str, names: list[str]) -> None:
     with psycopg.connect(pg_admin, autocommit=True) as conn:
         for name in names:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -93,9 +93,9 @@ def _drop(pg_admin: str, names: list[str]) -> None:
 @pytest.fixture
 def db_url(pg_admin, template_db) -> str:
     """A fresh, migrated database for this test alone."""
-    name = _clone(pg_admin, template_db)
-    yield _with_dbname(pg_admin, name)
-    _drop(pg_admin, [name])
+    name = clone_database(pg_admin, template_db)
+    yield with_dbname(pg_admin, name)
+    drop_databases(pg_admin, [name])
 
 
 @pytest.fixture
@@ -104,11 +104,11 @@ def fresh_db_url(pg_admin, template_db) -> Callable[[], str]:
     names: list[str] = []
 
     def create() -> str:
-        names.append(_clone(pg_admin, template_db))
-        return _with_dbname(pg_admin, names[-1])
+        names.append(clone_database(pg_admin, template_db))
+        return with_dbname(pg_admin, names[-1])
 
     yield create
-    _drop(pg_admin, names)
+    drop_databases(pg_admin, names)
 
 
 @pytest.fixture(scope="session")
@@ -116,19 +116,19 @@ def example_template(pg_admin, template_db, tmp_path_factory) -> str:
     """A database holding the basic example scenario, replayed once through the real ingest and commands."""
     from tests.scenarios import Replay
 
-    name = _clone(pg_admin, template_db)
-    with Replay(_with_dbname(pg_admin, name), tmp_path_factory.mktemp("example")) as feeding:
+    name = clone_database(pg_admin, template_db)
+    with Replay(with_dbname(pg_admin, name), tmp_path_factory.mktemp("example")) as feeding:
         feeding.steps()
     yield name
-    _drop(pg_admin, [name])
+    drop_databases(pg_admin, [name])
 
 
 @pytest.fixture
 def example_db_url(pg_admin, example_template) -> str:
     """A fresh database holding the basic example scenario (no projections yet), for this test alone."""
-    name = _clone(pg_admin, example_template)
-    yield _with_dbname(pg_admin, name)
-    _drop(pg_admin, [name])
+    name = clone_database(pg_admin, example_template)
+    yield with_dbname(pg_admin, name)
+    drop_databases(pg_admin, [name])
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from ledger.store.principals import ROLES, create_token, revoke_token
-from tests.conftest import LEDGER_BIN, _with_dbname
+from tests.conftest import LEDGER_BIN, with_dbname
 
 
 @dataclass
@@ -97,7 +97,7 @@ def module_db(pg_admin, template_db) -> str:
     name = f"ledger_api_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    yield _with_dbname(pg_admin, name)
+    yield with_dbname(pg_admin, name)
     with psycopg.connect(pg_admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

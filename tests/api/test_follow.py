@@ -9,10 +9,13 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from tests.builders import link, usage
 from tests.conftest import LEDGER_BIN, write_lines
 
 
+@pytest.mark.slow  # several processes; waits for the Risk views' next run
 def test_follow_applies_new_facts_and_stops_on_sigterm(ledger, db_url, tmp_path):
     env = {**os.environ, "LEDGER_DATABASE_URL": db_url, "LEDGER_HOME": str(tmp_path / "home"),
            "LEDGER_LOG_LEVEL": "INFO"}

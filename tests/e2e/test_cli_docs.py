@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 
+import pytest
+
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow  # every documented command run as a process
 def test_the_cli_page_is_what_the_script_produces():
     spec = importlib.util.spec_from_file_location("gen_cli", ROOT / "docs" / "gen_cli.py")
     module = importlib.util.module_from_spec(spec)

@@ -13,12 +13,16 @@ from ledger.audit.anchors import SignedAnchor, public_hex, sign
 from ledger.audit.verify import verify_store
 from ledger.store.appender import GENESIS, chain_hash
 from tests.builders import line, usage
-from tests.conftest import write_lines
+from tests.conftest import clone_database, drop_databases, ledger_runner, with_dbname, write_lines
 
 
-@pytest.fixture
-def store(ledger, tmp_path, conn):
-    """Usage facts and their batch, an invoice with a credit on its stream, and two quarantined records."""
+@pytest.fixture(scope="module")
+def store_template(pg_admin, template_db, tmp_path_factory) -> str:
+    """Usage facts and their batch, an invoice with a credit on its stream, and two quarantined records: written once
+    through the `ledger` command, then copied for each test that tampers with it."""
+    name = clone_database(pg_admin, template_db)
+    tmp_path = tmp_path_factory.mktemp("anchored")
+    ledger = ledger_runner(with_dbname(pg_admin, name), tmp_path)
     ledger("ingest", "usage", str(write_lines(tmp_path / "u.ndjson", [line(usage(i, quantity=i)) for i in range(1, 4)]
                                               + ["{not json", line(usage(9, quantity=-1))])), check_exit=3)
     write_lines(tmp_path / "l.ndjson", [json.dumps({"source": "billing", "source_customer_id": "bc_1",
@@ -31,6 +35,21 @@ def store(ledger, tmp_path, conn):
     ledger("ingest", "invoices", str(tmp_path / "i.ndjson"), check_exit=0)
     ledger("credit", "issue", "--customer", "cus_1", "--amount-cents", "100", "--reason", "goodwill", "--actor",
            "fin@example.com", "--idempotency-key", "cr_1", "--invoice", "in_1", check_exit=0)
+    yield name
+    drop_databases(pg_admin, [name])
+
+
+@pytest.fixture
+def db_url(request, pg_admin, template_db) -> str:
+    """A copy of the module's store for a test that asks for `store`; a fresh, migrated database otherwise."""
+    template = request.getfixturevalue("store_template") if "store" in request.fixturenames else template_db
+    name = clone_database(pg_admin, template)
+    yield with_dbname(pg_admin, name)
+    drop_databases(pg_admin, [name])
+
+
+@pytest.fixture
+def store(ledger, conn):
     return ledger
 
 

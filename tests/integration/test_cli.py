@@ -14,7 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 from ledger.cli.main import app
-from tests.conftest import _with_dbname
+from tests.conftest import with_dbname
 
 INVOICE, CUSTOMER, MONTH = "in_202601_0001", "cus_0001", "2026-01"
 PYTHON_LEAKS = ("{'", "True", "False", "None", "<bool>")
@@ -282,7 +282,7 @@ def test_an_unmigrated_database_is_not_made_a_store(pg_admin):
     with psycopg.connect(pg_admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        url = _with_dbname(pg_admin, name)
+        url = with_dbname(pg_admin, name)
         line, _ = refusal(invoke({"LEDGER_DATABASE_URL": url}, "export", "customer-month"))
         assert "no ledger store at LEDGER_DATABASE_URL=" in line and "never migrated" in line
         with psycopg.connect(url) as conn:

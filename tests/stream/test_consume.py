@@ -44,6 +44,7 @@ def consume(db, broker: str, topic: str, **overrides) -> object:
     return StreamConsumer(db, options).run()
 
 
+@pytest.mark.slow  # 100k messages through a real broker
 def test_100k_messages_with_resends_and_malformed_become_exactly_the_unique_valid_facts(db, conn, ledger, broker,
                                                                                        topic):
     sent = traffic(100_000)

@@ -13,16 +13,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.e2e.test_shared_example import step_command
-from tests.conftest import EXAMPLE
-
 from ledger.projector.exports import EXPORTS
 
 
 @pytest.fixture
+def db_url(example_db_url) -> str:
+    """This module's tests run on a copy of the basic example's store (replayed once through the real ingest)."""
+    return example_db_url
+
+
+@pytest.fixture
 def example_store(ledger):
-    for step in json.loads((EXAMPLE / "input" / "steps.json").read_text()):
-        ledger(*step_command(step))
     ledger("project", check_exit=0)
     return ledger
 

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from tests.api.conftest import start_service, stop_service
-from tests.conftest import LEDGER_BIN, ROOT, _clone, _drop, _with_dbname
+from tests.conftest import LEDGER_BIN, ROOT, clone_database, drop_databases, with_dbname
 
 CHROMIUM = os.environ.get("LEDGER_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("LEDGER_TEST_ARTIFACTS") or ROOT / "tests" / "artifacts") / "web"
@@ -78,9 +78,9 @@ def facts_count(db_url: str) -> int:
 
 @pytest.fixture(scope="module")
 def basic_db(pg_admin, example_template) -> str:
-    name = _clone(pg_admin, example_template)
-    yield _with_dbname(pg_admin, name)
-    _drop(pg_admin, [name])
+    name = clone_database(pg_admin, example_template)
+    yield with_dbname(pg_admin, name)
+    drop_databases(pg_admin, [name])
 
 
 @pytest.fixture(scope="module")
@@ -107,13 +107,13 @@ def calculations_db(pg_admin, template_db, tmp_path_factory) -> str:
     """The calculations example up to the moment Finance defines a candidate (its first eleven steps)."""
     from tests.scenarios import Replay, example_steps
 
-    name = _clone(pg_admin, template_db)
-    url = _with_dbname(pg_admin, name)
+    name = clone_database(pg_admin, template_db)
+    url = with_dbname(pg_admin, name)
     with Replay(url, tmp_path_factory.mktemp("calc-example"), example="calculations") as feeding:
         for step in example_steps("calculations")[:11]:
             feeding.step(step)
     yield url
-    _drop(pg_admin, [name])
+    drop_databases(pg_admin, [name])
 
 
 @pytest.fixture(scope="module")
