@@ -10,7 +10,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 LEDGER = str(Path(sys.executable).with_name("ledger"))
 
@@ -52,3 +55,54 @@ def peak_child_rss_mb() -> float:
 def cleanup(home: Path) -> None:
     subprocess.run([LEDGER, "server", "stop"], env=ledger_env(home), capture_output=True)
     shutil.rmtree(home, ignore_errors=True)
+
+
+@dataclass
+class Store:
+    """A benchmark's LEDGER_HOME holding its prepared store: `run` counts the runs on it (1 for a new store);
+    `prepared` is what the preparation returned, this run or the first; `fresh` says whether this run made it."""
+
+    home: Path
+    run: int
+    prepared: Any
+    fresh: bool
+
+
+@contextmanager
+def prepared_store(kept: Path | None, prefix: str, prepare: Callable[[Path], Any]) -> Iterator[Store]:
+    """The store a benchmark runs on: with KEPT (`--home DIR`), the one prepared there before if any (its server
+    started; left in place, server stopped, at the end), else one made there by PREPARE; without, a fresh home
+    made by PREPARE and removed at the end. The file `prepared` in the home counts the runs (a bare number in a
+    store made before it also kept what PREPARE returned)."""
+    home = kept or fresh_home(prefix)
+    marker = home / "prepared"
+    try:
+        if marker.exists():
+            must(home, "server", "start")
+            state = json.loads(marker.read_text() or "0")
+            state = state if isinstance(state, dict) else {"runs": state}
+            store = Store(home, state.get("runs", 0) + 1, state.get("prepared"), fresh=False)
+        else:
+            home.mkdir(parents=True, exist_ok=True)
+            store = Store(home, 1, prepare(home), fresh=True)
+        marker.write_text(json.dumps({"runs": store.run, "prepared": store.prepared}))
+        yield store
+    finally:
+        if kept:
+            must(home, "server", "stop")
+        else:
+            cleanup(home)
+
+
+def load_reference(home: Path, reference: dict[str, Path], usage: Path, closes: list[str]) -> dict | None:
+    """Starts the home's server and appends a generated scenario through `ledger ingest`, in the order a ledger
+    meets it: prices, attributes and identity links; the usage file; the period closes; the invoices. Returns
+    the usage ingest's JSON report."""
+    must(home, "server", "start")
+    for kind in ("prices", "attributes", "identities"):
+        must(home, "ingest", kind, str(reference[kind]), "--json")
+    _, report = must(home, "ingest", "usage", str(usage), "--json")
+    for month in closes:
+        must(home, "period", "close", month, "--actor", "bench@fin")
+    must(home, "ingest", "invoices", str(reference["invoices"]), "--json")
+    return report

@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cleanup, fresh_home, must, run_ledger  # noqa: E402
-from rebuild import MONTHS, prepare, relabel, settle  # noqa: E402
+from _common import must, prepared_store, run_ledger  # noqa: E402
+from rebuild import MONTHS, prepare, relabel, settle, store_arguments  # noqa: E402
 
 
 def plan_changes(path: Path, customers: int, share: float, run: int) -> int:
@@ -47,31 +47,12 @@ def plan_changes(path: Path, customers: int, share: float, run: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=10_000_000)
-    parser.add_argument("--customers", type=int, default=20_000)
-    parser.add_argument("--late-share", type=float, default=0.02)
-    parser.add_argument("--increment", type=int, default=100_000)
+    store_arguments(parser)
     parser.add_argument("--plan-change-share", type=float, default=0.05)
     parser.add_argument("--home", type=Path, help="keep (and reuse) the prepared store in this directory")
     args = parser.parse_args()
-    home = args.home or fresh_home("ledger-bench-calc-")
-    prepared = home / "prepared"
-    try:
-        if prepared.exists():
-            must(home, "server", "start")
-            run = int(prepared.read_text() or 0) + 1
-        else:
-            home.mkdir(parents=True, exist_ok=True)
-            prepare(home, args)
-            run = 1
-        prepared.write_text(str(run))
-        data = home / "data"
-        print(json.dumps(measure(home, data, args, run), indent=2))
-    finally:
-        if args.home:
-            must(home, "server", "stop")
-        else:
-            cleanup(home)
+    with prepared_store(args.home, "ledger-bench-calc-", lambda home: prepare(home, args)) as store:
+        print(json.dumps(measure(store.home, store.home / "data", args, store.run), indent=2))
 
 
 def measure(home: Path, data: Path, args: argparse.Namespace, run: int) -> dict:

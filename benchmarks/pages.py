@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import must  # noqa: E402
-from rebuild import prepare  # noqa: E402
+from rebuild import prepare, store_arguments  # noqa: E402
 from tests.api.conftest import start_service, stop_service  # noqa: E402
 from ledger.store.embedded import DATABASE, EmbeddedServer  # noqa: E402
 
@@ -61,10 +61,7 @@ def timed(client: httpx.Client, conn: psycopg.Connection, path: str, runs: int) 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--home", type=Path, required=True, help="the benchmark store (made here when absent)")
-    parser.add_argument("--events", type=int, default=10_000_000)
-    parser.add_argument("--customers", type=int, default=20_000)
-    parser.add_argument("--late-share", type=float, default=0.02)
-    parser.add_argument("--increment", type=int, default=100_000)
+    store_arguments(parser)
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
     home = args.home

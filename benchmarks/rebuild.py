@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cleanup, fresh_home, must  # noqa: E402
+from _common import load_reference, must, prepared_store  # noqa: E402
 
 MONTHS = ["2026-01", "2026-02", "2026-03", "2026-04", "2026-05", "2026-06"]
 
@@ -35,27 +35,23 @@ def relabel(source: Path, target: Path, prefix: str) -> None:
             out.write(line.replace('"event_id":"u', f'"event_id":"{prefix}', 1))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def store_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the store `prepare` makes (also read by the benchmarks that reuse it)."""
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--late-share", type=float, default=0.02)
     parser.add_argument("--increment", type=int, default=100_000)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    store_arguments(parser)
     parser.add_argument("--home", type=Path, help="keep (and reuse) the prepared store in this directory")
     args = parser.parse_args()
-    home = args.home or fresh_home("ledger-bench-rebuild-")
-    prepared = home / "prepared"
     timings: dict[str, float] = {}
-    try:
-        if prepared.exists():
-            must(home, "server", "start")
-            run = int(prepared.read_text() or 0) + 1
-            ingest_rate = None
-        else:
-            home.mkdir(parents=True, exist_ok=True)
-            ingest_rate = prepare(home, args)
-            run = 1
-        prepared.write_text(str(run))
+    with prepared_store(args.home, "ledger-bench-rebuild-", lambda home: prepare(home, args)) as store:
+        home, run = store.home, store.run
+        ingest_rate = store.prepared if store.fresh else None
         data = home / "data"
         relabel(data / "more_raw.ndjson", data / "more.ndjson", f"more{run}_")
         late_in_mixed = int(args.increment * args.late_share)
@@ -132,11 +128,6 @@ def main() -> None:
                                   "appended": mixed_ingest["appended"]},
             "targets": {"rebuild_facts_per_s": 300_000, "ratio_to_group_by": 0.5, "incremental_s": 1.0},
         }, indent=2))
-    finally:
-        if args.home:
-            must(home, "server", "stop")
-        else:
-            cleanup(home)
 
 
 def finance_build_seconds(conn) -> float:
@@ -255,13 +246,7 @@ def prepare(home: Path, args: argparse.Namespace) -> float:
     relabel(data / "late_raw.ndjson", data / "late.ndjson", "late")
     usage_only(data / "more_raw.ndjson", args.increment, args.customers, MONTHS[3:], seed=4)
 
-    must(home, "server", "start")
-    for kind in ("prices", "attributes", "identities"):
-        must(home, "ingest", kind, str(reference[kind]), "--json")
-    _, report = must(home, "ingest", "usage", str(main_usage.path), "--json")
-    for month in MONTHS[:2]:
-        must(home, "period", "close", month, "--actor", "bench@fin")
-    must(home, "ingest", "invoices", str(reference["invoices"]), "--json")
+    report = load_reference(home, reference, main_usage.path, MONTHS[:2])
     must(home, "ingest", "usage", str(data / "late.ndjson"), "--json")
     return report["events_per_second"]
 

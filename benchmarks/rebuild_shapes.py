@@ -26,7 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cleanup, fresh_home, must  # noqa: E402
+from _common import cleanup, fresh_home, load_reference, must  # noqa: E402
 from rebuild import MONTHS, finance_build_seconds, relabel, settle  # noqa: E402
 
 SHAPES = {"uniform": (20_000, None), "wide": (200_000, 1.1), "deep": (1_000, 1.1)}
@@ -81,13 +81,7 @@ def run_shape(name: str, events: int, late_share: float) -> dict:
         usage(data / "usage.ndjson", events - late_n, customers, zipf, MONTHS, seed=2)
         usage(data / "late_raw.ndjson", late_n, customers, zipf, MONTHS[:2], seed=3)
         relabel(data / "late_raw.ndjson", data / "late.ndjson", "late")
-        must(home, "server", "start")
-        for kind in ("prices", "attributes", "identities"):
-            must(home, "ingest", kind, str(reference[kind]), "--json")
-        must(home, "ingest", "usage", str(data / "usage.ndjson"), "--json")
-        for month in MONTHS[:2]:
-            must(home, "period", "close", month, "--actor", "bench@fin")
-        must(home, "ingest", "invoices", str(reference["invoices"]), "--json")
+        load_reference(home, reference, data / "usage.ndjson", MONTHS[:2])
         must(home, "ingest", "usage", str(data / "late.ndjson"), "--json")
         conninfo = EmbeddedServer(home).conninfo(DATABASE)
         settle(conninfo)

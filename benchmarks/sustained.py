@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import LEDGER, cleanup, fresh_home, ledger_env, must  # noqa: E402
+from _common import LEDGER, ledger_env, load_reference, must, prepared_store  # noqa: E402
 
 MONTHS = ["2026-01", "2026-02", "2026-03", "2026-04", "2026-05", "2026-06"]
 OPEN_MONTH = MONTHS[-1]
@@ -75,13 +75,7 @@ def prepare(home: Path, args: argparse.Namespace) -> dict:
     with open(data / "usage.ndjson", "wb") as out:
         for i, month in enumerate(MONTHS[:-1]):
             out.write(zipf.lines("b", i * per_month, per_month, month))
-    must(home, "server", "start")
-    for kind in ("prices", "attributes", "identities"):
-        must(home, "ingest", kind, str(reference[kind]), "--json")
-    must(home, "ingest", "usage", str(data / "usage.ndjson"), "--json")
-    for month in MONTHS[:2]:
-        must(home, "period", "close", month, "--actor", "bench@fin")
-    must(home, "ingest", "invoices", str(reference["invoices"]), "--json")
+    load_reference(home, reference, data / "usage.ndjson", MONTHS[:2])
     seconds, _ = must(home, "project", "--rebuild", "--json")
     return {"base_usage_events": per_month * (len(MONTHS) - 1), "base_rebuild_s": round(seconds, 2)}
 
@@ -193,17 +187,8 @@ def main() -> None:
     parser.add_argument("--base-events", type=int, default=1_000_000)
     parser.add_argument("--home", type=Path, help="keep (and reuse) the prepared store in this directory")
     args = parser.parse_args()
-    home = args.home or fresh_home("ledger-bench-sustained-")
-    prepared = home / "prepared"
-    try:
-        if prepared.exists():
-            must(home, "server", "start")
-            base = json.loads(prepared.read_text())
-        else:
-            home.mkdir(parents=True, exist_ok=True)
-            base = prepare(home, args)
-        base["runs"] = base.get("runs", 0) + 1
-        prepared.write_text(json.dumps(base))
+    with prepared_store(args.home, "ledger-bench-sustained-", lambda home: prepare(home, args)) as store:
+        home, base = store.home, {**store.prepared, "runs": store.run}
         from ledger.store.embedded import DATABASE, EmbeddedServer
 
         conninfo = EmbeddedServer(home).conninfo(DATABASE)
@@ -220,11 +205,6 @@ def main() -> None:
             "check_equal": all(t["equal"] for t in check.values()), "check_s": round(check_s, 1),
             "targets": {"rate": 20_000, "finance_lag_p99_s": 5, "risk_lag_p99_s": 30},
         }, indent=2))
-    finally:
-        if args.home:
-            must(home, "server", "stop")
-        else:
-            cleanup(home)
 
 
 if __name__ == "__main__":

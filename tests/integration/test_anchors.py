@@ -11,9 +11,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.audit.anchors import SignedAnchor, public_hex, sign
 from ledger.audit.verify import verify_store
-from ledger.store.appender import GENESIS, chain_hash
+from ledger.store.appender import chain_hash
 from tests.builders import line, usage
 from tests.conftest import clone_database, drop_databases, ledger_runner, with_dbname, write_lines
+from tests.tampering import rechain, tamper
 
 
 @pytest.fixture(scope="module")
@@ -53,24 +54,8 @@ def store(ledger, conn):
     return ledger
 
 
-def tamper(conn, statement: str, *params) -> None:
-    with conn.transaction():
-        conn.execute("SET LOCAL session_replication_role = replica")
-        conn.execute(statement, params)
-
-
 def position_of(conn, topic: str) -> int:
     return conn.execute("SELECT max(notification_id) FROM ledger_events WHERE topic = %s", (topic,)).fetchone()[0]
-
-
-def recompute_chain(conn) -> None:
-    """What a superuser who knows the chain's formula does after an edit: recompute every link."""
-    previous = GENESIS
-    for position, stream, version, topic, state in conn.execute(
-            "SELECT notification_id, originator_id, originator_version, topic, state FROM ledger_events"
-            " ORDER BY 1").fetchall():
-        previous = chain_hash(previous, position, topic, bytes(state), stream.bytes, version)
-        tamper(conn, "UPDATE ledger_events SET chain_hash = %s WHERE notification_id = %s", previous, position)
 
 
 def first(conn, **kwargs):
@@ -157,7 +142,7 @@ def test_rule_chain_a_rewrite_recomputing_every_link_is_caught(store, conn, key)
     credit = position_of(conn, "ledger.CreditIssued")
     tamper(conn, "UPDATE ledger_events SET state = convert_to(replace(convert_from(state, 'UTF8'), '100', '900'),"
                  " 'UTF8') WHERE notification_id = %s", credit)
-    recompute_chain(conn)
+    rechain(conn)
     assert verify_store(conn, projections=False).chain.mismatch is None  # consistent with itself
     report = check(conn, [anchor], key)
     assert report.anchors[0].position == anchor.position and "was rewritten" in report.anchors[0].reason
@@ -208,6 +193,6 @@ def test_ledger_anchor_and_verify_anchors_end_to_end(store, conn, tmp_path):
     assert "anchors: ok (2 anchors checked)" in result.stdout
     credit = position_of(conn, "ledger.CreditIssued")
     tamper(conn, "UPDATE ledger_events SET originator_version = 7 WHERE notification_id = %s", credit)
-    recompute_chain(conn)
+    rechain(conn)
     result = store("verify", "--skip-projections", "--anchors", str(anchors), check_exit=1)
     assert "the chain up to here was rewritten" in result.stdout

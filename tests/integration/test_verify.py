@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-import psycopg
 import pytest
 
 from ledger.audit.verify import Anchor, verify_store
 from tests.builders import usage
+from tests.tampering import rechain, tamper
 
 
 @pytest.fixture
@@ -19,13 +19,6 @@ def store(ledger, replay):
     replay.ingest("identities", [{"source": "product", "source_customer_id": "pr_1", "customer_id": "cus_1",
                                   "effective_from": "2025-12-01T00:00:00Z"}])
     return ledger
-
-
-def tamper(conn: psycopg.Connection, statement: str, *params) -> None:
-    """Rewrite facts as a superuser with triggers disabled: the one way around the immutability triggers."""
-    with conn.transaction():
-        conn.execute("SET LOCAL session_replication_role = replica")
-        conn.execute(statement, params)
 
 
 def edit_state(old: str, new: str) -> str:
@@ -147,17 +140,10 @@ def test_a_usage_row_outside_every_batch_is_found(store, conn):
 
 def test_a_rewrite_that_recomputes_the_whole_chain_is_caught_only_by_an_anchor(store, conn):
     """A superuser can recompute every link after an edit; a head kept elsewhere still tells."""
-    from ledger.store.appender import GENESIS, chain_hash
-
     head = json.loads(store("verify", "--skip-projections", "--json", check_exit=0).stdout)["head"]
     target = positions(conn)[1]
     tamper(conn, edit_state("'pr_1'", "'pr_9'"), target)
-    previous = GENESIS
-    for position, stream, version, topic, state in conn.execute(
-            "SELECT notification_id, originator_id, originator_version, topic, state FROM ledger_events"
-            " ORDER BY 1").fetchall():
-        previous = chain_hash(previous, position, topic, bytes(state), stream.bytes, version)
-        tamper(conn, "UPDATE ledger_events SET chain_hash = %s WHERE notification_id = %s", previous, position)
+    rechain(conn)
     store("verify", "--skip-projections", check_exit=0)  # consistent with itself
     result = store("verify", "--skip-projections", "--anchor", f"{head['position']}:{head['chain_hash']}",
                    check_exit=1)
@@ -203,18 +189,6 @@ def calc_store(store, replay):
 def calc_positions(conn) -> list[int]:
     return [p for (p,) in conn.execute("SELECT notification_id FROM ledger_events WHERE topic LIKE "
                                        "'ledger.Calculation%' ORDER BY 1")]
-
-
-def rechain(conn) -> None:
-    """Recompute every link, as a superuser hiding an edit would."""
-    from ledger.store.appender import GENESIS, chain_hash
-
-    previous = GENESIS
-    for position, stream, version, topic, state in conn.execute(
-            "SELECT notification_id, originator_id, originator_version, topic, state FROM ledger_events"
-            " ORDER BY 1").fetchall():
-        previous = chain_hash(previous, position, topic, bytes(state), stream.bytes, version)
-        tamper(conn, "UPDATE ledger_events SET chain_hash = %s WHERE notification_id = %s", previous, position)
 
 
 def test_calculation_facts_are_in_the_chain_and_counted(calc_store):

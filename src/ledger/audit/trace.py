@@ -157,7 +157,7 @@ def _pricing(conn: psycopg.Connection, customer_id: str, month: str) -> dict[str
             "calculation": row["calculation"], "plan_rule": row["plan_rule"], "promotion": promotion}
 
 
-_CAUSE_FACTS = f"""
+_CAUSE_FACTS = """
     SELECT e.notification_id AS position, 'attributes' AS kind, ledger_recorded_at(e.state) AS recorded_at,
            jsonb_build_object('customer_id', a.customer_id, 'effective_from', a.effective_from,
                               'attributes', a.attrs) AS fact
@@ -285,6 +285,24 @@ def trace_customer_month(conn: psycopg.Connection, customer_id: str, month: str)
     }
 
 
+# The on-time usage facts of a (customer, month, meter) line (SPEC §4.1), for a query over `usage_facts u` with the
+# `cutoff` of its month (c(m), or the largest bigint while open) and the parameters m, c and meter: its meter and
+# month, before the close, and resolved to the customer with the links known before the close. Written once, for
+# `ledger trace --events` and the web's facts pages.
+LINE_CUTOFF = f"""cutoff AS MATERIALIZED (
+                SELECT coalesce((SELECT close_position FROM {P}.period_close WHERE month = %(m)s),
+                                9223372036854775807) AS c
+            )"""
+LINE_FACTS = f"""u.meter = %(meter)s AND u.position < cutoff.c
+              AND u.event_time >= (%(m)s || '-01')::timestamptz
+              AND u.event_time < (%(m)s || '-01')::timestamptz + interval '1 month'
+              AND EXISTS (SELECT 1 FROM {P}.link_range r
+                          WHERE r.source = u.source AND r.source_customer_id = u.source_customer_id
+                            AND r.known_after < cutoff.c AND cutoff.c <= r.known_through
+                            AND r.valid_from <= u.event_time AND u.event_time < r.valid_to
+                            AND r.customer_id = %(c)s)"""
+
+
 def contributing_facts(conn: psycopg.Connection, customer_id: str, month: str, meter: str,
                        first_position: int, last_position: int, source_ids: list[str]) -> Iterator[dict[str, Any]]:
     """The on-time usage facts of (customer, month, meter), streamed in position order (SPEC §4.1)."""
@@ -293,10 +311,7 @@ def contributing_facts(conn: psycopg.Connection, customer_id: str, month: str, m
     with conn.transaction(), conn.cursor(name="trace_events", row_factory=dict_row) as cur:
         cur.itersize = 10_000
         cur.execute(f"""
-            WITH cutoff AS (
-                SELECT coalesce((SELECT close_position FROM {P}.period_close WHERE month = %(m)s),
-                                9223372036854775807) AS c
-            )
+            WITH {LINE_CUTOFF}
             SELECT u.position, u.event_id, u.source, u.source_customer_id, u.event_time, u.quantity AS units,
                    hashint8extended(u.position, u.quantity) AS h, b.recorded_from, u.line AS recorded_line
             FROM usage_facts u
@@ -309,14 +324,7 @@ def contributing_facts(conn: psycopg.Connection, customer_id: str, month: str, m
             JOIN unnest(%(sources)s::text[], %(ids)s::text[]) AS s(source, source_customer_id) ON true
             WHERE u.position BETWEEN %(first)s AND %(last)s
               AND u.source = s.source AND u.source_customer_id = s.source_customer_id
-              AND u.meter = %(meter)s AND u.position < cutoff.c
-              AND u.event_time >= (%(m)s || '-01')::timestamptz
-              AND u.event_time < (%(m)s || '-01')::timestamptz + interval '1 month'
-              AND EXISTS (SELECT 1 FROM {P}.link_range r
-                          WHERE r.source = u.source AND r.source_customer_id = u.source_customer_id
-                            AND r.known_after < cutoff.c AND cutoff.c <= r.known_through
-                            AND r.valid_from <= u.event_time AND u.event_time < r.valid_to
-                            AND r.customer_id = %(c)s)
+              AND {LINE_FACTS}
             ORDER BY u.position""",
             {"m": month, "c": customer_id, "meter": meter, "first": first_position, "last": last_position,
              "sources": [p[0] for p in pairs], "ids": [p[1] for p in pairs]})

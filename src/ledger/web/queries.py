@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-P = "ledger_proj"
+from ledger.audit.trace import LINE_CUTOFF, LINE_FACTS, P
 FACTS_PAGE = 100
 QUEUE_PAGE = 100
 CUSTOMER_DAYS = 400  # the daily chart's span: a year and some, at most this many days
@@ -62,10 +62,7 @@ def facts_page(conn: psycopg.Connection, customer_id: str, month: str, meter: st
     pairs = [s.split(":", 1) for s in summary["source_ids"]]
     first = summary["first_position"] if after is None else max(summary["first_position"], after + 1)
     return rows(conn, f"""
-        WITH cutoff AS MATERIALIZED (
-            SELECT coalesce((SELECT close_position FROM {P}.period_close WHERE month = %(m)s),
-                            9223372036854775807) AS c
-        ), page AS (
+        WITH {LINE_CUTOFF}, page AS (
             SELECT u.position, u.event_id, u.source, u.source_customer_id, u.event_time, u.quantity AS units,
                    u.line AS recorded_line
             FROM usage_facts u
@@ -74,14 +71,7 @@ def facts_page(conn: psycopg.Connection, customer_id: str, month: str, meter: st
               -- a cheap test on each row first; the exact (source, id) pairs on the few that pass it
               AND u.source_customer_id = ANY(%(ids)s::text[])
               AND (u.source, u.source_customer_id) IN (SELECT * FROM unnest(%(sources)s::text[], %(ids)s::text[]))
-              AND u.meter = %(meter)s AND u.position < cutoff.c
-              AND u.event_time >= (%(m)s || '-01')::timestamptz
-              AND u.event_time < (%(m)s || '-01')::timestamptz + interval '1 month'
-              AND EXISTS (SELECT 1 FROM {P}.link_range r
-                          WHERE r.source = u.source AND r.source_customer_id = u.source_customer_id
-                            AND r.known_after < cutoff.c AND cutoff.c <= r.known_through
-                            AND r.valid_from <= u.event_time AND u.event_time < r.valid_to
-                            AND r.customer_id = %(c)s)
+              AND {LINE_FACTS}
             ORDER BY u.position
             LIMIT %(limit)s
         )
