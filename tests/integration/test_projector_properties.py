@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ledger import projector
@@ -412,7 +412,14 @@ def test_closed_month_on_time_units_never_change_after_close(new_store, ops, cut
 @pytest.mark.slow  # a fresh store per example
 @SETTINGS
 @given(ops=fact_ops)
-def test_customer_month_balance_is_invoiced_minus_credits_plus_late_adjustments(new_store, ops):
+# a price after the close restates the closed month's base fee; it posts to the open month (found by hypothesis)
+@example(ops=[("usage", ("billing", "b1"), "m1", "2026-01", dt.timedelta(0), 0)] * 5 + [("close",)]
+         + [("usage", ("billing", "b1"), "m1", "2026-01", dt.timedelta(0), 0)] * 4
+         + [("usage", ("billing", "b1"), "m1", "2026-01", dt.timedelta(0), 13),
+            ("attr", "c1", dt.datetime(2025, 12, 1, tzinfo=dt.timezone.utc), {"segment": None, "plan": "pb"}),
+            ("price", "pb", "2025-12", 19, {})])
+def test_customer_month_balance_is_invoiced_minus_credits_plus_adjustments_and_restatements(new_store, ops):
+    """SPEC §4.4: balance = invoiced − credits + late adjustments + restatements, each summed where it posts."""
     facts = Facts.from_ops(ops)
     store, conn = new_store()
     run_split(store, conn, facts, [True, False])
@@ -422,13 +429,16 @@ def test_customer_month_balance_is_invoiced_minus_credits_plus_late_adjustments(
              cr AS (SELECT customer_id, to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month,
                            sum(amount_cents) AS v FROM credit_facts GROUP BY 1, 2),
              la AS (SELECT customer_id, posting_month AS month, sum(amount_cents) AS v
-                    FROM ledger_proj.late_adjustments GROUP BY 1, 2)
+                    FROM ledger_proj.late_adjustments GROUP BY 1, 2),
+             rs AS (SELECT customer_id, posting_month AS month, sum(amount_cents) AS v
+                    FROM ledger_proj.restatements GROUP BY 1, 2)
         SELECT cm.* FROM ledger_proj.customer_month cm
         LEFT JOIN inv USING (customer_id, month) LEFT JOIN cr USING (customer_id, month)
-        LEFT JOIN la USING (customer_id, month)
+        LEFT JOIN la USING (customer_id, month) LEFT JOIN rs USING (customer_id, month)
         WHERE cm.balance_cents <> cm.invoiced_cents - cm.credits_cents + cm.late_adjustment_cents
+                                  + cm.restatement_cents
            OR cm.invoiced_cents <> coalesce(inv.v, 0) OR cm.credits_cents <> coalesce(cr.v, 0)
-           OR cm.late_adjustment_cents <> coalesce(la.v, 0)""")
+           OR cm.late_adjustment_cents <> coalesce(la.v, 0) OR cm.restatement_cents <> coalesce(rs.v, 0)""")
     missing = rows(conn, """
         SELECT customer_id, to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM') FROM credit_facts
         EXCEPT SELECT customer_id, month FROM ledger_proj.customer_month""")
