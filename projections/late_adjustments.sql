@@ -5,7 +5,7 @@
 -- known at its attribution position a: the sum over the distinct a of amount(a) - amount(a - 1) (pricing.price);
 -- 0 without a plan or for an unpriced meter. first/last_position are the facts' attribution positions.
 -- read model: finance
--- depends on: calc_in_force, customer_month_attrs, dim_customer, link_range, period_close, usage_late, usage_on_time
+-- depends on: calc_in_force, customer_month_attrs, dim_customer, usage_late, usage_on_time, usage_on_time_day
 -- rebuild: fill
 -- increment: refill scope (delete, fill, touched)
 -- increment on: every run

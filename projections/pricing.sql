@@ -1,7 +1,7 @@
 -- grain: none of its own; the pricing rule of SPEC §4.0 for a set of requests, used by customer_month_priced,
 -- late_adjustments, restatements and `ledger calc diff`.
--- facts read: attribute_facts (through dim_customer and dim_customer.versions), price_facts, usage_facts (the
---             on-time facts of a month priced day by day), usage_on_time, usage_late, period_close, link_range
+-- facts read: attribute_facts (through dim_customer and dim_customer.versions), price_facts, usage_facts (through
+--             usage_on_time, usage_on_time_day for a month priced day by day, and usage_late)
 -- @price reads {stage}.price_req (req bigint, customer_id text, month text, q bigint, plan_rule text,
 -- late_through bigint): price the customer-month as known at position q (the attribute and price facts at positions
 -- <= q) under plan_rule, on its on-time units plus the units of its late facts attributed at positions
@@ -10,11 +10,11 @@
 -- with units or listed by a price of the month's plans. A line absent from it prices 0.
 -- A month's days take the plan of the version in effect at their first instant, or of the first version that
 -- starts within the month where none is (daily_prorated); under month_start every day takes the month-start
--- version's plan. Only a request whose days have more than one plan needs its units by day: its on-time facts are
--- read again, month by month, for usage_on_time's source ids (step 4).
+-- version's plan. Only a request whose days have more than one plan needs its units by day: usage_on_time_day's
+-- (step 4).
 -- @price
 DROP TABLE IF EXISTS {stage}.version_pair, {stage}.version_fact, {stage}.req_version, {stage}.req_run,
-    {stage}.req_plan_days, {stage}.req_multi, {stage}.req_price, {stage}.req_price_meter, {stage}.req_multi_source,
+    {stage}.req_plan_days, {stage}.req_multi, {stage}.req_price, {stage}.req_price_meter,
     {stage}.req_day_units, {stage}.req_plan_units, {stage}.price_line;
 ANALYZE {stage}.price_req;
 -- 1. the versions as known at q: dim_customer's where no attribute fact of the customer came after q
@@ -80,38 +80,14 @@ CREATE TABLE {stage}.req_price_meter AS
 SELECT p.plan, p.month, p.q, m.key AS meter, (m.value ->> 'included_units')::bigint AS included_units,
        (m.value ->> 'unit_price_cents')::bigint AS unit_price_cents
 FROM {stage}.req_price p CROSS JOIN LATERAL jsonb_each(p.meters) m;
--- 4. units by plan: a single-plan request's units are all its plan's; a multi-plan one's go by day. The on-time
--- facts of the multi-plan customer-months (SPEC §4.1) are read once, month by month through usage_facts' BRIN index
--- on event_time, and matched to their customer-months' source ids by hash: never a position range per source id
--- (a source id's facts of one month lie anywhere in the store).
-CREATE TABLE {stage}.req_multi_source AS
-SELECT DISTINCT o.customer_id, o.month, o.source, o.source_customer_id, o.meter, o.first_position, o.last_position,
-       coalesce(pc.close_position, 9223372036854775807) AS cutoff
-FROM (SELECT DISTINCT r.customer_id, r.month FROM {stage}.price_req r
-      WHERE r.req IN (SELECT req FROM {stage}.req_multi)) s
-JOIN {schema}.usage_on_time o ON o.customer_id = s.customer_id AND o.month = s.month
-LEFT JOIN {schema}.period_close pc ON pc.month = o.month;
-ANALYZE {stage}.req_multi_source;
+-- 4. units by plan: a single-plan request's units are all its plan's; a multi-plan one's go by day, from
+-- usage_on_time_day (its customer-month is in split_month: a month whose days have more than one plan at q has an
+-- attribute fact effective inside it at a position <= q), never from the facts again.
 CREATE TABLE {stage}.req_day_units AS
-WITH f AS MATERIALIZED (    -- a fence: the months' facts of those source ids first, never by position ranges
-    SELECT mm.month, u.position, u.source, u.source_customer_id, u.meter, u.quantity, u.event_time
-    FROM (SELECT DISTINCT month, (month || '-01')::timestamp AT TIME ZONE 'UTC' AS starts,
-                 ((month || '-01')::timestamp + interval '1 month') AT TIME ZONE 'UTC' AS ends
-          FROM {stage}.req_multi_source) mm
-    JOIN usage_facts u ON u.event_time >= mm.starts AND u.event_time < mm.ends
-    WHERE u.position <= {head}
-      AND (u.source, u.source_customer_id) IN (SELECT source, source_customer_id FROM {stage}.req_multi_source)
-)
-SELECT s.customer_id, s.month, f.meter, extract(day FROM f.event_time AT TIME ZONE 'UTC')::int AS day,
-       sum(f.quantity)::bigint AS units
-FROM f
-JOIN {stage}.req_multi_source s
-  ON s.month = f.month AND f.source = s.source AND f.source_customer_id = s.source_customer_id AND f.meter = s.meter
- AND f.position >= s.first_position AND f.position <= s.last_position AND f.position < s.cutoff
-JOIN {schema}.link_range lr
-  ON lr.source = f.source AND lr.source_customer_id = f.source_customer_id
- AND lr.known_after < s.cutoff AND s.cutoff <= lr.known_through
- AND f.event_time >= lr.valid_from AND f.event_time < lr.valid_to AND lr.customer_id = s.customer_id
+SELECT d.customer_id, d.month, d.meter, d.day::int AS day, sum(d.units)::bigint AS units
+FROM {schema}.usage_on_time_day d
+JOIN (SELECT DISTINCT r.customer_id, r.month FROM {stage}.price_req r
+      WHERE r.req IN (SELECT req FROM {stage}.req_multi)) s ON s.customer_id = d.customer_id AND s.month = d.month
 GROUP BY 1, 2, 3, 4;
 CREATE TABLE {stage}.req_plan_units AS
 WITH single AS (

@@ -279,6 +279,25 @@ def read_models_follow_the_rules(conn: psycopg.Connection, oracle: Oracle) -> No
     event(f"late adjustments: {'some' if got_late else 'none'}; promotions: {len(oracle.promotions)}")
 
 
+def day_grain_adds_up(conn: psycopg.Connection, oracle: Oracle) -> None:
+    """usage_on_time_day holds, for exactly the customer-months an attribute fact takes effect strictly inside, their
+    on-time units by meter and UTC day (what the pricing rule reads instead of the facts)."""
+    split = set()
+    for _pos, customer, eff, _attrs in oracle.attrs:
+        eff = eff.astimezone(UTC)
+        if eff != eff.replace(day=1, hour=0, minute=0, second=0, microsecond=0):
+            split.add((customer, month_of(eff)))
+    assert set(rows(conn, "SELECT customer_id, month FROM ledger_proj.split_month")) == split
+    expected: dict = defaultdict(int)
+    for customer, month, day, meter, qty, attributed in oracle.units:
+        if attributed is None and (customer, month) in split:
+            expected[(customer, month, meter, day)] += qty
+    got = dict(((c, m, meter, day), units) for c, m, meter, day, units in rows(
+        conn, "SELECT customer_id, month, meter, day, sum(units)::bigint FROM ledger_proj.usage_on_time_day"
+              " GROUP BY 1, 2, 3, 4"))
+    assert {k: v for k, v in got.items() if v} == {k: v for k, v in expected.items() if v}
+
+
 def closed_months_add_up(conn: psycopg.Connection, oracle: Oracle) -> None:
     """SPEC §4.6's invariant: for every closed customer-month and line, the amount at E(m) plus every late adjustment
     and restatement of it equals the amount at the head, with the reported amounts where a row reports them."""
@@ -439,6 +458,7 @@ def test_read_models_follow_the_pricing_rules_at_every_batch(new_store, ops, cut
         oracle = Oracle(facts)  # the facts appended so far
         read_models_follow_the_rules(conn, oracle)
         closed_months_add_up(conn, oracle)
+        day_grain_adds_up(conn, oracle)
 
     run_split(store, conn, facts, cuts, on_batch=each_batch)
 
@@ -470,6 +490,7 @@ def test_short_profile_of_every_calculation_property(new_store, ops, cuts):
     def each_batch(_count):
         closed_months_stand_still(conn, frozen)
         closed_months_add_up(conn, Oracle(facts))  # the facts appended so far
+        day_grain_adds_up(conn, Oracle(facts))
 
     run_split(store, conn, facts, cuts, on_batch=each_batch)
     oracle = Oracle(facts)

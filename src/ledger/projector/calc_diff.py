@@ -3,9 +3,9 @@ from the same facts and the same pricing rule (projections/pricing.sql), and rol
 
 Only a customer-month whose days may have more than one plan (an attribute fact takes effect strictly inside it) can
 be priced differently by two plan rules: with one plan all month, daily_prorated equals month_start. So the diff
-reprices those customer-months alone, from the read models' aggregates (usage_on_time, usage_late) and, for the
-few multi-plan months, their on-time facts by day. Closed months: every customer whose days split; open months: the
-customers with a customer-month row.
+reprices those customer-months alone (split_month), from the read models' aggregates: usage_on_time, usage_late,
+and usage_on_time_day for the months whose days have more than one plan. It reads no usage fact.
+Closed months: every customer whose days split; open months: the customers with a customer-month row.
 """
 
 from __future__ import annotations
@@ -44,10 +44,7 @@ def diff(conn: psycopg.Connection, *, in_force: tuple[str, str], candidate: tupl
         conn.execute(target.render("""
             CREATE TABLE {stage}.price_req AS
             WITH split AS (
-                SELECT DISTINCT customer_id, to_char(effective_from AT TIME ZONE 'UTC', 'YYYY-MM') AS month
-                FROM attribute_facts
-                WHERE position <= {head}
-                  AND effective_from AT TIME ZONE 'UTC' <> date_trunc('month', effective_from AT TIME ZONE 'UTC')
+                SELECT customer_id, month FROM {schema}.split_month WHERE first_position <= {head}
             ), cm AS (
                 SELECT s.customer_id, s.month FROM split s
                 WHERE EXISTS (SELECT 1 FROM {schema}.period_close p WHERE p.month = s.month)
