@@ -12,6 +12,7 @@ import io
 import json
 import random
 import statistics
+import threading
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -548,3 +549,53 @@ def test_a_relink_that_takes_a_customers_only_usage_removes_its_month_meter_rows
     assert meters("cus_after") == {("2026-01", "api_calls", 5), ("2026-01", "fraud_checks", 2)}
     result = json.loads(ledger("project", "--check", "--json", check_exit=0).stdout)
     assert all(r["equal"] for r in result.values()), result
+
+
+def test_the_risk_views_read_finance_as_of_one_commit_while_finance_goes_on(feed, db_url, conn, ledger,
+                                                                           rebuild_equals_incremental):
+    """A Risk run holds its own lock and a REPEATABLE READ snapshot: Finance applies newer facts (a relink among
+    them) beside it without waiting, the views catch up to the Finance checkpoint their snapshot saw, and a rebuild
+    waits for the Risk run to end."""
+    import psycopg
+
+    from ledger.settings import Settings
+
+    u = Usage("snap")
+    feed("identities", [link("product", "pr_s1", "cus_s"), link("product", "pr_s2", "cus_t")])
+    feed("usage", u.daily("pr_s1", "api_calls", JAN1, [100] * 20) + u.daily("pr_s2", "api_calls", JAN1, [50] * 20))
+    ledger("project", check_exit=0)
+    feed("usage", u.daily("pr_s1", "api_calls", JAN1 + timedelta(days=20), [120] * 5))
+    ledger("project", "--finance-only", check_exit=0)
+    settings = Settings.from_env()
+
+    with psycopg.connect(db_url, autocommit=True) as risk, psycopg.connect(db_url, autocommit=True) as finance:
+        finance.execute("SET lock_timeout = '20s'")
+        with runner._risk_locked(risk):
+            seen = runner._checkpoint(risk, LIVE_SCHEMA)  # the snapshot: Finance's checkpoint now
+            # Finance goes on while the Risk lock is held: pr_s2 moves to cus_s, and more usage arrives
+            feed("identities", [link("product", "pr_s2", "cus_s", "2026-01-01T00:00:00Z")])
+            feed("usage", u.daily("pr_s2", "api_calls", JAN1 + timedelta(days=20), [70] * 5))
+            moved = projector.project(finance, settings, risk=False)
+            assert moved.mode == "incremental" and moved.to_position > seen
+            assert runner._checkpoint(risk, LIVE_SCHEMA) == seen  # not in this snapshot
+            assert runner._catch_up_risk(risk, seen, settings) is not None
+            totals = dict(risk.execute(f"SELECT customer_id, sum(units) FROM {LIVE_SCHEMA}.usage_daily GROUP BY 1"))
+            assert totals == {"cus_s": 100 * 20 + 120 * 5, "cus_t": 50 * 20}  # as of the snapshot's links
+
+            rebuilt = []
+
+            def rebuild() -> None:
+                with psycopg.connect(db_url, autocommit=True) as other:
+                    rebuilt.append(projector.rebuild(other, settings))
+
+            waiting = threading.Thread(target=rebuild)
+            waiting.start()
+            waiting.join(timeout=1.5)
+            assert waiting.is_alive()  # a rebuild takes the Risk lock too: it waits for this run
+        waiting.join(timeout=120)
+        assert rebuilt and rebuilt[0].mode == "rebuild"
+
+    ledger("project", check_exit=0)
+    totals = dict(conn.execute(f"SELECT customer_id, sum(units) FROM {LIVE_SCHEMA}.usage_daily GROUP BY 1"))
+    assert totals == {"cus_s": 100 * 20 + 120 * 5 + 50 * 20 + 70 * 5}
+    rebuild_equals_incremental()

@@ -44,8 +44,11 @@ def follow(interval: float, as_json: bool) -> None:
         if as_json:
             sys.stdout.write(orjson.dumps(line).decode() + "\n")
         else:
-            print(f"{run.mode}" + (f" ({run.path})" if run.path else "") + f": {count(run.facts_applied, 'fact')}, "
-                  f"positions {run.from_position:,}→{run.to_position:,} in {run.seconds:.2f} s; lag: Finance "
+            positions = f"positions {run.from_position:,}→{run.to_position:,}"
+            done = (f"risk and sales views: {positions}" if run.mode == "risk" else
+                    f"{run.mode}" + (f" ({run.path})" if run.path else "") + f": {count(run.facts_applied, 'fact')}, "
+                    + positions)
+            print(f"{done} in {run.seconds:.2f} s; lag: Finance "
                   f"{count(state.finance.facts, 'fact')} {state.finance.seconds:.1f} s, Risk "
                   f"{count(state.risk.facts, 'fact')} {state.risk.seconds:.1f} s")
         sys.stdout.flush()

@@ -1,9 +1,13 @@
 """project, rebuild and check: exactly-once application of the facts to the read models in `ledger_proj`.
 
-Every run holds one transaction-scoped advisory lock, so concurrent callers queue: the second one finds the
-checkpoint already at the head and does nothing. The read models and their checkpoint (`ledger_proj.checkpoint`)
-commit together. A rebuild fills `ledger_proj_next` and renames it over `ledger_proj` in the same transaction:
-readers see the old tables until the commit, and a killed rebuild leaves them serving.
+Finance's read models and the Risk and Sales views each have a lock (advisory) and a checkpoint of their own, so
+that one never waits for the other: concurrent callers of one queue, and the second finds the checkpoint already
+at the head and does nothing. Finance's read models and their checkpoint (`ledger_proj.checkpoint`) commit
+together. The Risk and Sales views catch up to Finance's checkpoint in a transaction of their own, REPEATABLE
+READ: they read Finance's tables (link_range, usage_on_time, period_close, adoption_pending) as of one commit of
+Finance's, while Finance goes on applying newer facts beside them. A rebuild or a check holds both locks (Finance's
+first). A rebuild fills `ledger_proj_next` and renames it over `ledger_proj` in the same transaction: readers see
+the old tables until the commit, and a killed rebuild leaves them serving.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from . import engine
 LIVE_SCHEMA = "ledger_proj"
 NEXT_SCHEMA = "ledger_proj_next"
 CHECK_SCHEMA = "ledger_proj_check"
-LOCK_KEY = 0x6C65646765725F70  # "ledger_p": one lock for every projector run
+LOCK_KEY = 0x6C65646765725F70  # "ledger_p": Finance's read models
+RISK_LOCK_KEY = 0x6C65646765725F72  # "ledger_r": the Risk and Sales views
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,7 @@ class ProjectReport:
     to_position: int
     facts_applied: int
     seconds: float
-    mode: str  # "incremental", "rebuild" or "noop" (of Finance's read models)
+    mode: str  # "incremental", "rebuild" or "noop" (of Finance's read models); "risk": the Risk and Sales views alone
     reason: str | None = None  # why a run of `project` rebuilt instead of applying the new facts
     # the Risk and Sales views' own checkpoint when this run brought them from there to to_position (None: they
     # were current, or were left for a later run)
@@ -59,14 +64,40 @@ def _head_position(conn: psycopg.Connection) -> int:
 
 
 @contextmanager
-def _locked(conn: psycopg.Connection) -> Iterator[None]:
-    """One transaction holding the projector lock (read committed: each statement sees the latest commits)."""
+def _locked(conn: psycopg.Connection, *, risk: bool = False) -> Iterator[None]:
+    """One transaction holding Finance's lock, and with RISK the Risk and Sales views' too (read committed: each
+    statement sees the latest commits)."""
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     with conn.transaction():
         if idle:
             conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+        if risk:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (RISK_LOCK_KEY,))
         yield
+
+
+@contextmanager
+def _risk_locked(conn: psycopg.Connection) -> Iterator[None]:
+    """A REPEATABLE READ transaction holding the Risk and Sales views' lock, taken before its snapshot: the snapshot
+    sees the checkpoint the previous holder committed. (Inside a caller's transaction: that transaction, and the
+    lock until it ends.)"""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (RISK_LOCK_KEY,))
+        yield
+        return
+    # A transaction's snapshot is taken at its first statement, before a lock that statement waits for: the lock
+    # is the session's, taken in a transaction of its own first, and released after the commit.
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_lock(%s)", (RISK_LOCK_KEY,))
+    try:
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            yield
+    finally:
+        if not conn.closed:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_unlock(%s)", (RISK_LOCK_KEY,))
 
 
 def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
@@ -91,6 +122,8 @@ def _thresholds(settings: Settings) -> engine.Thresholds:
 
 def _rebuild_locked(conn: psycopg.Connection, started: float, settings: Settings,
                     reason: str | None = None) -> ProjectReport:
+    """With Finance's lock held: takes the Risk and Sales views' too (a Risk run in progress finishes first)."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (RISK_LOCK_KEY,))
     head = _head_position(conn)
     _drop_schema(conn, NEXT_SCHEMA)  # a leftover of an earlier, killed rebuild
     engine.build(conn, NEXT_SCHEMA, head, _thresholds(settings), settings.build_work_mem)
@@ -102,13 +135,27 @@ def _rebuild_locked(conn: psycopg.Connection, started: float, settings: Settings
 
 
 def _catch_up_risk(conn: psycopg.Connection, head: int, settings: Settings) -> int | None:
-    """Brings the Risk and Sales views (their own checkpoint) up to HEAD; returns the checkpoint they were at, or
-    None when they were current."""
+    """Brings the Risk and Sales views (their own checkpoint) up to HEAD, Finance's checkpoint; returns the
+    checkpoint they were at, or None when they were current."""
     risk_checkpoint = _checkpoint(conn, LIVE_SCHEMA, "risk_checkpoint")
     if head <= risk_checkpoint:
         return None
     engine.apply_risk_increment(conn, LIVE_SCHEMA, risk_checkpoint, head, _thresholds(settings))
     return risk_checkpoint
+
+
+def project_risk(conn: psycopg.Connection, settings: Settings | None = None) -> ProjectReport:
+    """Brings the Risk and Sales views up to Finance's checkpoint, under their own lock only: Finance's runs go on
+    beside it."""
+    started = time.perf_counter()
+    settings = settings or Settings.from_env()
+    with _risk_locked(conn):
+        if not _schema_exists(conn, LIVE_SCHEMA) or not engine.built_by_current_definitions(conn, LIVE_SCHEMA):
+            return ProjectReport(0, 0, 0, time.perf_counter() - started, "risk")  # a Finance run builds them
+        finance = _checkpoint(conn, LIVE_SCHEMA)
+        risk_from = _catch_up_risk(conn, finance, settings)
+    return ProjectReport(finance if risk_from is None else risk_from, finance, 0, time.perf_counter() - started,
+                         "risk", risk_from_position=risk_from)
 
 
 def project(conn: psycopg.Connection, settings: Settings | None = None, *, risk: bool = True) -> ProjectReport:
@@ -133,17 +180,17 @@ def project(conn: psycopg.Connection, settings: Settings | None = None, *, risk:
             path = engine.apply_increment(conn, LIVE_SCHEMA, checkpoint, head, new, _thresholds(settings))
             report = ProjectReport(checkpoint, head, new.total, 0.0, "incremental" if new.total else "noop",
                                    path=path if new.total else None)
-        risk_from = _catch_up_risk(conn, max(head, checkpoint), settings) if risk else None
-        return ProjectReport(report.from_position, report.to_position, report.facts_applied,
-                             time.perf_counter() - started, report.mode, risk_from_position=risk_from,
-                             path=report.path)
+    risk_from = project_risk(conn, settings).risk_from_position if risk else None
+    return ProjectReport(report.from_position, report.to_position, report.facts_applied,
+                         time.perf_counter() - started, report.mode, risk_from_position=risk_from,
+                         path=report.path)
 
 
 def rebuild(conn: psycopg.Connection, settings: Settings | None = None) -> ProjectReport:
     """Recomputes every projection from position 0 into new tables and swaps them in atomically."""
     started = time.perf_counter()
     settings = settings or Settings.from_env()
-    with _locked(conn):
+    with _locked(conn, risk=True):
         return _rebuild_locked(conn, started, settings)
 
 
@@ -159,7 +206,7 @@ def table_checksum(conn: psycopg.Connection, schema: str, table: str) -> str:
 def check(conn: psycopg.Connection, settings: Settings | None = None) -> dict[str, dict[str, object]]:
     """Rebuilds up to the live checkpoint into a scratch schema and compares every table's checksum."""
     settings = settings or Settings.from_env()
-    with _locked(conn):
+    with _locked(conn, risk=True):
         if not _schema_exists(conn, LIVE_SCHEMA):
             return {}
         checkpoint = _checkpoint(conn, LIVE_SCHEMA)
