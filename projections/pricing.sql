@@ -15,15 +15,16 @@
 -- @price
 DROP TABLE IF EXISTS {stage}.version_pair, {stage}.version_fact, {stage}.req_version, {stage}.req_run,
     {stage}.req_plan_days, {stage}.req_multi, {stage}.req_price, {stage}.req_price_meter,
-    {stage}.req_day_units, {stage}.req_plan_units, {stage}.req_plan, {stage}.req_units,
-    {stage}.price_line;
+    {stage}.req_plan_units, {stage}.req_plan, {stage}.req_units, {stage}.price_line;
 ANALYZE {stage}.price_req;
--- 1. the versions as known at q: dim_customer's where no attribute fact of the customer came after q
+-- 1. the versions as known at q: dim_customer's where no attribute fact of the customer came after q (only the
+-- facts after the smallest q are read: none when every q is the head)
 CREATE TABLE {stage}.version_pair AS
 SELECT DISTINCT r.customer_id, r.q
 FROM {stage}.price_req r
 JOIN (SELECT customer_id, max(position) AS last_position FROM attribute_facts
-      WHERE position <= {head} AND customer_id IN (SELECT customer_id FROM {stage}.price_req)
+      WHERE position <= {head} AND position > (SELECT min(q) FROM {stage}.price_req)
+        AND customer_id IN (SELECT customer_id FROM {stage}.price_req)
       GROUP BY customer_id) a ON a.customer_id = r.customer_id AND a.last_position > r.q;
 CREATE TABLE {stage}.version_fact AS
 SELECT position, customer_id, effective_from, attrs FROM attribute_facts
@@ -84,12 +85,6 @@ FROM {stage}.req_price p CROSS JOIN LATERAL jsonb_each(p.meters) m;
 -- 4. units by plan: a single-plan request's units are all its plan's; a multi-plan one's go by day, from
 -- usage_on_time_day (its customer-month is in split_month: a month whose days have more than one plan at q has an
 -- attribute fact effective inside it at a position <= q), never from the facts again.
-CREATE TABLE {stage}.req_day_units AS
-SELECT d.customer_id, d.month, d.meter, d.day::int AS day, sum(d.units)::bigint AS units
-FROM {schema}.usage_on_time_day d
-JOIN (SELECT DISTINCT r.customer_id, r.month FROM {stage}.price_req r
-      WHERE r.req IN (SELECT req FROM {stage}.req_multi)) s ON s.customer_id = d.customer_id AND s.month = d.month
-GROUP BY 1, 2, 3, 4;
 CREATE TABLE {stage}.req_plan_units AS
 WITH single AS (
     SELECT r.*, d.plan FROM {stage}.price_req r
@@ -98,8 +93,8 @@ WITH single AS (
 ), multi AS (
     SELECT r.* FROM {stage}.price_req r WHERE r.req IN (SELECT req FROM {stage}.req_multi)
 ), day_units AS (
-    SELECT m.req, d.meter, d.day, d.units
-    FROM multi m JOIN {stage}.req_day_units d ON d.customer_id = m.customer_id AND d.month = m.month
+    SELECT m.req, d.meter, d.day::int AS day, d.units
+    FROM multi m JOIN {schema}.usage_on_time_day d ON d.customer_id = m.customer_id AND d.month = m.month
     UNION ALL
     SELECT m.req, l.meter, extract(day FROM l.event_time AT TIME ZONE 'UTC')::int, l.quantity
     FROM multi m JOIN {schema}.usage_late l

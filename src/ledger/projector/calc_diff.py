@@ -1,10 +1,11 @@
 """`ledger calc diff NAME` (SPEC §6.2): what promoting a calculation now would change, built beside the one in force
 from the same facts and the same pricing rule (projections/pricing.sql), and rolled back: readers see nothing.
 
-Only a customer-month whose days may have more than one plan (an attribute fact takes effect strictly inside it) can
-be priced differently by two plan rules: with one plan all month, daily_prorated equals month_start. So the diff
-reprices those customer-months alone (split_month), from the read models' aggregates: usage_on_time, usage_late,
-and usage_on_time_day for the months whose days have more than one plan. It reads no usage fact.
+Only a customer-month whose days may have more than one plan can be priced differently by two plan rules: with one
+plan all month, daily_prorated equals month_start. So the diff reprices those customer-months alone: those an
+attribute fact takes effect strictly inside (split_month) whose versions at the head (dim_customer) name more than
+one plan in the month. It prices them from the read models' aggregates: usage_on_time, usage_late, and
+usage_on_time_day for the months whose days have more than one plan. It reads no usage fact.
 Closed months: every customer whose days split; open months: the customers with a customer-month row.
 """
 
@@ -43,8 +44,14 @@ def diff(conn: psycopg.Connection, *, in_force: tuple[str, str], candidate: tupl
         conn.execute(f"DROP TABLE IF EXISTS {STAGE}.price_req")
         conn.execute(target.render("""
             CREATE TABLE {stage}.price_req AS
-            WITH split AS (
-                SELECT customer_id, month FROM {schema}.split_month WHERE first_position <= {head}
+            WITH split AS (   -- split, and by versions that name more than one plan (a null plan counts as one)
+                SELECT s.customer_id, s.month FROM {schema}.split_month s
+                JOIN {schema}.dim_customer d ON d.customer_id = s.customer_id
+                 AND d.valid_from < ((s.month || '-01')::timestamp + interval '1 month') AT TIME ZONE 'UTC'
+                 AND (d.valid_to IS NULL OR d.valid_to > (s.month || '-01')::timestamp AT TIME ZONE 'UTC')
+                WHERE s.first_position <= {head}
+                GROUP BY s.customer_id, s.month
+                HAVING count(DISTINCT d.plan) + max((d.plan IS NULL)::int) > 1
             ), cm AS (
                 SELECT s.customer_id, s.month FROM split s
                 WHERE EXISTS (SELECT 1 FROM {schema}.period_close p WHERE p.month = s.month)

@@ -118,7 +118,9 @@ def apply_risk_increment(conn: psycopg.Connection, schema: str, checkpoint: int,
                          thresholds: Thresholds = Thresholds()) -> None:
     """Folds the facts in (CHECKPOINT, HEAD] into the Risk and Sales views (usage_daily, adoption, anomalies).
 
-    Runs after the Finance step of the same transaction, so period_close and link_range are current through HEAD.
+    HEAD is Finance's checkpoint as the caller's transaction sees it (runner.project_risk: a REPEATABLE READ
+    snapshot), so the Finance tables it reads (period_close, link_range, usage_on_time, adoption_pending) are
+    those of HEAD while Finance's later runs commit beside it.
     """
     conn.execute("SET LOCAL work_mem = '256MB'")
     conn.execute("SET LOCAL jit = off")
