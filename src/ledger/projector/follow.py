@@ -2,14 +2,13 @@
 
 Every append writes `ledger_events`, whose trigger NOTIFYs `ledger_facts` at commit (migration 0042). The follower
 LISTENs on a connection of its own, and on each wake (or every `interval` seconds, in case a notification was
-missed) runs `project`: everything committed since the last run is applied in one batch. Finance's read models
-are brought up to date on every wake; the Risk and Sales views, whose increments cost more, at most every
-`risk_interval` seconds, or as soon as Finance's are idle, under their own lock (runner.project_risk): a Finance
-run from elsewhere (a read of the service, `ledger project --finance-only`) never waits for them. The projector's
-locks make a follower safe beside any other projector run: the second one finds nothing left and does nothing.
-The Risk run follows Finance's in the same thread: run beside it, on a second connection, it made Finance's lag
-worse on two cores (sustained load at 20,000 events/s: Finance p50 3.7 s and p99 8.3 s beside, against 1.6 s and
-6.1 s in turn; docs/benchmarks.md).
+missed) brings Finance's read models up to date: everything committed since the last run is applied in one batch.
+The Risk and Sales views, whose increments cost more, follow on a thread and a connection of their own, under their
+own lock (runner.project_risk): at most every `risk_interval` seconds, or as soon as Finance's are idle, and never
+holding Finance's next run back. The projector's locks make a follower safe beside any other projector run: the
+second one finds nothing left and does nothing. (Measured in one window on two cores, sustained load at 20,000
+events/s: Finance's lag p50 3.7 s and p99 8.3 s with the views beside, 5.2 s and 15.5 s with them run in turn;
+docs/benchmarks.md.)
 
 Lag: `facts` is the head position minus a read model's checkpoint; `seconds` is how long ago the follower first
 saw the oldest fact still not applied (zero when current).
@@ -24,6 +23,7 @@ from typing import Callable
 
 import psycopg
 
+from ledger.logging import get_logger
 from ledger.settings import Settings
 from ledger.store.database import Database
 
@@ -59,24 +59,28 @@ class FollowerState:
 
 
 class _Pending:
-    """When each not-yet-applied head was first seen, so a lag in seconds can be told."""
+    """When each not-yet-applied head was first seen, so a lag in seconds can be told (by either thread)."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[int, float]] = []  # (head position, first seen at), ascending
+        self._lock = threading.Lock()
 
     def saw(self, head: int, at: float) -> None:
-        if not self.seen or head > self.seen[-1][0]:
-            self.seen.append((head, at))
+        with self._lock:
+            if not self.seen or head > self.seen[-1][0]:
+                self.seen.append((head, at))
 
     def lag(self, checkpoint: int, now: float) -> float:
         """Seconds since the oldest head above CHECKPOINT was first seen."""
-        for head, at in self.seen:
-            if head > checkpoint:
-                return now - at
+        with self._lock:
+            for head, at in self.seen:
+                if head > checkpoint:
+                    return now - at
         return 0.0
 
     def applied(self, checkpoint: int) -> None:
-        self.seen = [(h, t) for h, t in self.seen if h > checkpoint]
+        with self._lock:
+            self.seen = [(h, t) for h, t in self.seen if h > checkpoint]
 
 
 def read_checkpoints(conn: psycopg.Connection) -> tuple[int, int] | None:
@@ -100,60 +104,85 @@ class Follower:
         self.stop = threading.Event()
         self._pending = _Pending()
         self._risk_run_at = 0.0
+        self._reporting = threading.Lock()  # one on_run call at a time, and one update of the run counts
 
     def run(self) -> None:
-        """Follow until `stop` is set; the run in progress when it is set finishes (and commits) first."""
+        """Follow until `stop` is set; the runs in progress when it is set finish (and commit) first."""
         self.state.running = True
+        finished = threading.Event()
+        risk = threading.Thread(target=self._follow_risk, args=(finished,), name="ledger-follower-risk", daemon=True)
         try:
             with self.db.connection() as listener, self.db.connection() as worker:
                 listener.execute(f"LISTEN {CHANNEL}")
+                risk.start()
                 while not self.stop.is_set():
                     self.step(worker)
                     self._wait(listener)
         finally:
+            finished.set()
+            if risk.is_alive():
+                risk.join()
             self.state.running = False
 
     def _wait(self, listener: psycopg.Connection) -> None:
-        """Until a commit is notified, `interval` passes (or the Risk views fall due), or `stop` is set."""
-        wait = self.interval
-        if self.state.risk.facts > 0:
-            wait = min(wait, max(0.0, self._risk_run_at + self.risk_interval - time.monotonic()))
-        deadline = time.monotonic() + wait
+        """Until a commit is notified, `interval` passes, or `stop` is set."""
+        deadline = time.monotonic() + self.interval
         while not self.stop.is_set() and (left := deadline - time.monotonic()) > 0:
             if any(True for _ in listener.notifies(timeout=min(0.5, left), stop_after=1)):
                 return
 
     def step(self, conn: psycopg.Connection) -> list[ProjectReport]:
-        """Finance's read models brought to the head; then the Risk and Sales views, when Finance's were current
-        already or `risk_interval` has passed since their last run. Updates `state`; returns the runs made."""
+        """Finance's read models brought to the head. Updates `state`; returns the runs made."""
         head = _head_position(conn)
         self._pending.saw(head, time.monotonic())
         checkpoints = read_checkpoints(conn)
-        finance_behind = checkpoints is None or checkpoints[0] < head
         runs = []
-        if finance_behind:
+        if checkpoints is None or checkpoints[0] < head:
             runs.append(project(conn, self.settings, risk=False))
-        checkpoints = read_checkpoints(conn)
-        risk_behind = checkpoints is not None and checkpoints[1] < checkpoints[0]
-        if risk_behind and (not finance_behind or time.monotonic() - self._risk_run_at >= self.risk_interval):
-            runs.append(project_risk(conn, self.settings))
-            self._risk_run_at = time.monotonic()
-        for report in runs:
-            self.state.runs += 1
-            self.state.facts_applied += report.facts_applied
-            self.state.last_run_at = time.time()
-        self._measure(conn)
-        for report in runs:
-            if self.on_run is not None:
-                self.on_run(report, self.state)
+        self._measure(conn, runs)
         return runs
 
-    def _measure(self, conn: psycopg.Connection) -> None:
+    def step_risk(self, conn: psycopg.Connection) -> list[ProjectReport]:
+        """The Risk and Sales views brought to Finance's checkpoint, when Finance's are current or `risk_interval`
+        has passed since their last run. Updates `state`; returns the runs made."""
+        checkpoints = read_checkpoints(conn)
+        runs = []
+        if checkpoints is not None and checkpoints[1] < checkpoints[0]:
+            finance_idle = checkpoints[0] >= _head_position(conn)
+            if finance_idle or time.monotonic() - self._risk_run_at >= self.risk_interval:
+                self._risk_run_at = time.monotonic()
+                runs.append(project_risk(conn, self.settings))
+        self._measure(conn, runs)
+        return runs
+
+    def _follow_risk(self, finished: threading.Event) -> None:
+        """step_risk on a connection of its own until `stop` (or the follower's end). An error is logged and kept
+        in `state`; the views are tried again, on a new connection, after `risk_interval`."""
+        while not (self.stop.is_set() or finished.is_set()):
+            try:
+                with self.db.connection() as conn:
+                    while not (self.stop.is_set() or finished.is_set()):
+                        if not self.step_risk(conn):
+                            finished.wait(min(0.5, self.risk_interval))
+            except Exception as error:  # noqa: BLE001 - the Finance follower goes on; so do these views, later
+                get_logger().error("risk_views_follow_failed", error=str(error))
+                self.state.last_error = f"risk views: {error}"
+                finished.wait(self.risk_interval)
+
+    def _measure(self, conn: psycopg.Connection, runs: list[ProjectReport]) -> None:
         now = time.monotonic()
         head = _head_position(conn)
         self._pending.saw(head, now)
         finance, risk = read_checkpoints(conn) or (0, 0)
-        self.state.head = head
-        self.state.finance = Lag(finance, head - finance, self._pending.lag(finance, now))
-        self.state.risk = Lag(risk, head - risk, self._pending.lag(risk, now))
-        self._pending.applied(min(finance, risk))
+        with self._reporting:
+            for report in runs:
+                self.state.runs += 1
+                self.state.facts_applied += report.facts_applied
+                self.state.last_run_at = time.time()
+            self.state.head = max(self.state.head, head)
+            self.state.finance = Lag(finance, head - finance, self._pending.lag(finance, now))
+            self.state.risk = Lag(risk, head - risk, self._pending.lag(risk, now))
+            self._pending.applied(min(finance, risk))
+            for report in runs:
+                if self.on_run is not None:
+                    self.on_run(report, self.state)
