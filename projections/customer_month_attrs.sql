@@ -4,10 +4,10 @@
 -- SPEC §3.3: a customer-month takes the version in effect at the month's first instant; where none is, the first
 -- version that starts within the month; else empty attributes. SPEC §4.0: as known at the month's pricing point
 -- priced_at = E(m) (its close position - 1 once closed, the head while open), and so is its calculation.
--- is_split: an attribute fact of the customer takes effect strictly inside the month, so its days may have more
--- than one plan (under daily_prorated, such a month is priced day by day: customer_month_priced).
+-- is_split: the month is in split_month (an attribute fact of the customer takes effect strictly inside it), so its
+-- days may have more than one plan (under daily_prorated, such a month is priced day by day: customer_month_priced).
 -- read model: finance
--- depends on: calc_in_force, dim_customer, invoice_resolved, period_close, restatements, usage_late, usage_on_time
+-- depends on: calc_in_force, dim_customer, invoice_resolved, period_close, restatements, split_month, usage_late, usage_on_time
 -- rebuild: fill, analyze
 -- increment: refill scope (delete, fill)
 -- increment on: every run
@@ -52,19 +52,17 @@ WITH credit AS (
 ), keyed AS (
     SELECT cm.customer_id, cm.month, pc.close_position - 1 AS closed_at, coalesce(pc.close_position - 1, {head}) AS priced_at
     FROM cm LEFT JOIN {schema}.period_close pc ON pc.month = cm.month
-), attr AS (    -- each reported customer's attribute facts: the latest position, and the months they split
-    SELECT customer_id, max(position) AS last_position,
-           array_agg(DISTINCT to_char(effective_from AT TIME ZONE 'UTC', 'YYYY-MM'))
-               FILTER (WHERE effective_from AT TIME ZONE 'UTC' <> date_trunc('month', effective_from AT TIME ZONE 'UTC'))
-               AS split_months
+), attr AS (    -- each reported customer's latest attribute fact
+    SELECT customer_id, max(position) AS last_position
     FROM attribute_facts
     WHERE position <= {head} AND customer_id IN (SELECT customer_id FROM keyed)
     GROUP BY customer_id
 )
 SELECT k.customer_id, k.month, k.closed_at, k.priced_at, coalesce(a.last_position > k.priced_at, false) AS is_asof,
-       coalesce(k.month = ANY (a.split_months), false) AS is_split, c.name AS calculation, c.plan_rule
+       s.customer_id IS NOT NULL AS is_split, c.name AS calculation, c.plan_rule
 FROM keyed k
 LEFT JOIN attr a ON a.customer_id = k.customer_id
+LEFT JOIN {schema}.split_month s ON s.customer_id = k.customer_id AND s.month = k.month
 JOIN {schema}.calc_in_force c ON k.priced_at >= c.from_position AND k.priced_at < c.through_position;
 -- attributes as known at a closed month's pricing point, for the customers with attribute facts since then
 CREATE TABLE {stage}.version_pair AS SELECT DISTINCT customer_id, priced_at AS q FROM {stage}.cm_attr_key WHERE is_asof;

@@ -15,7 +15,7 @@
 -- @price
 DROP TABLE IF EXISTS {stage}.version_pair, {stage}.version_fact, {stage}.req_version, {stage}.req_run,
     {stage}.req_plan_days, {stage}.req_multi, {stage}.req_price, {stage}.req_price_meter,
-    {stage}.req_plan_units, {stage}.req_plan, {stage}.req_units, {stage}.price_line;
+    {stage}.req_units, {stage}.req_plan, {stage}.price_line;
 ANALYZE {stage}.price_req;
 -- 1. the versions as known at q: dim_customer's where no attribute fact of the customer came after q (only the
 -- facts after the smallest q are read: none when every q is the head)
@@ -85,7 +85,7 @@ FROM {stage}.req_price p CROSS JOIN LATERAL jsonb_each(p.meters) m;
 -- 4. units by plan: a single-plan request's units are all its plan's; a multi-plan one's go by day, from
 -- usage_on_time_day (its customer-month is in split_month: a month whose days have more than one plan at q has an
 -- attribute fact effective inside it at a position <= q), never from the facts again.
-CREATE TABLE {stage}.req_plan_units AS
+CREATE TABLE {stage}.req_units AS
 WITH single AS (
     SELECT r.*, d.plan FROM {stage}.price_req r
     LEFT JOIN {stage}.req_plan_days d ON d.req = r.req
@@ -99,19 +99,18 @@ WITH single AS (
     SELECT m.req, l.meter, extract(day FROM l.event_time AT TIME ZONE 'UTC')::int, l.quantity
     FROM multi m JOIN {schema}.usage_late l
       ON l.customer_id = m.customer_id AND l.month = m.month AND l.attribution_position <= m.late_through
+), plan_units AS (
+    SELECT s.req, s.plan, o.meter, o.units
+    FROM single s JOIN {schema}.usage_on_time o ON o.customer_id = s.customer_id AND o.month = s.month
+    UNION ALL
+    SELECT s.req, s.plan, l.meter, l.quantity
+    FROM single s JOIN {schema}.usage_late l
+      ON l.customer_id = s.customer_id AND l.month = s.month AND l.attribution_position <= s.late_through
+    UNION ALL
+    SELECT u.req, r.plan, u.meter, u.units
+    FROM day_units u JOIN {stage}.req_run r ON r.req = u.req AND u.day BETWEEN r.first_day AND r.last_day
 )
-SELECT s.req, s.plan, o.meter, sum(o.units)::bigint AS units
-FROM single s JOIN {schema}.usage_on_time o ON o.customer_id = s.customer_id AND o.month = s.month
-GROUP BY 1, 2, 3
-UNION ALL
-SELECT s.req, s.plan, l.meter, sum(l.quantity)::bigint
-FROM single s JOIN {schema}.usage_late l
-  ON l.customer_id = s.customer_id AND l.month = s.month AND l.attribution_position <= s.late_through
-GROUP BY 1, 2, 3
-UNION ALL
-SELECT u.req, r.plan, u.meter, sum(u.units)::bigint
-FROM day_units u JOIN {stage}.req_run r ON r.req = u.req AND u.day BETWEEN r.first_day AND r.last_day
-GROUP BY 1, 2, 3;
+SELECT req, plan, meter, sum(units)::bigint AS units FROM plan_units GROUP BY 1, 2, 3;
 -- 5. the lines: the base fee rounded once (half to even), each meter's overage over its plans' included units.
 -- The requests' plans and units are tables of their own, analyzed: as CTEs the planner, blind to how many requests
 -- they hold, merge-joined units to plans on (meter, plan) alone, comparing every request's rows with every other's
@@ -119,31 +118,26 @@ GROUP BY 1, 2, 3;
 CREATE TABLE {stage}.req_plan AS
 SELECT d.req, d.plan, d.plan_days, d.days, r.month, r.q
 FROM {stage}.req_plan_days d JOIN {stage}.price_req r USING (req) WHERE d.plan IS NOT NULL;
-CREATE TABLE {stage}.req_units AS
-SELECT req, plan, meter, sum(units)::bigint AS units FROM {stage}.req_plan_units GROUP BY 1, 2, 3;
 ANALYZE {stage}.req_plan;  -- temporary tables are never analyzed by autovacuum: the joins below need counts
 ANALYZE {stage}.req_units;
 ANALYZE {stage}.req_price_meter;
 CREATE TABLE {stage}.price_line AS
-WITH pd AS (
-    SELECT * FROM {stage}.req_plan
-), fee AS (
+WITH fee AS (
     SELECT pd.req, sum(coalesce(p.base_fee_cents, 0) * pd.plan_days)::bigint AS num, min(pd.days) AS days
-    FROM pd LEFT JOIN {stage}.req_price p ON p.plan = pd.plan AND p.month = pd.month AND p.q = pd.q
+    FROM {stage}.req_plan pd
+    LEFT JOIN {stage}.req_price p ON p.plan = pd.plan AND p.month = pd.month AND p.q = pd.q
     GROUP BY pd.req
-), units AS (
-    SELECT * FROM {stage}.req_units
 ), meters AS (
-    SELECT req, meter FROM units
+    SELECT req, meter FROM {stage}.req_units
     UNION
-    SELECT pd.req, pm.meter FROM pd
+    SELECT pd.req, pm.meter FROM {stage}.req_plan pd
     JOIN {stage}.req_price_meter pm ON pm.plan = pd.plan AND pm.month = pd.month AND pm.q = pd.q
 ), per_plan AS (
     SELECT m.req, m.meter, coalesce(u.units, 0) AS units, pm.unit_price_cents,
            pm.included_units * pd.plan_days / pd.days AS included_units    -- floor: integers >= 0
     FROM meters m
-    JOIN pd ON pd.req = m.req
-    LEFT JOIN units u ON u.req = m.req AND u.meter = m.meter AND u.plan = pd.plan
+    JOIN {stage}.req_plan pd ON pd.req = m.req
+    LEFT JOIN {stage}.req_units u ON u.req = m.req AND u.meter = m.meter AND u.plan = pd.plan
     LEFT JOIN {stage}.req_price_meter pm
            ON pm.plan = pd.plan AND pm.month = pd.month AND pm.q = pd.q AND pm.meter = m.meter
 )

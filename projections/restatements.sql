@@ -10,7 +10,7 @@
 -- fact, the closed months it may reach of every customer who ever had its plan; for a promotion, the closed months
 -- whose days may have more than one plan (only there do the two plan rules differ).
 -- read model: finance
--- depends on: calc_in_force, dim_customer, period_close, posting_window, usage_late, usage_on_time, usage_on_time_day
+-- depends on: calc_in_force, dim_customer, period_close, posting_window, split_month, usage_late, usage_on_time, usage_on_time_day
 -- rebuild: fill, analyze
 -- increment: refill scope (fill, touched)
 -- increment on: attribute_facts, price_facts, calculation_promoted_facts
@@ -52,11 +52,9 @@ FROM closed c
 JOIN attribute_facts a ON a.attrs ->> 'plan' = c.plan AND a.position <= {head}
 WHERE c.plan IS NOT NULL AND c.effective_month <= c.month
 UNION
-SELECT c.position, a.customer_id, c.month, c.posting_month, c.cause
+SELECT c.position, s.customer_id, c.month, c.posting_month, c.cause
 FROM closed c
-JOIN attribute_facts a ON a.position <= {head}
- AND to_char(a.effective_from AT TIME ZONE 'UTC', 'YYYY-MM') = c.month
- AND a.effective_from AT TIME ZONE 'UTC' <> date_trunc('month', a.effective_from AT TIME ZONE 'UTC')
+JOIN {schema}.split_month s ON s.month = c.month AND s.first_position <= {head}
 WHERE c.cause = 'recalculation';
 CREATE TABLE {stage}.price_req AS
 SELECT row_number() OVER () AS req, r.*, f.plan_rule

@@ -60,10 +60,11 @@ JOIN {schema}.link_range lr
  AND f.event_time >= lr.valid_from AND f.event_time < lr.valid_to AND lr.customer_id = s.customer_id
 GROUP BY 1, 2, 3, 4, 5, 6;
 -- @staged
--- The facts this run staged one by one (none when only attribute facts are new: an empty table of their shape).
+-- The facts this run staged one by one (usage_fact_resolved's); when only attribute facts are new there are none,
+-- and @merge reads an empty table with the columns it needs.
 CREATE TABLE IF NOT EXISTS {stage}.usage_fact_resolved (
-    position bigint, source text, source_customer_id text, meter text, quantity bigint, event_time timestamptz,
-    month text, cutoff bigint, is_on_time boolean, customer_id text, attribution_position bigint, posting_month text
+    customer_id text, month text, meter text, source text, source_customer_id text, event_time timestamptz,
+    quantity bigint, is_on_time boolean
 );
 -- @delete
 -- As usage_on_time's: a relinked source id's rows from the month of its earliest new link on.

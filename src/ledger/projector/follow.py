@@ -152,7 +152,8 @@ class Follower:
             if finance_idle or time.monotonic() - self._risk_run_at >= self.risk_interval:
                 self._risk_run_at = time.monotonic()
                 runs.append(project_risk(conn, self.settings))
-        self._measure(conn, runs)
+        if runs:  # between runs the Finance thread's measurements keep the lag current
+            self._measure(conn, runs)
         return runs
 
     def _follow_risk(self, finished: threading.Event) -> None:

@@ -190,7 +190,7 @@ def rebuild(conn: psycopg.Connection, settings: Settings | None = None) -> Proje
     """Recomputes every projection from position 0 into new tables and swaps them in atomically."""
     started = time.perf_counter()
     settings = settings or Settings.from_env()
-    with _locked(conn, risk=True):
+    with _locked(conn):
         return _rebuild_locked(conn, started, settings)
 
 
