@@ -52,10 +52,11 @@ WITH credit AS (
 ), keyed AS (
     SELECT cm.customer_id, cm.month, pc.close_position - 1 AS closed_at, coalesce(pc.close_position - 1, {head}) AS priced_at
     FROM cm LEFT JOIN {schema}.period_close pc ON pc.month = cm.month
-), attr AS (    -- each reported customer's latest attribute fact
+), attr AS (    -- each customer's latest attribute fact (every fact is decoded to read its customer: filtering
+                --  by the reported customers saved nothing and cost a hash of every reported customer-month)
     SELECT customer_id, max(position) AS last_position
     FROM attribute_facts
-    WHERE position <= {head} AND customer_id IN (SELECT customer_id FROM keyed)
+    WHERE position <= {head}
     GROUP BY customer_id
 )
 SELECT k.customer_id, k.month, k.closed_at, k.priced_at, coalesce(a.last_position > k.priced_at, false) AS is_asof,

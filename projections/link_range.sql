@@ -22,23 +22,26 @@ CREATE TABLE {schema}.link_range (
 -- @delete
 DELETE FROM {schema}.link_range;
 -- @fill
+-- The link facts are decoded once, by parallel workers (a CREATE TABLE AS), and read twice from the stage.
+DROP TABLE IF EXISTS {stage}.link_stage;
+CREATE TABLE {stage}.link_stage AS
+SELECT position, source, source_customer_id, customer_id, effective_from
+FROM identity_link_facts
+WHERE position <= {head};
+ANALYZE {stage}.link_stage;
 INSERT INTO {schema}.link_range
-WITH link AS (
-    SELECT position, source, source_customer_id, customer_id, effective_from
-    FROM identity_link_facts
-    WHERE position <= {head}
-), version AS (
+WITH version AS (
     SELECT source, source_customer_id, position AS known_after,
            coalesce(lead(position) OVER (PARTITION BY source, source_customer_id ORDER BY position),
                     9223372036854775807) AS known_through
-    FROM link
+    FROM {stage}.link_stage
 )
 SELECT v.source, v.source_customer_id, v.known_after, v.known_through, l.effective_from,
        coalesce(lead(l.effective_from) OVER (PARTITION BY v.source, v.source_customer_id, v.known_after
                                              ORDER BY l.effective_from), 'infinity'),
        l.customer_id
 FROM version v
-JOIN link l ON l.source = v.source AND l.source_customer_id = v.source_customer_id
-           AND l.position <= v.known_after;
+JOIN {stage}.link_stage l ON l.source = v.source AND l.source_customer_id = v.source_customer_id
+                         AND l.position <= v.known_after;
 -- @index
 CREATE INDEX ON {schema}.link_range (source, source_customer_id);

@@ -44,6 +44,9 @@ def build(conn: psycopg.Connection, schema: str, head: int, thresholds: Threshol
     target = Target(schema, head)
     conn.execute(sql.SQL("SET LOCAL work_mem = {}").format(sql.Literal(work_mem)))
     conn.execute("SET LOCAL jit = off")
+    # The fact views' rows are cheap to pass between processes next to decoding their JSON, which the planner
+    # does not weigh: at the default (0.1) it decoded 600k link facts in one process (4.5 s), at 0.01 in three (1.6 s).
+    conn.execute("SET LOCAL parallel_tuple_cost = 0.01")
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     drop_stage(conn)
     models = [m for m in read_models() if m.group in ("stage", "rules") or m.group in groups]
