@@ -27,6 +27,15 @@ def configure_logging(level_name: str | None = None, *, quiet_off_terminal: bool
     else:
         level = logging.INFO
     silent = quiet_off_terminal and not tty and not level_name
+    # psycopg warns through the standard library when a rollback fails after the server went away (a killed
+    # server mid-ingest); Python's last-resort handler would print that beside the command's own one-line reason.
+    # The CLI reports the failure itself; a level asked for, or the service, keeps psycopg's warnings.
+    psycopg_log, quiet = logging.getLogger("psycopg"), quiet_off_terminal and not level_name
+    psycopg_log.propagate = not quiet
+    for handler in [h for h in psycopg_log.handlers if isinstance(h, logging.NullHandler)]:
+        psycopg_log.removeHandler(handler)
+    if quiet:
+        psycopg_log.addHandler(logging.NullHandler())  # without a handler the last-resort handler would print it
     structlog.configure(
         processors=[_drop] if silent else [
             structlog.processors.add_log_level,
