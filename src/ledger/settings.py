@@ -24,7 +24,7 @@ class Settings:
     build_work_mem: str = "1GB"
     anchor_key: Path | None = None  # Ed25519 private key of `ledger anchor`, outside the database
     anchor_public_key: Path | None = None  # the key anchors must be signed with (default: anchor_key's public half)
-    ingest_workers: int | None = None  # parser processes of an ingest (None: cores - 1)
+    ingest_workers: int | None = None  # parser processes of an ingest (None: cores - 1, at least 2)
     ingest_queue: int = 8  # parsed blocks queued per parser process
     log_level: str | None = None  # None: the entrypoint's default (warnings on a terminal; the CLI is quiet off one)
 

@@ -14,7 +14,7 @@ import binascii
 import re
 from typing import Any, Iterable, Iterator
 
-import orjson
+import msgspec
 
 from ledger.domain.time import TimestampError, parse_timestamp
 from ledger.ingest.records import RecordContext, RecordError, load_json, plainly_safe, raw_text, rejection
@@ -133,33 +133,52 @@ def _parse_in_detail(number: int, line: bytes) -> Parsed:
     return usage_row(payload, row, number)
 
 
-# The attributes of the common usage event: the required four, subject and time, a content type, and data holding
-# the quantity alone. Anything else (extensions, data_base64, other data, nulls) takes the detailed path.
-PLAIN_ATTRIBUTES = frozenset(("specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"))
+class _PlainData(msgspec.Struct, forbid_unknown_fields=True):
+    quantity: int
+
+
+class _PlainEvent(msgspec.Struct, forbid_unknown_fields=True):
+    """The common usage event, decoded in one C call: the required four attributes, subject and time, optionally a
+    content type and data holding the quantity alone. Anything else (extensions, data_base64, other data, nulls,
+    another type) fails to decode and takes the detailed path."""
+
+    specversion: str
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: str
+    datacontenttype: str | msgspec.UnsetType = msgspec.UNSET
+    data: _PlainData | msgspec.UnsetType = msgspec.UNSET
+
+
+_decode_plain = msgspec.json.Decoder(_PlainEvent).decode
+_NOT_PLAIN = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+UNSET = msgspec.UNSET
 
 
 def well_formed_cloudevent_row(line: bytes, number: int) -> tuple[bytes, int, str] | None:
     """The common usage CloudEvent straight to its row, as `_parse_in_detail` would make it; None declines."""
     try:
-        event = orjson.loads(line)
-    except orjson.JSONDecodeError:
+        event = _decode_plain(line)
+    except _NOT_PLAIN:
         return None
-    if type(event) is not dict or not event.keys() <= PLAIN_ATTRIBUTES or event.get("specversion") != "1.0":
+    if event.specversion != "1.0":
         return None
-    event_id, source, meter = event.get("id"), event.get("source"), event.get("type")
-    customer, text = event.get("subject"), event.get("time")
-    content_type = event.get("datacontenttype", "")
-    if type(content_type) is not str or ("datacontenttype" in event and not content_type):
-        return None
-    nested = None
-    if "data" in event:
-        data = event["data"]
-        if type(data) is not dict or data.keys() != {"quantity"} or type(data["quantity"]) is not int:
+    keys, content_type, data = 6, event.datacontenttype, event.data
+    if content_type is not UNSET:
+        if not content_type:
             return None
-        quantity = data["quantity"]
+        keys += 1
+    else:
+        content_type = ""
+    if data is not UNSET:
+        keys += 1
+        quantity = data.quantity
         nested = b'{"quantity":%d}' % quantity  # the data as dumped canonically: one colon of its own
     else:
-        quantity = 1
+        quantity, nested = 1, None
+    event_id, source, customer, meter, text = event.id, event.source, event.subject, event.type, event.time
     if not _plain_fields(event_id, source, customer, meter, quantity, text):
         return None
     instant = plain_micros(text)
@@ -167,7 +186,7 @@ def well_formed_cloudevent_row(line: bytes, number: int) -> tuple[bytes, int, st
         return None
     colons = (event_id.count(":") + source.count(":") + customer.count(":") + meter.count(":") + text.count(":")
               + content_type.count(":"))
-    if not plainly_safe(line, len(event), nested, colons):
+    if not plainly_safe(line, keys, nested, colons):
         return None
     return _row(event_id, source, customer, meter, quantity, instant, number)
 

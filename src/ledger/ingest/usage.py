@@ -13,6 +13,7 @@ from array import array
 from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator
 
+import msgspec
 import orjson
 
 from ledger.domain.time import TimestampError, parse_timestamp
@@ -168,47 +169,54 @@ def _is_meter_code(meter: str) -> bool:
     return True
 
 
+class _PlainRecord(msgspec.Struct, forbid_unknown_fields=True):
+    """A usage record's fields with their JSON types and nothing else, decoded in one C call; `properties` is
+    UNSET when absent (the key count matters to `plainly_safe`). Limits are checked after, in Python."""
+
+    event_id: str
+    source: str
+    source_customer_id: str
+    meter: str
+    quantity: int
+    event_time: str
+    properties: dict | None | msgspec.UnsetType = msgspec.UNSET
+
+
+_decode_plain = msgspec.json.Decoder(_PlainRecord).decode
+_fields_of = msgspec.structs.astuple
+# what a line that is not plainly a usage record raises: malformed JSON, a field missing, unknown or of another
+# type, invalid UTF-8 (msgspec decodes strings with Python's codec), nesting past the interpreter's limit
+_NOT_PLAIN = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+UNSET = msgspec.UNSET
+
+
 def _well_formed_row(line: bytes, number: int) -> tuple[bytes, int, str] | None:
     """The common well-formed record straight to its row, in one pass; None sends it to the detailed checks.
 
     Accepts exactly what `_validate_common_case` accepts: the six fields (and optional properties object),
     strings within their limits, a meter code, an integer quantity in range, and an event_time that
-    `plain_instant` decides (every valid RFC 3339 shape). Invalid UTF-8 fails orjson and takes the detailed path.
+    `plain_instant` decides (every valid RFC 3339 shape). msgspec checks the JSON types in C (strictly: no
+    float or boolean for the integer); invalid UTF-8 raises and takes the detailed path.
     """
     try:
-        record = loads(line)
-    except orjson.JSONDecodeError:
+        event_id, source, customer, meter, quantity, text, properties = _fields_of(_decode_plain(line))
+    except _NOT_PLAIN:
         return None
-    if type(record) is not dict:
-        return None
-    size = len(record)
-    if size == 6:
-        properties = None
-    elif size == 7:
-        properties = record.get("properties", _ABSENT)
-        if properties is not None and type(properties) is not dict:
-            return None  # absent (an unknown field instead) or not an object
-    else:
-        return None
-    try:
-        event_id, source, customer = record["event_id"], record["source"], record["source_customer_id"]
-        meter, quantity, text = record["meter"], record["quantity"], record["event_time"]
-    except KeyError:
-        return None
-    if not _plain_fields(event_id, source, customer, meter, quantity, text):
+    if not (0 < len(event_id) <= MAX_ID and 0 < len(source) <= MAX_ID and 0 < len(customer) <= MAX_ID
+            and 0 <= quantity < MAX_QUANTITY and (meter in _METERS_SEEN or _is_meter_code(meter))):
         return None
     instant = plain_micros(text)
     if instant is None:
         return None
     colons = event_id.count(":") + source.count(":") + customer.count(":") + text.count(":")
-    if properties is None:
-        if not plainly_safe(line, 6, None, colons):
+    if properties is UNSET or properties is None:
+        if not plainly_safe(line, 6 if properties is UNSET else 7, None, colons):
             return None
         p = None
     else:
         try:
             p = dumps(properties, option=SORT_KEYS)
-        except TypeError:  # nested past orjson's limit: the detailed checks name the depth
+        except TypeError:  # nested past orjson's limit, or an integer past 64 bits: the detailed checks decide
             return None
         if not plainly_safe(line, 7, p, colons):
             return None
