@@ -462,6 +462,27 @@ def test_on_time_usage_of_open_months_takes_the_additive_path_and_equals_rebuild
     assert all(r["equal"] for r in report.values()), {t: r for t, r in report.items() if not r["equal"]}
 
 
+def test_a_plan_month_first_reached_by_an_in_place_addition_is_priced(new_store):
+    """The first customer-month of a plan in a month, made by a batch of on-time usage alone, lists the plan-month
+    (its base fee and meters): the in-place path adds the plan-months of the customer-months it makes."""
+    ops = [("link", SOURCE_IDS[0], "c1", EFFECTIVE[0]), ("link", SOURCE_IDS[1], "c2", EFFECTIVE[0]),
+           ("attr", "c1", EFFECTIVE[0], {"plan": "pa"}), ("attr", "c2", EFFECTIVE[0], {"plan": "pb"}),
+           ("price", "pa", "2025-12", 100, {"m1": (3, 2)}), ("price", "pb", "2025-12", 900, {"m1": (1, 5)}),
+           ("usage", SOURCE_IDS[0], "m1", "2026-01", OFFSETS[1], 2), ("close",),
+           ("usage", SOURCE_IDS[0], "m1", "2026-02", OFFSETS[1], 5),   # additive: (pa, 2026-02) is new
+           ("usage", SOURCE_IDS[1], "m1", "2026-02", OFFSETS[2], 4)]   # additive: so is (pb, 2026-02)
+    facts = Facts.from_ops(ops)
+    store, conn = new_store()
+    paths = run_split(store, conn, facts, [False] * 7 + [True, True, False])
+    assert paths == ["scoped", "additive", "additive"]
+    assert rows(conn, "SELECT plan, month, base_fee_cents FROM ledger_proj.plan_month_fee ORDER BY 1, 2") == [
+        ("pa", "2026-01", 100), ("pa", "2026-02", 100), ("pb", "2026-02", 900)]
+    assert rows(conn, "SELECT customer_id, month, expected_cents FROM ledger_proj.customer_month ORDER BY 1, 2") == [
+        ("c1", "2026-01", 100), ("c1", "2026-02", 100 + 2 * 2), ("c2", "2026-02", 900 + 3 * 5)]
+    report = projector.check(conn)
+    assert all(r["equal"] for r in report.values()), {t: r for t, r in report.items() if not r["equal"]}
+
+
 @pytest.mark.parametrize("odd_one_out", [
     ("usage", SOURCE_IDS[2], "m1", "2026-02", OFFSETS[0], 3),   # open month, but its source id has no link
     ("usage", SOURCE_IDS[0], "m2", "2026-01", OFFSETS[4], 6),   # a fact of the closed month: late

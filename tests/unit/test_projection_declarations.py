@@ -11,7 +11,7 @@ from ledger.projector import models, steps, templates
 from ledger.projector.models import DeclarationError, read_models
 from ledger.projector.templates import _projection_dir, sections
 
-_CREATED = re.compile(r"CREATE (?:TEMP )?(?:TABLE|FUNCTION) (?:IF NOT EXISTS )?\{(?:schema|stage)\}\.(\w+)")
+_CREATED = re.compile(r"CREATE (?:TEMP )?(?:TABLE|FUNCTION|STATISTICS) (?:IF NOT EXISTS )?\{(?:schema|stage)\}\.(\w+)")
 _READ = re.compile(r"\{(?:schema|stage)\}\.(\w+)")
 
 
@@ -21,7 +21,7 @@ def _text(name: str, step_sections) -> str:
 
 
 def _created_by() -> dict[str, set[str]]:
-    """Each table (or function) of {schema} or {stage}: the models whose sections create it."""
+    """Each table (or function, or statistics object) of {schema} or {stage}: the models whose sections create it."""
     out: dict[str, set[str]] = {}
     for m in read_models():
         out.setdefault(m.name, set()).add(m.name)

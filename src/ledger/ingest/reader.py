@@ -84,8 +84,9 @@ def block_lines(first: int, block: bytes) -> Iterator[tuple[int, bytes]]:
     lines = block.split(b"\n")
     if block.endswith(b"\n"):
         lines.pop()
-    for number, line in enumerate(lines, first):
-        yield number, line.rstrip(b"\r\n")
+    if b"\r" not in block:  # no line ends in CR: each is as split
+        return zip(range(first, first + len(lines)), lines)
+    return ((number, line.rstrip(b"\r\n")) for number, line in enumerate(lines, first))
 
 
 def open_input(path: str) -> InputSource:
