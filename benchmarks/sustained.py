@@ -133,8 +133,10 @@ def run_rate(home: Path, conninfo: str, rate: int, args: argparse.Namespace, run
     from ledger.projector.follow import read_checkpoints
     import psycopg
 
-    follower = subprocess.Popen([LEDGER, "project", "--follow", "--interval", "1"], env=ledger_env(home),
-                                stdout=subprocess.DEVNULL, stderr=open(home / f"follow-{run}.log", "wb"))
+    # the follower's runs, one JSON line each (path, facts, seconds, lags), kept in the home beside its stderr
+    follower = subprocess.Popen([LEDGER, "project", "--follow", "--interval", "1", "--json"], env=ledger_env(home),
+                                stdout=open(home / f"follow-{run}.jsonl", "wb"),
+                                stderr=open(home / f"follow-{run}.log", "wb"))
     out = mp.get_context("spawn").Queue()
     appender = mp.get_context("spawn").Process(target=append_at_rate, args=(
         conninfo, str(home), rate, args.duration, args.tick, args.customers, args.exponent, run, out))
