@@ -7,7 +7,7 @@
 -- is_split: the month is in split_month (an attribute fact of the customer takes effect strictly inside it), so its
 -- days may have more than one plan (under daily_prorated, such a month is priced day by day: customer_month_priced).
 -- read model: finance
--- depends on: calc_in_force, dim_customer, invoice_resolved, period_close, restatements, split_month, usage_late, usage_on_time
+-- depends on: attribute_key, calc_in_force, dim_customer, invoice_resolved, period_close, restatements, split_month, usage_late, usage_on_time
 -- rebuild: fill, analyze
 -- increment: refill scope (delete, fill)
 -- increment on: every run
@@ -52,10 +52,9 @@ WITH credit AS (
 ), keyed AS (
     SELECT cm.customer_id, cm.month, pc.close_position - 1 AS closed_at, coalesce(pc.close_position - 1, {head}) AS priced_at
     FROM cm LEFT JOIN {schema}.period_close pc ON pc.month = cm.month
-), attr AS (    -- each customer's latest attribute fact (every fact is decoded to read its customer: filtering
-                --  by the reported customers saved nothing and cost a hash of every reported customer-month)
+), attr AS (    -- each customer's latest attribute fact
     SELECT customer_id, max(position) AS last_position
-    FROM attribute_facts
+    FROM {schema}.attribute_key
     WHERE position <= {head}
     GROUP BY customer_id
 )
@@ -67,9 +66,10 @@ LEFT JOIN {schema}.split_month s ON s.customer_id = k.customer_id AND s.month = 
 JOIN {schema}.calc_in_force c ON k.priced_at >= c.from_position AND k.priced_at < c.through_position;
 -- attributes as known at a closed month's pricing point, for the customers with attribute facts since then
 CREATE TABLE {stage}.version_pair AS SELECT DISTINCT customer_id, priced_at AS q FROM {stage}.cm_attr_key WHERE is_asof;
-CREATE TABLE {stage}.version_fact AS
+CREATE TABLE {stage}.version_fact AS   -- only those customers' facts decoded: found by position
 SELECT position, customer_id, effective_from, attrs FROM attribute_facts
-WHERE position <= {head} AND customer_id IN (SELECT customer_id FROM {stage}.version_pair);
+WHERE position IN (SELECT k.position FROM {schema}.attribute_key k
+                   WHERE k.position <= {head} AND k.customer_id IN (SELECT customer_id FROM {stage}.version_pair));
 INSERT INTO {schema}.customer_month_attrs
 SELECT DISTINCT ON (k.customer_id, k.month)
        k.customer_id, k.month, d.name, d.segment, d.owner, d.plan, d.region, k.closed_at, k.calculation, k.plan_rule,

@@ -6,7 +6,7 @@
 -- Every other customer-month has one plan all month, priced by plan_month_fee and plan_month_meter alike under
 -- either rule (with one plan all month, daily_prorated equals month_start).
 -- read model: finance
--- depends on: customer_month_attrs, dim_customer, usage_late, usage_on_time, usage_on_time_day
+-- depends on: attribute_key, customer_month_attrs, dim_customer, usage_late, usage_on_time, usage_on_time_day
 -- rebuild: fill, analyze
 -- increment: refill scope (delete, fill)
 -- increment on: every run

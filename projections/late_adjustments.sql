@@ -1,11 +1,12 @@
 -- grain: one row per customer x original_month x meter x posting_month; key: (customer_id, original_month, meter, posting_month)
--- facts read: usage_facts (through usage_late, usage_on_time), attribute_facts (through customer_month_attrs),
+-- facts read: usage_facts (through usage_late, usage_on_time), attribute_facts (through customer_month_attrs and
+--             attribute_key),
 --             price_facts (through plan_month_meter)
 -- SPEC §4.2: each late unit priced at the margin of its ORIGINAL month, with the plan, prices and calculation as
 -- known at its attribution position a: the sum over the distinct a of amount(a) - amount(a - 1) (pricing.price);
 -- 0 without a plan or for an unpriced meter. first/last_position are the facts' attribution positions.
 -- read model: finance
--- depends on: calc_in_force, customer_month_attrs, dim_customer, usage_late, usage_on_time, usage_on_time_day
+-- depends on: attribute_key, calc_in_force, customer_month_attrs, dim_customer, usage_late, usage_on_time, usage_on_time_day
 -- rebuild: fill
 -- increment: refill scope (delete, fill, touched)
 -- increment on: every run
@@ -44,7 +45,7 @@ WITH late AS (
     SELECT customer_id, position AS from_position,
            coalesce(lead(position) OVER (PARTITION BY customer_id ORDER BY position), 9223372036854775807)
                AS through_position
-    FROM (SELECT customer_id, position FROM attribute_facts
+    FROM (SELECT customer_id, position FROM {schema}.attribute_key
           WHERE position <= {head} AND customer_id IN (SELECT customer_id FROM late)
           UNION ALL SELECT DISTINCT customer_id, 0 FROM late) c
 )

@@ -1,6 +1,6 @@
 -- grain: none of its own; the pricing rule of SPEC §4.0 for a set of requests, used by customer_month_priced,
 -- late_adjustments, restatements and `ledger calc diff`.
--- facts read: attribute_facts (through dim_customer and dim_customer.versions), price_facts, usage_facts (through
+-- facts read: attribute_facts (through attribute_key, dim_customer and dim_customer.versions), price_facts, usage_facts (through
 --             usage_on_time, usage_on_time_day for a month priced day by day, and usage_late)
 -- @price reads {stage}.price_req (req bigint, customer_id text, month text, q bigint, plan_rule text,
 -- late_through bigint): price the customer-month as known at position q (the attribute and price facts at positions
@@ -22,13 +22,14 @@ ANALYZE {stage}.price_req;
 CREATE TABLE {stage}.version_pair AS
 SELECT DISTINCT r.customer_id, r.q
 FROM {stage}.price_req r
-JOIN (SELECT customer_id, max(position) AS last_position FROM attribute_facts
+JOIN (SELECT customer_id, max(position) AS last_position FROM {schema}.attribute_key
       WHERE position <= {head} AND position > (SELECT min(q) FROM {stage}.price_req)
         AND customer_id IN (SELECT customer_id FROM {stage}.price_req)
       GROUP BY customer_id) a ON a.customer_id = r.customer_id AND a.last_position > r.q;
-CREATE TABLE {stage}.version_fact AS
+CREATE TABLE {stage}.version_fact AS   -- only those customers' facts decoded: found by position
 SELECT position, customer_id, effective_from, attrs FROM attribute_facts
-WHERE position <= {head} AND customer_id IN (SELECT customer_id FROM {stage}.version_pair);
+WHERE position IN (SELECT k.position FROM {schema}.attribute_key k
+                   WHERE k.position <= {head} AND k.customer_id IN (SELECT customer_id FROM {stage}.version_pair));
 CREATE TABLE {stage}.req_version AS
 SELECT customer_id, q, valid_from, valid_to, plan FROM (
 -- @include dim_customer.versions

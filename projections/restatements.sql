@@ -10,7 +10,7 @@
 -- fact, the closed months it may reach of every customer who ever had its plan; for a promotion, the closed months
 -- whose days may have more than one plan (only there do the two plan rules differ).
 -- read model: finance
--- depends on: calc_in_force, dim_customer, period_close, posting_window, split_month, usage_late, usage_on_time, usage_on_time_day
+-- depends on: attribute_key, calc_in_force, dim_customer, period_close, posting_window, split_month, usage_late, usage_on_time, usage_on_time_day
 -- rebuild: fill, analyze
 -- increment: refill scope (fill, touched)
 -- increment on: attribute_facts, price_facts, calculation_promoted_facts
