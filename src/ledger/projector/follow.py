@@ -7,9 +7,9 @@ The Risk and Sales views, whose increments cost more, follow on a thread and a c
 own lock (runner.project_risk): at most every `risk_interval` seconds, or as soon as Finance's are idle, and never
 holding Finance's next run back; on the embedded server their backend runs at a lower CPU priority. The
 projector's locks make a follower safe beside any other projector run: the second one finds nothing left and does
-nothing. (Measured in one window on two cores, sustained load at 20,000
-events/s: Finance's lag p50 3.7 s and p99 8.3 s with the views beside, 5.2 s and 15.5 s with them run in turn;
-docs/benchmarks.md.)
+nothing. (Measured on two cores, sustained load at 20,000 events/s: Finance's lag p50 2.9 s and p99 7.1 s with
+the views beside at a lower priority, 2.5 s and 8.9 s at the usual one; on an earlier day 3.7 s and 8.3 s beside,
+5.2 s and 15.5 s with them run in turn; docs/benchmarks.md.)
 
 Lag: `facts` is the head position minus a read model's checkpoint; `seconds` is how long ago the follower first
 saw the oldest fact still not applied (zero when current).
