@@ -31,7 +31,7 @@ MAX_ID = 128
 MAX_QUANTITY = 2**53
 
 Parsed = UsageRow | Rejection
-dumps, loads, SORT_KEYS = orjson.dumps, orjson.loads, orjson.OPT_SORT_KEYS
+dumps, SORT_KEYS = orjson.dumps, orjson.OPT_SORT_KEYS
 
 
 def _text_field(record: dict, name: str, limit: int = MAX_ID) -> str:
@@ -157,7 +157,6 @@ def usage_row(payload: dict, row: tuple, line: int) -> UsageRow:
     return UsageRow(line, hash((source, event_id)), payload["event_time"][:7], encoded)
 
 
-_ABSENT = object()
 _METERS_SEEN: set[str] = set()  # valid meter codes met by this process (a few): a set lookup instead of the regex
 
 
