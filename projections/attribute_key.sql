@@ -22,3 +22,10 @@ INSERT INTO {schema}.attribute_key
 SELECT customer_id, position FROM attribute_facts WHERE position > {checkpoint} AND position <= {head};
 -- @index
 CREATE UNIQUE INDEX ON {schema}.attribute_key (customer_id, position);
+-- @version_facts
+-- The attribute facts of the customers in {stage}.version_pair, into {stage}.version_fact (for dim_customer.versions):
+-- only theirs decoded, found by position.
+CREATE TABLE {stage}.version_fact AS
+SELECT position, customer_id, effective_from, attrs FROM attribute_facts
+WHERE position IN (SELECT k.position FROM {schema}.attribute_key k
+                   WHERE k.position <= {head} AND k.customer_id IN (SELECT customer_id FROM {stage}.version_pair));

@@ -66,10 +66,7 @@ LEFT JOIN {schema}.split_month s ON s.customer_id = k.customer_id AND s.month = 
 JOIN {schema}.calc_in_force c ON k.priced_at >= c.from_position AND k.priced_at < c.through_position;
 -- attributes as known at a closed month's pricing point, for the customers with attribute facts since then
 CREATE TABLE {stage}.version_pair AS SELECT DISTINCT customer_id, priced_at AS q FROM {stage}.cm_attr_key WHERE is_asof;
-CREATE TABLE {stage}.version_fact AS   -- only those customers' facts decoded: found by position
-SELECT position, customer_id, effective_from, attrs FROM attribute_facts
-WHERE position IN (SELECT k.position FROM {schema}.attribute_key k
-                   WHERE k.position <= {head} AND k.customer_id IN (SELECT customer_id FROM {stage}.version_pair));
+-- @include attribute_key.version_facts
 INSERT INTO {schema}.customer_month_attrs
 SELECT DISTINCT ON (k.customer_id, k.month)
        k.customer_id, k.month, d.name, d.segment, d.owner, d.plan, d.region, k.closed_at, k.calculation, k.plan_rule,

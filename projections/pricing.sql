@@ -26,10 +26,7 @@ JOIN (SELECT customer_id, max(position) AS last_position FROM {schema}.attribute
       WHERE position <= {head} AND position > (SELECT min(q) FROM {stage}.price_req)
         AND customer_id IN (SELECT customer_id FROM {stage}.price_req)
       GROUP BY customer_id) a ON a.customer_id = r.customer_id AND a.last_position > r.q;
-CREATE TABLE {stage}.version_fact AS   -- only those customers' facts decoded: found by position
-SELECT position, customer_id, effective_from, attrs FROM attribute_facts
-WHERE position IN (SELECT k.position FROM {schema}.attribute_key k
-                   WHERE k.position <= {head} AND k.customer_id IN (SELECT customer_id FROM {stage}.version_pair));
+-- @include attribute_key.version_facts
 CREATE TABLE {stage}.req_version AS
 SELECT customer_id, q, valid_from, valid_to, plan FROM (
 -- @include dim_customer.versions

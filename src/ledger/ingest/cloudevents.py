@@ -19,7 +19,8 @@ import msgspec
 from ledger.domain.time import TimestampError, parse_timestamp
 from ledger.ingest.records import RecordContext, RecordError, load_json, plainly_safe, raw_text, rejection
 from ledger.ingest.timestamps import plain_micros
-from ledger.ingest.usage import Parsed, _is_utf8, _plain_fields, _row, _type_name, pack_fast, usage_row, validate_usage
+from ledger.ingest.usage import (UNSET, _NOT_PLAIN, Parsed, _is_utf8, _row, _type_name, _within_limits, pack_fast,
+                                 usage_row, validate_usage)
 from ledger.store.usage import UsageChunk
 
 CONTEXT_ATTRIBUTES = ("specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time")
@@ -153,8 +154,6 @@ class _PlainEvent(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _decode_plain = msgspec.json.Decoder(_PlainEvent).decode
-_NOT_PLAIN = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
-UNSET = msgspec.UNSET
 
 
 def well_formed_cloudevent_row(line: bytes, number: int) -> tuple[bytes, int, str] | None:
@@ -179,7 +178,7 @@ def well_formed_cloudevent_row(line: bytes, number: int) -> tuple[bytes, int, st
     else:
         quantity, nested = 1, None
     event_id, source, customer, meter, text = event.id, event.source, event.subject, event.type, event.time
-    if not _plain_fields(event_id, source, customer, meter, quantity, text):
+    if not _within_limits(event_id, source, customer, meter, quantity):
         return None
     instant = plain_micros(text)
     if instant is None:

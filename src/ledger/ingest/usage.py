@@ -201,8 +201,7 @@ def _well_formed_row(line: bytes, number: int) -> tuple[bytes, int, str] | None:
         event_id, source, customer, meter, quantity, text, properties = _fields_of(_decode_plain(line))
     except _NOT_PLAIN:
         return None
-    if not (0 < len(event_id) <= MAX_ID and 0 < len(source) <= MAX_ID and 0 < len(customer) <= MAX_ID
-            and 0 <= quantity < MAX_QUANTITY and (meter in _METERS_SEEN or _is_meter_code(meter))):
+    if not _within_limits(event_id, source, customer, meter, quantity):
         return None
     instant = plain_micros(text)
     if instant is None:
@@ -230,11 +229,10 @@ def _row(event_id: str, source: str, customer: str, meter: str, quantity: int, i
     return row, hash((source, event_id)), instant[1]
 
 
-def _plain_fields(event_id: Any, source: Any, customer: Any, meter: Any, quantity: Any, text: Any) -> bool:
-    """The common case's checks of the six fields but the time: strings within limits, a meter code, a quantity."""
-    return (type(event_id) is str and type(source) is str and type(customer) is str and type(meter) is str
-            and type(quantity) is int and type(text) is str
-            and 0 < len(event_id) <= MAX_ID and 0 < len(source) <= MAX_ID and 0 < len(customer) <= MAX_ID
+def _within_limits(event_id: str, source: str, customer: str, meter: str, quantity: int) -> bool:
+    """The fast paths' checks of the fields but the time, on values whose types their decoders fixed (msgspec's
+    typed fields; a CSV's cells and its parsed digits): ids within limits, a meter code, a quantity in range."""
+    return (0 < len(event_id) <= MAX_ID and 0 < len(source) <= MAX_ID and 0 < len(customer) <= MAX_ID
             and 0 <= quantity < MAX_QUANTITY and (meter in _METERS_SEEN or _is_meter_code(meter)))
 
 
@@ -471,7 +469,7 @@ def csv_fast_row(columns: CsvColumns, line: bytes, number: int) -> tuple[bytes, 
         return None
     event_id, source, customer, meter = cells[i_event], cells[i_source], cells[i_customer], cells[i_meter]
     quantity, text = int(digits), cells[i_time]
-    if not _plain_fields(event_id, source, customer, meter, quantity, text):
+    if not _within_limits(event_id, source, customer, meter, quantity):
         return None
     instant = plain_micros(text)
     if instant is None:
