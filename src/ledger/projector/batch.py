@@ -10,12 +10,18 @@ import psycopg
 from psycopg import sql
 
 from .models import model, read_models
-from .steps import coarse_statistics, run_section, run_steps
+from .steps import coarse_statistics, probing_joins, run_section, run_steps
 from .templates import FULL, SCOPED, STAGE, Target, sections
 
 # The stage of the split: the new facts aggregated by (customer, month, meter, source id), resolved with every link
 # known now (@fill), and what is left out of the addition (@split).
 BATCH = "usage_batch_stage"
+# An addition whose groups number at most 1/PROBE_SHARE of customer_month_meter's rows finds the rows it adds to by
+# index probes, one per key (steps.probing_joins); a larger one (a catch-up after a pause) keeps the planner's joins,
+# which read the open months' rows of each table it adds to. Wide benchmark shape, 15M facts, 844k rows: a 40k-fact
+# batch (12k keys) added in 0.8 s by probes against 1.6 s by the planner's hash and merge joins; an 80k-fact batch
+# (1% late) about even, 2.8 s against 2.9 s.
+PROBE_SHARE = 32
 
 
 @dataclass(frozen=True)
@@ -83,9 +89,19 @@ def add_on_time(conn: psycopg.Connection, t: Target) -> None:
     late posting (late facts of the same batch are refilled by scope afterwards). New customer-months get their
     attributes first; plan prices are recomputed whole (tiny).
     """
-    for m in read_models():
-        if m.group == "finance":
-            run_steps(conn, t, m, m.added_in_place, SCOPED)
+    with probing_joins(conn, _probes_pay(conn, t)):
+        for m in read_models():
+            if m.group == "finance":
+                run_steps(conn, t, m, m.added_in_place, SCOPED)
+
+
+def _probes_pay(conn: psycopg.Connection, t: Target) -> bool:
+    """Whether the batch's groups are few enough beside customer_month_meter's rows to be added by index probes."""
+    q = sql.Identifier(t.schema).as_string(conn)
+    groups, rows = conn.execute(
+        f"SELECT (SELECT count(*) FROM {STAGE}.{BATCH}),"
+        " (SELECT reltuples FROM pg_class WHERE oid = %s::regclass)", (f"{q}.customer_month_meter",)).fetchone()
+    return groups * PROBE_SHARE <= rows
 
 
 def scope_daily_priced(conn: psycopg.Connection, t: Target) -> bool:

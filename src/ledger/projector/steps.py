@@ -83,6 +83,22 @@ def coarse_statistics(conn: psycopg.Connection) -> Iterator[None]:
     conn.execute(sql.SQL("SET LOCAL default_statistics_target = {}").format(sql.Literal(int(previous))))
 
 
+@contextmanager
+def probing_joins(conn: psycopg.Connection, probe: bool) -> Iterator[None]:
+    """PROBE: the joins inside are nested loops, each row of the (small) outer side looking its match up through an
+    index of the (large) inner side; PostgreSQL's costs otherwise choose a hash or merge join reading the whole
+    inner table. Every join inside must have an index to probe, or it becomes a loop over a whole table."""
+    if not probe:
+        yield
+        return
+    previous = conn.execute("SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')").fetchone()
+    conn.execute("SET LOCAL enable_hashjoin = off")
+    conn.execute("SET LOCAL enable_mergejoin = off")
+    yield
+    conn.execute(sql.SQL("SET LOCAL enable_hashjoin = {}").format(sql.Literal(previous[0])))
+    conn.execute(sql.SQL("SET LOCAL enable_mergejoin = {}").format(sql.Literal(previous[1])))
+
+
 def analyze(conn: psycopg.Connection, target: Target, table: str, stage: bool = False) -> None:
     schema = sql.SQL(STAGE) if stage else sql.Identifier(target.schema)
     with coarse_statistics(conn):
