@@ -94,7 +94,7 @@ USING (
     LEFT JOIN {schema}.plan_month_fee f ON f.plan = a.plan AND f.month = n.month
 ) x
    ON c.customer_id = x.customer_id AND c.month = x.month
-  AND c.month = ANY (ARRAY(SELECT DISTINCT month FROM {stage}.on_time_delta))  -- read: the batch's months only
+  AND {batch_months[c.month]}
 WHEN MATCHED THEN
     UPDATE SET usage_units = c.usage_units + x.units,
                expected_cents = c.expected_cents + x.metered_change,

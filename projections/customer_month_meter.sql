@@ -128,11 +128,11 @@ LEFT JOIN {schema}.customer_month_attrs a ON a.customer_id = d.customer_id AND a
 LEFT JOIN {schema}.plan_month_meter p ON p.plan = a.plan AND p.month = d.month AND p.meter = d.meter
 LEFT JOIN {schema}.customer_month_meter c
        ON c.customer_id = d.customer_id AND c.month = d.month AND c.meter = d.meter
-      AND c.month = ANY (ARRAY(SELECT DISTINCT month FROM {stage}.on_time_delta));  -- read: the batch's months only
+      AND {batch_months[c.month]};
 MERGE INTO {schema}.customer_month_meter c
 USING {stage}.customer_month_meter_change n
    ON c.customer_id = n.customer_id AND c.month = n.month AND c.meter = n.meter
-  AND c.month = ANY (ARRAY(SELECT DISTINCT month FROM {stage}.on_time_delta))
+  AND {batch_months[c.month]}
 WHEN MATCHED THEN
     UPDATE SET on_time_units = n.on_time_units, on_time_facts = n.on_time_facts, overage_units = n.overage_units,
                expected_cents = n.expected_cents, unpriced_units = n.unpriced_units,

@@ -63,7 +63,7 @@ GROUP BY source, source_customer_id, month;
 DELETE FROM {schema}.exceptions e
 USING {stage}.customer_month_meter_change n
 WHERE e.kind IN ('billed_vs_metered', 'unpriced_meter')
-  AND e.month = ANY (ARRAY(SELECT DISTINCT month FROM {stage}.on_time_delta))  -- read: the batch's months only
+  AND {batch_months[e.month]}
   AND e.customer_id = n.customer_id AND e.month = n.month AND e.meter = n.meter;
 INSERT INTO {schema}.exceptions
 WITH meters AS NOT MATERIALIZED (SELECT * FROM {stage}.customer_month_meter_change)

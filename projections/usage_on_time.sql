@@ -95,7 +95,7 @@ MERGE INTO {schema}.usage_on_time t
 USING {stage}.usage_batch_stage d
    ON t.customer_id = d.customer_id AND t.month = d.month AND t.meter = d.meter
   AND t.source = d.source AND t.source_customer_id = d.source_customer_id
-  AND t.month = ANY (ARRAY(SELECT DISTINCT month FROM {stage}.usage_batch_stage))
+  AND {batch_months[t.month]}
 WHEN MATCHED THEN
     UPDATE SET units = t.units + d.units, event_count = t.event_count + d.event_count,
                first_position = least(t.first_position, d.first_position),

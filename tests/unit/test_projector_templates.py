@@ -8,7 +8,7 @@ import re
 import pytest
 
 from ledger.projector import engine, exports as export
-from ledger.projector.templates import FULL, SCOPED, CutoffCase, Target, _projection_dir, sections
+from ledger.projector.templates import FULL, SCOPED, BatchMonths, CutoffCase, Target, _projection_dir, sections
 
 OWN = (*engine.TABLES, "usage_group_stage", "usage_fact_stage", "usage_fact_resolved")
 
@@ -27,7 +27,8 @@ def test_every_section_renders_full_and_scoped(name):
         cutoff = {"cutoff": CutoffCase([(dt.datetime(2026, 1, 1), 10)]), "anomaly_score": 6.0,
                   "anomaly_min_units": 100, "part": "p202605", "since": "'-infinity'::timestamptz",
                   "until": "'2026-06-01'::timestamptz", "from": "MINVALUE", "to": "'2026-06-01'",
-                  "month": dt.date(2026, 7, 1), "month_end": dt.date(2026, 8, 1)}
+                  "month": dt.date(2026, 7, 1), "month_end": dt.date(2026, 8, 1),
+                  "batch_months": BatchMonths(probing=False)}
         for scopes in (FULL, SCOPED):
             rendered = target.render(text, {**scopes, **cutoff})
             assert "{" not in rendered and "}" not in rendered, (name, section)
@@ -52,6 +53,18 @@ def test_scope_predicates():
     assert SCOPED["cm"]["x.customer_id, x.month"] == (
         "(x.customer_id, x.month) IN (SELECT customer_id, month FROM pg_temp.scope_cm)")
     assert SCOPED["inv"]["i.invoice_id"] == "(i.invoice_id) IN (SELECT invoice_id FROM pg_temp.scope_inv)"
+
+
+def test_an_addition_filters_by_its_batch_months_unless_it_probes():
+    """Read whole (hash joins), a table is filtered to the batch's months; probed per key, nothing filters by month
+    alone, which the planner could take as the index condition and read the whole month once per key."""
+    assert BatchMonths(probing=False)["c.month"] == (
+        "c.month = ANY (ARRAY(SELECT DISTINCT month FROM pg_temp.usage_batch_stage))")
+    assert BatchMonths(probing=True)["c.month"] == "TRUE"
+    target = Target("ledger_proj", head=42, checkpoint=7)
+    text = sections("customer_month_meter")["add_on_time"]
+    assert target.render(text, {**SCOPED, "batch_months": BatchMonths(False)}).count("month = ANY (ARRAY(") == 2
+    assert "= ANY" not in target.render(text, {**SCOPED, "batch_months": BatchMonths(True)})
 
 
 def test_cutoff_case_maps_closed_months_and_leaves_the_rest_open():

@@ -11,7 +11,7 @@ from psycopg import sql
 
 from .models import model, read_models
 from .steps import coarse_statistics, probing_joins, run_section, run_steps
-from .templates import FULL, SCOPED, STAGE, Target, sections
+from .templates import FULL, SCOPED, STAGE, BatchMonths, Target, sections
 
 # The stage of the split: the new facts aggregated by (customer, month, meter, source id), resolved with every link
 # known now (@fill), and what is left out of the addition (@split).
@@ -95,8 +95,9 @@ def add_on_time(conn: psycopg.Connection, t: Target) -> None:
     probes = _probes_pay(conn, t)
     for m in read_models():
         if m.group == "finance":
-            with probing_joins(conn, probes and m.name in PROBED):
-                run_steps(conn, t, m, m.added_in_place, SCOPED)
+            probing = probes and m.name in PROBED
+            with probing_joins(conn, probing):
+                run_steps(conn, t, m, m.added_in_place, dict(SCOPED, batch_months=BatchMonths(probing)))
 
 
 def _probes_pay(conn: psycopg.Connection, t: Target) -> bool:

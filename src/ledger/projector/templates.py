@@ -16,6 +16,7 @@ several read models is written once. Placeholders, filled by `render`:
     {cm[c, m]}    a predicate: (customer, month) in the incremental scope, TRUE in a full build
     {src[s, i]}   source id in scope;  {inv[i]} invoice in scope;  {cust[c]} customer in scope
     {adopt[c, m]} customer-month whose adoption row is derived again (adoption_scope; TRUE in a full build)
+    {batch_months[m]}  in an in-place addition's sections: month m is one of the batch's, or TRUE (BatchMonths)
 """
 
 from __future__ import annotations
@@ -108,6 +109,24 @@ SCOPED = {
     "cust": Scope("scope_cust", ("customer_id",)),
     "adopt": Scope("adoption_scope", ("customer_id", "month")),
 }
+
+
+class BatchMonths:
+    """Renders `{batch_months[m]}` for an in-place addition (batch.py): a filter on the rows its joins read.
+
+    Joined by hash or merge, a table is read whole: the filter keeps the rows of the batch's months (the open
+    ones), so the cost follows them and not the history. Joined by index probes (PROBING) it renders TRUE: each
+    probe finds its key's month by itself, and a filter on the month alone would let the planner read a month by
+    it (the month's rows estimated from the last ANALYZE, a few for a month that began since) once for each key.
+    """
+
+    def __init__(self, probing: bool):
+        self.probing = probing
+
+    def __getitem__(self, month: str) -> str:
+        if self.probing:
+            return "TRUE"
+        return f"{month} = ANY (ARRAY(SELECT DISTINCT month FROM {STAGE}.usage_batch_stage))"
 
 
 class CutoffCase:
