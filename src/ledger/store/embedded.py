@@ -27,7 +27,10 @@ DATABASE = "ledger"
 SERVER_CONF = """
 # written by ledger: sized for a 2-core machine doing bulk appends and set-based rebuilds
 listen_addresses = ''
-shared_buffers = 512MB
+# an eighth of the memory (128MB-4GB): the read models a follower adds to must stay in the buffers (at 512MB, 90 s
+# of 20,000 events/s on a store of 17M facts over 200k customers: Finance's lag from commit to visible 3.1 s p50,
+# 9.3 s p99; at 3GB, 0.9 s and 2.3 s)
+shared_buffers = {shared_buffers}
 work_mem = 64MB
 maintenance_work_mem = 512MB
 max_wal_size = 8GB
@@ -45,6 +48,13 @@ log_min_messages = warning
 session_preload_libraries = 'auto_explain'
 auto_explain.log_min_duration = '10s'
 """
+
+
+def shared_buffers(memory: int | None = None) -> str:
+    """An eighth of MEMORY (bytes; this machine's by default), within 128MB-4GB, as a PostgreSQL size."""
+    if memory is None:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return f"{min(max(memory // 8 // 2**20, 128), 4096)}MB"
 
 
 def _wheel():
@@ -231,7 +241,7 @@ class EmbeddedServer:
         self._pg(_bin("initdb"), "-D", str(self.pgdata), "--auth=trust", "-U", "postgres", "-E", "UTF8",
                  "--locale=C", "--no-instructions")
         with open(self.pgdata / "postgresql.conf", "a") as conf:
-            conf.write(SERVER_CONF)
+            conf.write(SERVER_CONF.format(shared_buffers=shared_buffers()))
 
     def _running(self) -> bool:
         pidfile = self.pgdata / "postmaster.pid"
