@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.store.embedded import SERVER_CONF, shared_buffers
+from ledger.store.embedded import SERVER_CONF, available_memory, shared_buffers
 
 GB = 2**30
 
@@ -23,3 +23,12 @@ def test_the_server_configuration_carries_this_machines_size():
     conf = SERVER_CONF.format(shared_buffers=shared_buffers())
     lines = [line for line in conf.splitlines() if line.startswith("shared_buffers")]
     assert lines == [f"shared_buffers = {shared_buffers()}"]
+
+
+def test_a_containers_memory_limit_bounds_the_memory(tmp_path):
+    limited, unlimited = tmp_path / "memory.max", tmp_path / "v1.limit"
+    limited.write_text("2147483648\n")
+    unlimited.write_text("max\n")
+    assert available_memory((unlimited,)) == available_memory(())
+    assert available_memory((limited, unlimited)) == min(2 * GB, available_memory(()))
+    assert available_memory((tmp_path / "absent",)) == available_memory(())
