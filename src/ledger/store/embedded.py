@@ -27,9 +27,9 @@ DATABASE = "ledger"
 SERVER_CONF = """
 # written by ledger: sized for a 2-core machine doing bulk appends and set-based rebuilds
 listen_addresses = ''
-# an eighth of the memory or the container's limit (128MB-4GB): the read models a follower adds to must stay in the buffers (at 512MB, 90 s
-# of 20,000 events/s on a store of 17M facts over 200k customers: Finance's lag from commit to visible 3.1 s p50,
-# 9.3 s p99; at 3GB, 0.9 s and 2.3 s)
+# an eighth of the memory or of the container's limit (128MB-4GB): the read models a follower adds to must stay
+# in the buffers (at 512MB, 90 s of 20,000 events/s on a store of 17M facts over 200k customers: Finance's lag from
+# commit to visible 3.1 s p50, 9.3 s p99; at 3GB, 0.9 s and 2.3 s)
 shared_buffers = {shared_buffers}
 work_mem = 64MB
 maintenance_work_mem = 512MB
