@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 
 import psycopg
@@ -74,29 +74,28 @@ def analyze_scopes(conn: psycopg.Connection, scopes: dict[str, Scope]) -> None:
 
 
 @contextmanager
-def coarse_statistics(conn: psycopg.Connection) -> Iterator[None]:
+def local_settings(conn: psycopg.Connection, **settings: str) -> Iterator[None]:
+    """SETTINGS (server parameters) for the statements inside, in the caller's transaction; then as they were."""
+    names = list(settings)
+    previous = conn.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(names)), names).fetchone()
+    for name, value in settings.items():
+        conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+    yield
+    for name, value in zip(names, previous):
+        conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+
+
+def coarse_statistics(conn: psycopg.Connection):
     """ANALYZE inside takes a small sample: the joins that follow need row counts and rough distinct counts only.
     (The default sample cost 0.12 s of a 100k-fact increment for its 78k-row stage table.)"""
-    previous = conn.execute("SHOW default_statistics_target").fetchone()[0]
-    conn.execute("SET LOCAL default_statistics_target = 10")
-    yield
-    conn.execute(sql.SQL("SET LOCAL default_statistics_target = {}").format(sql.Literal(int(previous))))
+    return local_settings(conn, default_statistics_target="10")
 
 
-@contextmanager
-def probing_joins(conn: psycopg.Connection, probe: bool) -> Iterator[None]:
+def probing_joins(conn: psycopg.Connection, probe: bool):
     """PROBE: the joins inside are nested loops, each row of the (small) outer side looking its match up through an
     index of the (large) inner side; PostgreSQL's costs otherwise choose a hash or merge join reading the whole
     inner table. Every join inside must have an index to probe, or it becomes a loop over a whole table."""
-    if not probe:
-        yield
-        return
-    previous = conn.execute("SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')").fetchone()
-    conn.execute("SET LOCAL enable_hashjoin = off")
-    conn.execute("SET LOCAL enable_mergejoin = off")
-    yield
-    conn.execute(sql.SQL("SET LOCAL enable_hashjoin = {}").format(sql.Literal(previous[0])))
-    conn.execute(sql.SQL("SET LOCAL enable_mergejoin = {}").format(sql.Literal(previous[1])))
+    return local_settings(conn, enable_hashjoin="off", enable_mergejoin="off") if probe else nullcontext()
 
 
 def analyze(conn: psycopg.Connection, target: Target, table: str, stage: bool = False) -> None:
