@@ -206,7 +206,7 @@ def _well_formed_row(line: bytes, number: int) -> tuple[bytes, int, str] | None:
     instant = plain_micros(text)
     if instant is None:
         return None
-    colons = event_id.count(":") + source.count(":") + customer.count(":") + text.count(":")
+    colons = f"{event_id}{source}{customer}{text}".count(":")  # one count of the strings joined: half the cost of four
     if properties is UNSET or properties is None:
         if not plainly_safe(line, 6 if properties is UNSET else 7, None, colons):
             return None
