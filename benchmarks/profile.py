@@ -10,8 +10,8 @@ as JSON, every SQL statement it ran with its seconds, slowest first, and the tot
 
 DIR is a LEDGER_HOME kept by another benchmark (`rebuild.py --home`, `risk_incremental.py --keep`); its embedded
 server is started and stopped around the run. `--explain SECS` runs every data-modifying or CREATE ... AS
-statement as EXPLAIN (ANALYZE, BUFFERS, WAL), which has the statement's effects (timings include EXPLAIN's own
-overhead), and writes the plans of those slower than SECS to `--plans`. `--set NAME=VALUE` adds a SET LOCAL for the whole step (to try a planner setting).
+statement first as EXPLAIN (ANALYZE, BUFFERS, WAL) in a savepoint rolled back, then as itself (its timing and
+result are the real run's), and writes the plans of those slower than SECS to `--plans`. `--set NAME=VALUE` adds a SET LOCAL for the whole step (to try a planner setting).
 """
 
 from __future__ import annotations
@@ -49,15 +49,20 @@ class Recorder:
         result = None
         for part in parts:
             explain = self.plans is not None and EXPLAINABLE.match(part) and "RETURNING" not in part
-            started = time.perf_counter()
-            if explain:  # run as EXPLAIN ANALYZE: it has its effects, and the plan is that of the real run
+            plan: list = []
+            if explain:  # the plan of a real run, in a savepoint rolled back; then the statement itself
+                real_execute(conn, "SAVEPOINT profile_explain")
+                started = time.perf_counter()
                 plan = real_execute(conn, "EXPLAIN (ANALYZE, BUFFERS, WAL) " + part, params).fetchall()
-            else:
-                result = real_execute(conn, part, params, **kwargs)
+                explained = time.perf_counter() - started
+                real_execute(conn, "ROLLBACK TO SAVEPOINT profile_explain")
+            started = time.perf_counter()
+            result = real_execute(conn, part, params, **kwargs)
             seconds = time.perf_counter() - started
             self.rows.append((self.section, seconds, part.strip()))
             if explain and seconds >= self.explain_over:
-                self.plans.write(f"=== {self.section}: {seconds:.3f} s\n{part.strip()}\n---\n")
+                self.plans.write(f"=== {self.section}: {seconds:.3f} s (explained: {explained:.3f} s)\n"
+                                 f"{part.strip()}\n---\n")
                 self.plans.write("\n".join(r[0] for r in plan) + "\n\n")
                 self.plans.flush()
         return result

@@ -11,7 +11,9 @@ closes), all through `ledger ingest`; then, after settling the store (VACUUM ANA
 (the build with the Risk and Sales views left out, rolled back) and a plain `GROUP BY customer, month, meter` over
 the same usage rows copied into a plain table. Prints JSON; targets: whole rebuild >= 0.25x, Finance >= 0.35x.
 
-    python benchmarks/rebuild_shapes.py [--events 3000000] [--shapes uniform,wide,deep]
+    python benchmarks/rebuild_shapes.py [--events 3000000] [--shapes uniform,wide,deep] [--keep DIR]
+
+With `--keep DIR` each shape's store is left in DIR/<shape> (server stopped) for `benchmarks/profile.py`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cleanup, fresh_home, load_reference, must  # noqa: E402
+from _common import cleanup, fresh_home, load_reference, must, run_ledger  # noqa: E402
 from rebuild import MONTHS, finance_build_seconds, relabel, settle  # noqa: E402
 
 SHAPES = {"uniform": (20_000, None), "wide": (200_000, 1.1), "deep": (1_000, 1.1)}
@@ -67,13 +69,14 @@ def usage(path: Path, n_events: int, n_customers: int, zipf: float | None, month
             written += n
 
 
-def run_shape(name: str, events: int, late_share: float) -> dict:
+def run_shape(name: str, events: int, late_share: float, keep: Path | None = None) -> dict:
     from ledger.demo.bulk import usage_only_reference
     from ledger.store.embedded import DATABASE, EmbeddedServer
     import psycopg
 
     customers, zipf = SHAPES[name]
-    home = fresh_home(f"ledger-bench-shape-{name}-")
+    home = keep / name if keep else fresh_home(f"ledger-bench-shape-{name}-")
+    home.mkdir(parents=True, exist_ok=True)
     try:
         data = home / "data"
         reference = usage_only_reference(data, customers, MONTHS, seed=1)
@@ -111,7 +114,10 @@ def run_shape(name: str, events: int, late_share: float) -> dict:
             "ratio_rebuild_finance_to_group_by": round(facts / finance_s / group_by_rate, 3),
         }
     finally:
-        cleanup(home)
+        if keep:
+            run_ledger(home, "server", "stop")
+        else:
+            cleanup(home)
 
 
 def main() -> None:
@@ -119,10 +125,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--late-share", type=float, default=0.02)
     parser.add_argument("--shapes", default="uniform,wide,deep")
+    parser.add_argument("--keep", type=Path, help="leave each shape's store in KEEP/<shape>")
     args = parser.parse_args()
     results = []
     for name in args.shapes.split(","):
-        results.append(run_shape(name, args.events, args.late_share))
+        results.append(run_shape(name, args.events, args.late_share, args.keep))
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)  # each shape as it is done
     print(json.dumps({"benchmark": "rebuild_shapes", "events": args.events, "shapes": results,
                       "targets": {"ratio_rebuild_to_group_by": 0.25, "ratio_rebuild_finance_to_group_by": 0.35}},

@@ -1,11 +1,11 @@
 -- grain: one row per customer x SCD2 version; key: (customer_id, version)
--- facts read: attribute_facts
+-- facts read: attribute_facts (through attribute_key)
 -- SPEC §3.3: an attribute's value at t comes from the fact with the greatest effective_from <= t that names it
 -- (a JSON null clears it); versions are the maximal intervals over which all five values stay the same, so a
 -- fact that changes nothing starts no version. valid_to is the next version's valid_from (null: current).
 -- The customer's first attribute fact always starts version 1.
 -- read model: finance
--- depends on: none
+-- depends on: attribute_key
 -- rebuild: fill, analyze
 -- increment: refill scope (delete, fill)
 -- increment on: attribute_facts
@@ -26,7 +26,8 @@ DELETE FROM {schema}.dim_customer WHERE {cust[customer_id]};
 -- @fill
 DROP TABLE IF EXISTS {stage}.version_pair, {stage}.version_fact;
 CREATE TABLE {stage}.version_fact AS
-SELECT position, customer_id, effective_from, attrs FROM attribute_facts WHERE position <= {head} AND {cust[customer_id]};
+SELECT position, customer_id, effective_from, attrs FROM {schema}.attribute_key
+WHERE position <= {head} AND {cust[customer_id]};
 CREATE TABLE {stage}.version_pair AS SELECT DISTINCT customer_id, {head}::bigint AS q FROM {stage}.version_fact;
 INSERT INTO {schema}.dim_customer
 SELECT customer_id, version, valid_from, valid_to, name, segment, owner, plan, region

@@ -1,7 +1,7 @@
 -- grain: one row per customer x original_month x meter x posting_month x cause;
 --        key: (customer_id, original_month, meter, posting_month, cause)
--- facts read: attribute_facts, price_facts, calculation_promoted_facts (the causes), and through pricing.price the
---             usage, attribute and price facts of the months they restate
+-- facts read: attribute_facts (through attribute_key), price_facts, calculation_promoted_facts (the causes), and
+--             through pricing.price the usage, attribute and price facts of the months they restate
 -- SPEC §4.6: a position q after a month m closed that holds an attribute fact, a price fact or a promotion may
 -- change an amount of m: each line whose amount(q) - amount(q - 1) is not 0 posts that change to the earliest open
 -- month at q. meter '' is the base fee. A restatement depends only on the facts at positions <= q, so an increment
@@ -31,7 +31,7 @@ DROP TABLE IF EXISTS {stage}.restatement_candidate, {stage}.price_req, {stage}.r
 CREATE TABLE {stage}.restatement_candidate AS
 WITH cause AS (
     SELECT position, customer_id, NULL::text AS plan, NULL::text AS effective_month, 'repricing' AS cause
-    FROM attribute_facts WHERE position > {checkpoint} AND position <= {head}
+    FROM {schema}.attribute_key WHERE position > {checkpoint} AND position <= {head}
     UNION ALL
     SELECT position, NULL, plan, effective_month, 'repricing'
     FROM price_facts WHERE position > {checkpoint} AND position <= {head}
@@ -49,7 +49,7 @@ FROM closed c WHERE c.customer_id IS NOT NULL
 UNION
 SELECT c.position, a.customer_id, c.month, c.posting_month, c.cause
 FROM closed c
-JOIN attribute_facts a ON a.attrs ->> 'plan' = c.plan AND a.position <= {head}
+JOIN {schema}.attribute_key a ON a.attrs ->> 'plan' = c.plan AND a.position <= {head}
 WHERE c.plan IS NOT NULL AND c.effective_month <= c.month
 UNION
 SELECT c.position, s.customer_id, c.month, c.posting_month, c.cause
