@@ -95,6 +95,12 @@ def detailed(text: str) -> datetime | None:
 @example("9999-12-31T23:30:00-01:00")
 @example("2026-03-01T00:30:00+01:00")
 @example("2026-02-28T23:30:00-01:00")
+@example("2026-01-31T23:59:59.9999999Z")  # rounding, not truncating, would leave January
+@example("2026-01-31T23:59:59.9999999-00:00")
+@example("2026-01-05T24:00:00Z")
+@example("2026-06-30T23:59:60Z")
+@example(" 2026-01-05T10:00:00Z")
+@example("2026-01-05T10:00:00+24:00")
 def test_the_fast_path_decides_exactly_what_the_detailed_validator_decides(text):
     fast, micros, slow = plain_instant(text), plain_micros(text), detailed(text)
     assert (fast is None) == (micros is None) == (slow is None), (text, fast, slow)
