@@ -27,8 +27,3 @@ WHERE position > {checkpoint} AND position <= {head};
 -- @index
 CREATE UNIQUE INDEX ON {schema}.attribute_key (customer_id, position);
 CREATE INDEX ON {schema}.attribute_key (position);   -- the facts after a checkpoint (split_month, restatements)
--- @version_facts
--- The attribute facts of the customers in {stage}.version_pair, into {stage}.version_fact (for dim_customer.versions).
-CREATE TABLE {stage}.version_fact AS
-SELECT position, customer_id, effective_from, attrs FROM {schema}.attribute_key
-WHERE position <= {head} AND customer_id IN (SELECT customer_id FROM {stage}.version_pair);

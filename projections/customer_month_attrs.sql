@@ -30,7 +30,7 @@ CREATE TABLE {schema}.customer_month_attrs (
 -- @delete
 DELETE FROM {schema}.customer_month_attrs WHERE {cm[customer_id, month]};
 -- @fill
-DROP TABLE IF EXISTS {stage}.cm_attr_key, {stage}.version_pair, {stage}.version_fact;
+DROP TABLE IF EXISTS {stage}.cm_attr_key, {stage}.version_pair;
 CREATE TABLE {stage}.cm_attr_key AS
 WITH credit AS (
     SELECT customer_id, to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month
@@ -66,7 +66,6 @@ LEFT JOIN {schema}.split_month s ON s.customer_id = k.customer_id AND s.month = 
 JOIN {schema}.calc_in_force c ON k.priced_at >= c.from_position AND k.priced_at < c.through_position;
 -- attributes as known at a closed month's pricing point, for the customers with attribute facts since then
 CREATE TABLE {stage}.version_pair AS SELECT DISTINCT customer_id, priced_at AS q FROM {stage}.cm_attr_key WHERE is_asof;
--- @include attribute_key.version_facts
 INSERT INTO {schema}.customer_month_attrs
 SELECT DISTINCT ON (k.customer_id, k.month)
        k.customer_id, k.month, d.name, d.segment, d.owner, d.plan, d.region, k.closed_at, k.calculation, k.plan_rule,

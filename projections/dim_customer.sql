@@ -24,11 +24,10 @@ CREATE TABLE {schema}.dim_customer (
 -- @delete
 DELETE FROM {schema}.dim_customer WHERE {cust[customer_id]};
 -- @fill
-DROP TABLE IF EXISTS {stage}.version_pair, {stage}.version_fact;
-CREATE TABLE {stage}.version_fact AS
-SELECT position, customer_id, effective_from, attrs FROM {schema}.attribute_key
+DROP TABLE IF EXISTS {stage}.version_pair;
+CREATE TABLE {stage}.version_pair AS
+SELECT DISTINCT customer_id, {head}::bigint AS q FROM {schema}.attribute_key
 WHERE position <= {head} AND {cust[customer_id]};
-CREATE TABLE {stage}.version_pair AS SELECT DISTINCT customer_id, {head}::bigint AS q FROM {stage}.version_fact;
 INSERT INTO {schema}.dim_customer
 SELECT customer_id, version, valid_from, valid_to, name, segment, owner, plan, region
 FROM (
@@ -36,8 +35,8 @@ FROM (
 ) v;
 -- @versions
 -- The rule itself, for every (customer_id, q) of {stage}.version_pair: the versions as known from the attribute
--- facts at positions <= q ({stage}.version_fact holds at least those). dim_customer is the case q = head; a closed
--- month's attributes are the case q = its close position - 1 (SPEC §4.0).
+-- facts at positions <= q (attribute_key). dim_customer is the case q = head; a closed month's attributes are the
+-- case q = its close position - 1 (SPEC §4.0).
 WITH fact AS (
     SELECT p.customer_id, p.q, f.effective_from, f.attrs,
            count(*) FILTER (WHERE jsonb_exists(f.attrs, 'name')) OVER w AS name_fact,
@@ -46,7 +45,7 @@ WITH fact AS (
            count(*) FILTER (WHERE jsonb_exists(f.attrs, 'plan')) OVER w AS plan_fact,
            count(*) FILTER (WHERE jsonb_exists(f.attrs, 'region')) OVER w AS region_fact
     FROM {stage}.version_pair p
-    JOIN {stage}.version_fact f ON f.customer_id = p.customer_id AND f.position <= p.q
+    JOIN {schema}.attribute_key f ON f.customer_id = p.customer_id AND f.position <= p.q
     WINDOW w AS (PARTITION BY p.customer_id, p.q ORDER BY f.effective_from)
 ), state AS (   -- the five values in effect from each fact's effective_from
     SELECT customer_id, q, effective_from,

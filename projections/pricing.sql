@@ -13,7 +13,7 @@
 -- version's plan. Only a request whose days have more than one plan needs its units by day: usage_on_time_day's
 -- (step 4).
 -- @price
-DROP TABLE IF EXISTS {stage}.version_pair, {stage}.version_fact, {stage}.req_version, {stage}.req_run,
+DROP TABLE IF EXISTS {stage}.version_pair, {stage}.req_version, {stage}.req_run,
     {stage}.req_plan_days, {stage}.req_multi, {stage}.req_price, {stage}.req_price_meter,
     {stage}.req_units, {stage}.req_plan, {stage}.price_line;
 ANALYZE {stage}.price_req;
@@ -26,7 +26,6 @@ JOIN (SELECT customer_id, max(position) AS last_position FROM {schema}.attribute
       WHERE position <= {head} AND position > (SELECT min(q) FROM {stage}.price_req)
         AND customer_id IN (SELECT customer_id FROM {stage}.price_req)
       GROUP BY customer_id) a ON a.customer_id = r.customer_id AND a.last_position > r.q;
--- @include attribute_key.version_facts
 CREATE TABLE {stage}.req_version AS
 SELECT customer_id, q, valid_from, valid_to, plan FROM (
 -- @include dim_customer.versions

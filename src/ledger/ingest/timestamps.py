@@ -41,7 +41,7 @@ def plain_micros(text: str) -> tuple[int, str] | None:
     """
     try:
         moment = parse_rfc3339(text)
-    except (ValueError, TypeError):
+    except ValueError:
         return None
     if moment.tzinfo is UTC:  # Z, z, +00:00 or -00:00
         return (moment - PG_EPOCH) // MICROSECOND, text[:7]

@@ -22,36 +22,31 @@ COLUMNS = ("position", "event_id", "source", "source_customer_id", "meter", "qua
 # (a DEFAULT nextval() per row cost PostgreSQL 0.4–0.6 µs of its ~2.5 µs per row: measured).
 ROW_HEAD = copybin.row_count(len(COLUMNS)) + b"\x00\x00\x00\x08" + bytes(8)
 POSITION_AT = 6  # offset of the position's 8 bytes in a row
-_LENGTH = copybin.LENGTH
 
 
 def encode_fields(e: bytes, s: bytes, c: bytes, m: bytes, quantity: int, micros: int, line: int,
                   properties: bytes | None) -> bytes:
     """A row from its fields as bytes (text UTF-8 encoded; event_time in microseconds since 2000-01-01 UTC).
 
-    One `struct` pack per row, its layout chosen by the four text fields' lengths (a few layouts in a file); a row
-    without properties packs their NULL (length -1) too.
+    One `struct` pack per row, its layout chosen by the four text fields' lengths (a few layouts in a file); it
+    ends with the properties' length (-1: NULL), their bytes appended.
     """
     lengths = (len(e), len(s), len(c), len(m))
-    if properties is None:
-        layout = _NULL_LAYOUTS.get(lengths) or _layout(lengths, _NULL_LAYOUTS, "i")
-        return layout.pack(ROW_HEAD, lengths[0], e, lengths[1], s, lengths[2], c, lengths[3], m, 8, quantity, 8,
-                           micros, 4, line, -1)
-    layout = _LAYOUTS.get(lengths) or _layout(lengths, _LAYOUTS, "")
-    return layout.pack(ROW_HEAD, lengths[0], e, lengths[1], s, lengths[2], c, lengths[3], m, 8, quantity, 8, micros,
-                       4, line) + _LENGTH(len(properties)) + properties
+    layout = _LAYOUTS.get(lengths) or _layout(lengths)
+    row = layout.pack(ROW_HEAD, lengths[0], e, lengths[1], s, lengths[2], c, lengths[3], m, 8, quantity, 8, micros,
+                      4, line, -1 if properties is None else len(properties))
+    return row if properties is None else row + properties
 
 
 _LAYOUTS: dict[tuple[int, int, int, int], struct.Struct] = {}
-_NULL_LAYOUTS: dict[tuple[int, int, int, int], struct.Struct] = {}
 MAX_LAYOUTS = 4096  # ids of every length in one file: past this, layouts are built and not kept
 
 
-def _layout(lengths: tuple[int, int, int, int], kept: dict, tail: str) -> struct.Struct:
+def _layout(lengths: tuple[int, int, int, int]) -> struct.Struct:
     e, s, c, m = lengths
-    layout = struct.Struct(f">{len(ROW_HEAD)}si{e}si{s}si{c}si{m}siqiqiI{tail}")
-    if len(kept) < MAX_LAYOUTS:
-        kept[lengths] = layout
+    layout = struct.Struct(f">{len(ROW_HEAD)}si{e}si{s}si{c}si{m}siqiqiIi")
+    if len(_LAYOUTS) < MAX_LAYOUTS:
+        _LAYOUTS[lengths] = layout
     return layout
 
 
