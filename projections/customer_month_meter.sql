@@ -1,5 +1,5 @@
 -- grain: one row per customer x month x meter; key: (customer_id, month, meter)
--- facts read: usage_facts (through usage_on_time, usage_late), invoice_facts' lines (through invoice_meter),
+-- facts read: usage_facts (through usage_on_time, usage_late), invoice_line_facts (through invoice_meter),
 --             attribute_facts (through customer_month_attrs), price_facts (through plan_month_meter)
 -- SPEC §4.3: a row for each (customer, month, meter) with on-time usage facts, attributed late facts of that
 -- original month, or invoice usage lines. included_units / overage_units are empty where the plan's price does

@@ -1,5 +1,5 @@
 -- grain: one row per reconciliation exception; key: (kind, invoice_id, customer_id, source, source_customer_id, month, meter)
--- facts read: invoice_facts with their lines (through invoice_resolved, customer_month_meter),
+-- facts read: invoice_facts and invoice_line_facts (through invoice_resolved, customer_month_meter),
 --             usage_facts (through usage_on_time, usage_late), attribute_facts and price_facts (through
 --             customer_month_attrs, plan_month_meter)
 -- SPEC §5. difference = actual - expected; unit says what they count; keys that do not apply to a kind are null.

@@ -1,5 +1,5 @@
 -- grain: one row per invoice x meter of its usage lines; key: (invoice_id, meter)
--- facts read: invoice_facts' lines (through invoice_resolved's line stage; customer and period through invoice_resolved)
+-- facts read: invoice_line_facts (through invoice_resolved's line stage; customer and period through invoice_resolved)
 -- read model: finance
 -- depends on: invoice_resolved
 -- rebuild: fill

@@ -22,7 +22,7 @@ CREATE TABLE {schema}.link_range (
 -- @delete
 DELETE FROM {schema}.link_range;
 -- @fill
--- The link facts are decoded once, by parallel workers (a CREATE TABLE AS), and read twice from the stage.
+-- The link facts up to the head, read twice from an analyzed stage.
 DROP TABLE IF EXISTS {stage}.link_stage;
 CREATE TABLE {stage}.link_stage AS
 SELECT position, source, source_customer_id, customer_id, effective_from

@@ -30,3 +30,35 @@ def test_a_failing_migration_leaves_nothing_half_applied(conn):
         migrate(conn, [*available_migrations(), broken])
     assert conn.execute("SELECT to_regclass('scratch_b')").fetchone()[0] is None
     assert conn.execute("SELECT count(*) FROM schema_migrations WHERE version = 9002").fetchone()[0] == 0
+
+
+TYPED_FACT_ROWS = ("link_fact_rows", "invoice_fact_rows", "invoice_line_rows")
+
+
+def test_facts_stored_before_their_typed_rows_existed_are_typed_by_the_migration(pg_admin, example_db_url):
+    """A store from before migration 0080 gets the typed rows its facts' appends would have written."""
+    import uuid
+
+    import psycopg
+
+    from tests.conftest import drop_databases, with_dbname
+
+    older = f"ledger_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{older}"')
+    try:
+        with psycopg.connect(example_db_url) as source, \
+                psycopg.connect(with_dbname(pg_admin, older), autocommit=True) as target:
+            migrate(target, [m for m in available_migrations() if m.version < 80])
+            assert target.execute("SELECT to_regclass('link_fact_rows')").fetchone()[0] is None
+            with source.cursor().copy("COPY ledger_events TO STDOUT (FORMAT BINARY)") as out, \
+                    target.cursor().copy("COPY ledger_events FROM STDIN (FORMAT BINARY)") as into:
+                for block in out:
+                    into.write(block)
+            assert "0080_type_link_and_invoice_facts.sql" in migrate(target)
+            for table in TYPED_FACT_ROWS:
+                query = f"SELECT * FROM {table} ORDER BY 1, 2"
+                expected = source.execute(query).fetchall()
+                assert expected and target.execute(query).fetchall() == expected, table
+    finally:
+        drop_databases(pg_admin, [older])

@@ -143,12 +143,46 @@ def test_a_rewrite_that_recomputes_the_whole_chain_is_caught_only_by_an_anchor(s
     head = json.loads(store("verify", "--skip-projections", "--json", check_exit=0).stdout)["head"]
     target = positions(conn)[1]
     tamper(conn, edit_state("'pr_1'", "'pr_9'"), target)
+    tamper(conn, "UPDATE link_fact_rows SET source_customer_id = 'pr_9' WHERE position = %s", target)
     rechain(conn)
     store("verify", "--skip-projections", check_exit=0)  # consistent with itself
     result = store("verify", "--skip-projections", "--anchor", f"{head['position']}:{head['chain_hash']}",
                    check_exit=1)
     assert f"first mismatch at position {head['position']}: anchor: the link recomputed at position " \
            f"{head['position']} differs from the anchored one" in result.stdout
+
+
+def test_a_typed_row_that_differs_from_its_fact_is_found(store, conn):
+    """The projections read the links' typed rows: an edit of one, or of the JSON alone, is named by its position."""
+    link = positions(conn)[1]
+    tamper(conn, "UPDATE link_fact_rows SET customer_id = 'cus_9' WHERE position = %s", link)
+    result = store("verify", "--skip-projections", check_exit=1)
+    assert "chain: ok" in result.stdout
+    assert (f"derived tables: link_fact_rows differs at position {link} from that fact as recorded"
+            in result.stdout)
+    tamper(conn, "UPDATE link_fact_rows SET customer_id = 'cus_1' WHERE position = %s", link)
+    store("verify", "--skip-projections", check_exit=0)
+    tamper(conn, "DELETE FROM link_fact_rows WHERE position = %s", link)
+    report = json.loads(store("verify", "--skip-projections", "--json", check_exit=1).stdout)
+    assert report["first_mismatch"] == {"check": "derived_tables", "position": link, "table": "link_fact_rows",
+                                        "reason": f"link_fact_rows differs at position {link} from that fact as "
+                                                  "recorded (its JSON in ledger_events, which the chain covers)"}
+
+
+def test_an_invoice_line_that_differs_from_its_fact_is_found(ledger, replay, conn):
+    replay.ingest("invoices", [{"invoice_id": "inv_1", "source": "billing", "source_customer_id": "bi_1",
+                                "period": "2026-01", "issued_at": "2026-02-01T00:00:00Z", "currency": "USD",
+                                "total_cents": 700, "lines": [
+                                    {"line_id": "l1", "kind": "subscription", "amount_cents": 500},
+                                    {"line_id": "l2", "kind": "usage", "meter": "api_calls", "quantity": 4,
+                                     "amount_cents": 200}]}])
+    assert conn.execute("SELECT line_no, kind, meter, quantity, amount_cents FROM invoice_line_facts"
+                        " ORDER BY line_no").fetchall() == [(1, "subscription", None, None, 500),
+                                                            (2, "usage", "api_calls", 4, 200)]
+    ledger("verify", "--skip-projections", check_exit=0)
+    tamper(conn, "UPDATE invoice_line_rows SET quantity = 5 WHERE line_no = 2")
+    result = ledger("verify", "--skip-projections", check_exit=1)
+    assert "derived tables: invoice_line_rows differs at position 1 from that fact as recorded" in result.stdout
 
 
 def test_an_anchor_past_the_end_finds_a_truncated_tail(store, conn):

@@ -14,7 +14,9 @@ Three checks, each independent of the others:
    (a deleted or stray row by its own position).
 3. **quarantine** — the quarantine's own chain (migration 0031), recomputed over every column in id order.
 4. **derived tables** — tables commands decide with (`usage_months`, which the period-close rule reads) are
-   recomputed from the facts and compared: a month missing or added is named. The calculation facts (SPEC §3.8)
+   recomputed from the facts and compared: a month missing or added is named. The typed rows of the links,
+   invoices and invoice lines (migration 0080, which the projections read) are decoded again from their events'
+   JSON and compared: the first position whose rows differ is named. The calculation facts (SPEC §3.8)
    are checked against the rules that decided them: each promotion the next of its stream, of a name defined
    before it, with that definition's rule; each name defined once.
 5. **anchors** — each anchor given (`--anchor POS:HASH`, or signed anchors from `ledger anchor`,
@@ -129,9 +131,7 @@ class VerifyReport:
 
     @property
     def first_mismatch(self) -> Mismatch | None:
-        found = [m for m in (self.chain.mismatch, self.usage.mismatch, self.derived, self.calculations,
-                             *self.anchors) if m is not None]
-        return min(found, key=lambda m: (m.position is None, m.position or 0)) if found else None
+        return _first(self.chain.mismatch, self.usage.mismatch, self.derived, self.calculations, *self.anchors)
 
     @property
     def ok(self) -> bool:
@@ -175,7 +175,7 @@ def verify_store(conn: psycopg.Connection, *, projections: bool = True, anchor: 
         chain = verify_chain(conn, anchors=chain_anchors, batch_size=batch_size, progress=progress)
         usage = verify_usage_batches(conn)
         quarantine, quarantined = verify_quarantine(conn, quarantine_anchors)
-        derived = verify_usage_months(conn)
+        derived = _first(verify_usage_months(conn), verify_fact_rows(conn))
         calculations = verify_calculations(conn)
         bad_anchors += chain.anchor_breaks + _recorded_after_anchors(conn, signed)
     checked, error = None, None
@@ -423,6 +423,52 @@ def verify_usage_months(conn: psycopg.Connection) -> Mismatch | None:
                         {"missing": missing, "extra": extra})
 
 
+# Each typed table of migration 0080, and its rows decoded afresh from the JSON of the facts in ledger_events (the
+# statement is this check's own, not the trigger's: the check stays independent of what wrote the rows).
+_TYPED_FACT_ROWS = {
+    "link_fact_rows": (
+        "position, source, source_customer_id, customer_id, effective_from",
+        """SELECT e.notification_id, s ->> 'source', s ->> 'source_customer_id', s ->> 'customer_id',
+                  (s ->> 'effective_from')::timestamptz
+           FROM ledger_events e, LATERAL ledger_state(e.state) s
+           WHERE e.topic = 'ledger.CustomerIdentityLinked'"""),
+    "invoice_fact_rows": (
+        "position, invoice_id, source, source_customer_id, period, issued_at, currency, total_cents",
+        """SELECT e.notification_id, s ->> 'invoice_id', s ->> 'source', s ->> 'source_customer_id', s ->> 'period',
+                  (s ->> 'issued_at')::timestamptz, s ->> 'currency', (s ->> 'total_cents')::bigint
+           FROM ledger_events e, LATERAL ledger_state(e.state) s
+           WHERE e.topic = 'ledger.InvoiceIssued'"""),
+    "invoice_line_rows": (
+        "position, line_no, invoice_id, line_id, kind, meter, quantity, amount_cents",
+        """SELECT e.notification_id, l.n::int, s ->> 'invoice_id', l.line ->> 'line_id', l.line ->> 'kind',
+                  l.line ->> 'meter', (l.line ->> 'quantity')::bigint, (l.line ->> 'amount_cents')::bigint
+           FROM ledger_events e, LATERAL ledger_state(e.state) s,
+                LATERAL jsonb_array_elements(s -> 'lines') WITH ORDINALITY AS l(line, n)
+           WHERE e.topic = 'ledger.InvoiceIssued'"""),
+}
+
+
+def verify_fact_rows(conn: psycopg.Connection) -> Mismatch | None:
+    """The typed rows the projections read equal their facts' JSON: else the first position where they differ."""
+    found: list[Mismatch] = []
+    with _snapshot(conn):
+        for table, (columns, decoded) in _TYPED_FACT_ROWS.items():
+            stored = f"SELECT {columns} FROM {table}"
+            position = conn.execute(
+                f"SELECT min(d.position) FROM (({decoded} EXCEPT ALL {stored}) UNION ALL"
+                f" ({stored} EXCEPT ALL {decoded})) AS d({columns})").fetchone()[0]
+            if position is not None:
+                found.append(Mismatch("derived_tables", position,
+                                      f"{table} differs at position {position} from that fact as recorded (its "
+                                      "JSON in ledger_events, which the chain covers)", {"table": table}))
+    return _first(*found)
+
+
+def _first(*mismatches: Mismatch | None) -> Mismatch | None:
+    found = [m for m in mismatches if m is not None]
+    return min(found, key=lambda m: (m.position is None, m.position or 0)) if found else None
+
+
 def verify_calculations(conn: psycopg.Connection) -> Mismatch | None:
     """The first calculation fact the rules of SPEC §3.8 would not have appended: a name defined twice, a promotion
     out of its stream's sequence, of a name not defined before it, or with another rule than its definition's."""
@@ -546,7 +592,8 @@ def describe(report: VerifyReport) -> list[str]:
         lines.append(f"usage batches: first mismatch at position {usage.mismatch.position}: {usage.mismatch.reason}")
     lines.append(f"quarantine: ok ({_count(report.quarantine_records, 'record')} chained)" if report.quarantine is None
                  else f"quarantine: {report.quarantine.reason}")
-    lines.append("derived tables: ok (usage_months = the months of the usage facts)" if report.derived is None
+    lines.append("derived tables: ok (usage_months = the months of the usage facts; the typed link, invoice and line rows"
+                 " = their facts as recorded)" if report.derived is None
                  else f"derived tables: {report.derived.reason}")
     calc = report.calculation_facts
     lines.append(f"calculations: ok ({calc['defined']} definitions, {calc['promoted']} promotions, in the chain and "

@@ -85,6 +85,21 @@ def _wheel():
     return _commands, utils
 
 
+def _system_user():
+    """The system user the server runs as under root, created once. Processes starting servers side by side (the
+    test workers on a new machine) take turns: two `useradd`s at once left one process holding a uid that the
+    other's rewrite of /etc/passwd had removed."""
+    import pwd
+
+    with open("/etc/passwd", "rb") as passwd:
+        fcntl.flock(passwd, fcntl.LOCK_EX)  # useradd locks with lckpwdf (fcntl on another file): no deadlock
+        try:
+            return pwd.getpwnam(SYSTEM_USER)
+        except KeyError:
+            subprocess.run(["useradd", "-s", "/bin/bash", SYSTEM_USER], check=True, capture_output=True, text=True)
+            return pwd.getpwnam(SYSTEM_USER)
+
+
 def _bin(name: str) -> str:
     return str(_wheel()[0].POSTGRES_BIN_PATH / name)
 
@@ -224,9 +239,9 @@ class EmbeddedServer:
 
         commands, utils = _wheel()
         ensure_folder_permissions, ensure_prefix_permissions = utils.ensure_folder_permissions, utils.ensure_prefix_permissions
-        ensure_user_exists, POSTGRES_BIN_PATH = utils.ensure_user_exists, commands.POSTGRES_BIN_PATH
+        POSTGRES_BIN_PATH = commands.POSTGRES_BIN_PATH
 
-        entry = ensure_user_exists(SYSTEM_USER)
+        entry = _system_user()
         ensure_prefix_permissions(POSTGRES_BIN_PATH)
         read_exec = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
         ensure_folder_permissions(POSTGRES_BIN_PATH, read_exec)
