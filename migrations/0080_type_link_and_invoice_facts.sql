@@ -21,7 +21,8 @@ CREATE TABLE invoice_fact_rows (
     period text NOT NULL,
     issued_at timestamptz NOT NULL,
     currency text NOT NULL,
-    total_cents bigint NOT NULL
+    total_cents bigint NOT NULL,
+    lines_cents bigint NOT NULL  -- the sum of its lines' amount_cents (0 without lines)
 );
 CREATE INDEX invoice_fact_rows_invoice_id_idx ON invoice_fact_rows (invoice_id);
 
@@ -54,9 +55,10 @@ BEGIN
         WHERE e.topic = 'ledger.InvoiceIssued'
     ), header AS (
         INSERT INTO invoice_fact_rows (position, invoice_id, source, source_customer_id, period, issued_at, currency,
-                                       total_cents)
+                                       total_cents, lines_cents)
         SELECT position, s ->> 'invoice_id', s ->> 'source', s ->> 'source_customer_id', s ->> 'period',
-               (s ->> 'issued_at')::timestamptz, s ->> 'currency', (s ->> 'total_cents')::bigint
+               (s ->> 'issued_at')::timestamptz, s ->> 'currency', (s ->> 'total_cents')::bigint,
+               (SELECT coalesce(sum((l ->> 'amount_cents')::bigint), 0) FROM jsonb_array_elements(s -> 'lines') l)
         FROM invoice
     )
     INSERT INTO invoice_line_rows (position, line_no, invoice_id, line_id, kind, meter, quantity, amount_cents)
@@ -75,7 +77,9 @@ CREATE TRIGGER ledger_events_type_facts AFTER INSERT ON ledger_events
 INSERT INTO link_fact_rows SELECT position, source, source_customer_id, customer_id, effective_from
 FROM identity_link_facts;
 INSERT INTO invoice_fact_rows SELECT position, invoice_id, source, source_customer_id, period, issued_at, currency,
-                                     total_cents
+                                     total_cents,
+                                     (SELECT coalesce(sum((l ->> 'amount_cents')::bigint), 0)
+                                      FROM jsonb_array_elements(lines) l)
 FROM invoice_facts;
 INSERT INTO invoice_line_rows SELECT position, line_no, invoice_id, line_id, kind, meter, quantity, amount_cents
 FROM invoice_line_facts;
@@ -84,10 +88,11 @@ CREATE OR REPLACE VIEW identity_link_facts AS
 SELECT position, source, source_customer_id, customer_id, effective_from
 FROM link_fact_rows;
 
--- The lines are rows of invoice_line_facts now (the JSON array column of migration 0070 goes).
+-- The lines are rows of invoice_line_facts now (the JSON array column of migration 0070 goes); the header carries
+-- their sum.
 DROP VIEW invoice_facts;
 CREATE VIEW invoice_facts AS
-SELECT position, invoice_id, source, source_customer_id, period, issued_at, currency, total_cents
+SELECT position, invoice_id, source, source_customer_id, period, issued_at, currency, total_cents, lines_cents
 FROM invoice_fact_rows;
 
 CREATE OR REPLACE VIEW invoice_line_facts AS

@@ -52,14 +52,14 @@ DELETE FROM {schema}.adoption WHERE {adopt[customer_id, month]};
 -- scope, from the rows in place (the scope's own rows were deleted first).
 INSERT INTO {schema}.adoption
 WITH meter AS (
-    SELECT customer_id, month, meter, sum(units) AS units, bit_or(day_mask) AS day_mask,
+    SELECT customer_id, month, meter, ledger_sum(units) AS units, bit_or(day_mask) AS day_mask,
            min(first_usage_at) AS first_usage_at, max(last_usage_at) AS last_usage_at
     FROM {schema}.usage_on_time
     WHERE {adopt[customer_id, month]}
     GROUP BY customer_id, month, meter
 ), cm AS (
     SELECT customer_id, month, bit_count(bit_or(day_mask)::bit(32))::integer AS active_days,
-           count(*) FILTER (WHERE units > 0)::integer AS meters_used, sum(units)::bigint AS usage_units,
+           count(*) FILTER (WHERE units > 0)::integer AS meters_used, ledger_sum(units) AS usage_units,
            min(first_usage_at) AS first_usage_at, max(last_usage_at) AS last_usage_at,
            to_char(to_date(month, 'YYYY-MM') - interval '1 month', 'YYYY-MM') AS previous_month
     FROM meter

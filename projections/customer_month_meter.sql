@@ -37,16 +37,16 @@ WITH part AS (
            0 AS billed_cents, event_count AS on_time_facts
     FROM {schema}.usage_on_time WHERE {cm[customer_id, month]}
     UNION ALL
-    SELECT customer_id, month, meter, 0, sum(quantity), 0, 0, 0
+    SELECT customer_id, month, meter, 0, ledger_sum(quantity), 0, 0, 0
     FROM {schema}.usage_late WHERE customer_id IS NOT NULL AND {cm[customer_id, month]}
     GROUP BY customer_id, month, meter
     UNION ALL
     SELECT customer_id, period, meter, 0, 0, billed_units, billed_cents, 0
     FROM {schema}.invoice_meter WHERE customer_id IS NOT NULL AND {cm[customer_id, period]}
 ), cmm AS (
-    SELECT customer_id, month, meter, sum(on_time_units)::bigint AS on_time_units,
-           sum(late_units)::bigint AS late_units, sum(billed_units)::bigint AS billed_units,
-           sum(billed_cents)::bigint AS billed_cents, sum(on_time_facts)::bigint AS on_time_facts
+    SELECT customer_id, month, meter, ledger_sum(on_time_units) AS on_time_units,
+           ledger_sum(late_units) AS late_units, ledger_sum(billed_units) AS billed_units,
+           ledger_sum(billed_cents) AS billed_cents, ledger_sum(on_time_facts) AS on_time_facts
     FROM part
     GROUP BY customer_id, month, meter
 )

@@ -35,18 +35,14 @@ INSERT INTO {stage}.scope_cm SELECT DISTINCT customer_id, period FROM gone WHERE
 -- meter go to a stage table for invoice_meter next.
 DROP TABLE IF EXISTS {stage}.invoice_line_stage;
 CREATE TABLE {stage}.invoice_line_stage AS
-SELECT invoice_id, meter AS usage_meter, sum(quantity)::bigint AS quantity, sum(amount_cents)::bigint AS amount_cents
+SELECT invoice_id, meter AS usage_meter, ledger_sum(quantity) AS quantity, ledger_sum(amount_cents) AS amount_cents
 FROM invoice_line_facts
 WHERE kind = 'usage' AND position <= {head} AND {inv[invoice_id]}
 GROUP BY 1, 2;
 INSERT INTO {schema}.invoice_resolved
 SELECT i.invoice_id, i.position, i.source, i.source_customer_id, r.customer_id, i.period, i.issued_at,
-       i.total_cents, coalesce(l.lines_cents, 0)
+       i.total_cents, i.lines_cents
 FROM invoice_facts i
-LEFT JOIN (SELECT position, sum(amount_cents)::bigint AS lines_cents
-           FROM invoice_line_facts
-           WHERE position <= {head} AND {inv[invoice_id]}
-           GROUP BY position) l ON l.position = i.position
 LEFT JOIN {schema}.link_range r
        ON r.source = i.source AND r.source_customer_id = i.source_customer_id
       AND r.known_through = 9223372036854775807

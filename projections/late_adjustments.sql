@@ -52,7 +52,7 @@ WITH late AS (
 -- A segment: the late facts of one group attributed while the customer's pricing stood still (q: the last
 -- position that could change it). Their margins add up to amount(last a) - amount(first a - 1) at q.
 SELECT l.customer_id, l.month, l.meter, l.posting_month, greatest(g.from_position, c.from_position) AS q,
-       sum(l.quantity)::bigint AS units, count(*) AS event_count, min(l.a) AS first_position,
+       ledger_sum(l.quantity) AS units, count(*) AS event_count, min(l.a) AS first_position,
        max(l.a) AS last_position
 FROM late l
 JOIN global_change g ON l.a >= g.from_position AND l.a < g.through_position
@@ -65,9 +65,9 @@ FROM (SELECT DISTINCT customer_id, month, q, last_position AS late_through FROM 
 JOIN {schema}.calc_in_force f ON r.q >= f.from_position AND r.q < f.through_position;
 -- @include pricing.price
 INSERT INTO {schema}.late_adjustments
-SELECT s.customer_id, s.month, s.meter, s.posting_month, sum(s.units)::bigint,
-       sum(coalesce(after.amount_cents, 0) - coalesce(before.amount_cents, 0))::bigint,
-       sum(s.event_count)::bigint, min(s.first_position), max(s.last_position)
+SELECT s.customer_id, s.month, s.meter, s.posting_month, ledger_sum(s.units),
+       ledger_sum(coalesce(after.amount_cents, 0) - coalesce(before.amount_cents, 0)),
+       ledger_sum(s.event_count), min(s.first_position), max(s.last_position)
 FROM {stage}.late_segment s
 JOIN {stage}.price_req ra ON ra.customer_id = s.customer_id AND ra.month = s.month AND ra.q = s.q
                          AND ra.late_through = s.last_position

@@ -64,7 +64,7 @@ WHERE plan_rule = 'daily_prorated' AND first_day <= last_day
 UNION ALL
 SELECT req, plan, 1, days::int, days::int FROM spans WHERE plan_rule = 'month_start' AND n = 1;
 CREATE TABLE {stage}.req_plan_days AS
-SELECT req, plan, sum(last_day - first_day + 1)::bigint AS plan_days, min(days)::bigint AS days
+SELECT req, plan, ledger_sum(last_day - first_day + 1) AS plan_days, min(days)::bigint AS days
 FROM {stage}.req_run GROUP BY req, plan;
 CREATE TABLE {stage}.req_multi AS
 SELECT req FROM {stage}.req_plan_days GROUP BY req HAVING count(*) > 1;
@@ -107,7 +107,7 @@ WITH single AS (
     SELECT u.req, r.plan, u.meter, u.units
     FROM day_units u JOIN {stage}.req_run r ON r.req = u.req AND u.day BETWEEN r.first_day AND r.last_day
 )
-SELECT req, plan, meter, sum(units)::bigint AS units FROM plan_units GROUP BY 1, 2, 3;
+SELECT req, plan, meter, ledger_sum(units) AS units FROM plan_units GROUP BY 1, 2, 3;
 -- 5. the lines: the base fee rounded once (half to even), each meter's overage over its plans' included units.
 -- The requests' plans and units are tables of their own, analyzed: as CTEs the planner, blind to how many requests
 -- they hold, merge-joined units to plans on (meter, plan) alone, comparing every request's rows with every other's
@@ -120,7 +120,7 @@ ANALYZE {stage}.req_units;
 ANALYZE {stage}.req_price_meter;
 CREATE TABLE {stage}.price_line AS
 WITH fee AS (
-    SELECT pd.req, sum(coalesce(p.base_fee_cents, 0) * pd.plan_days)::bigint AS num, min(pd.days) AS days
+    SELECT pd.req, ledger_sum(coalesce(p.base_fee_cents, 0) * pd.plan_days) AS num, min(pd.days) AS days
     FROM {stage}.req_plan pd
     LEFT JOIN {stage}.req_price p ON p.plan = pd.plan AND p.month = pd.month AND p.q = pd.q
     GROUP BY pd.req
@@ -140,8 +140,8 @@ WITH fee AS (
 )
 SELECT req, meter,
        coalesce(sum(greatest(0, units - included_units) * unit_price_cents), 0)::bigint AS amount_cents,
-       sum(included_units)::bigint AS included_units,
-       sum(greatest(0, units - included_units))::bigint AS overage_units,
+       ledger_sum(included_units) AS included_units,
+       ledger_sum(greatest(0, units - included_units)) AS overage_units,
        coalesce(sum(units) FILTER (WHERE included_units IS NULL), 0)::bigint AS unpriced_units
 FROM per_plan
 GROUP BY req, meter

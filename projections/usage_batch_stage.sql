@@ -16,7 +16,7 @@ CREATE TABLE {stage}.usage_batch_stage AS
 SELECT customer_id, to_char(month_start, 'YYYY-MM') AS month, meter, source, source_customer_id, units,
        event_count, first_position, last_position, digest, day_mask, first_usage_at, last_usage_at
 FROM (SELECT r.customer_id, date_trunc('month', f.event_time AT TIME ZONE 'UTC') AS month_start, f.meter, f.source,
-             f.source_customer_id, sum(f.quantity)::bigint AS units, count(*) AS event_count,
+             f.source_customer_id, ledger_sum(f.quantity) AS units, count(*) AS event_count,
              min(f.position) AS first_position, max(f.position) AS last_position,
              bit_xor(hashint8extended(f.position, f.quantity)) AS digest,
              coalesce(bit_or(1 << (date_part('day', f.event_time AT TIME ZONE 'UTC')::int - 1)) FILTER (WHERE f.quantity > 0), 0) AS day_mask,

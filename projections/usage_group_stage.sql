@@ -36,7 +36,7 @@ CREATE TABLE {stage}.usage_group_resolved (
 SET LOCAL enable_sort = off;
 CREATE TABLE {stage}.usage_group_stage AS
 SELECT u.source, u.source_customer_id, u.meter, date_trunc('month', u.event_time AT TIME ZONE 'UTC') AS month_start,
-       sum(u.quantity)::bigint AS units, count(*) AS event_count,
+       ledger_sum(u.quantity) AS units, count(*) AS event_count,
        min(u.position) AS first_position, max(u.position) AS last_position,
        bit_xor(hashint8extended(u.position, u.quantity)) AS digest,
        min(u.event_time) AS min_event_time, max(u.event_time) AS max_event_time,

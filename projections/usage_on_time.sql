@@ -34,7 +34,7 @@ SELECT customer_id, to_char(month_start, 'YYYY-MM'), meter, source, source_custo
 FROM {stage}.usage_group_resolved
 WHERE customer_id IS NOT NULL;
 INSERT INTO {schema}.usage_on_time
-SELECT customer_id, month, meter, source, source_customer_id, sum(quantity), count(*), min(position), max(position),
+SELECT customer_id, month, meter, source, source_customer_id, ledger_sum(quantity), count(*), min(position), max(position),
        bit_xor(hashint8extended(position, quantity)), coalesce(bit_or(1 << (date_part('day', event_time AT TIME ZONE 'UTC')::int - 1)) FILTER (WHERE quantity > 0), 0),
        min(event_time) FILTER (WHERE quantity > 0), max(event_time) FILTER (WHERE quantity > 0)
 FROM {stage}.usage_fact_resolved
@@ -55,7 +55,7 @@ WITH gone AS (
 INSERT INTO {schema}.adoption_pending SELECT customer_id, month FROM cm;
 -- @merge
 WITH delta AS (
-    SELECT customer_id, month, meter, source, source_customer_id, sum(quantity) AS units, count(*) AS event_count,
+    SELECT customer_id, month, meter, source, source_customer_id, ledger_sum(quantity) AS units, count(*) AS event_count,
            min(position) AS first_position, max(position) AS last_position,
            bit_xor(hashint8extended(position, quantity)) AS digest, coalesce(bit_or(1 << (date_part('day', event_time AT TIME ZONE 'UTC')::int - 1)) FILTER (WHERE quantity > 0), 0) AS day_mask,
            min(event_time) FILTER (WHERE quantity > 0) AS first_usage_at,
@@ -110,7 +110,7 @@ WHEN NOT MATCHED THEN
 -- (@add_on_time) of the customer-month read models; the customer-months new to customer_month_attrs; and every
 -- customer-month it reaches, for adoption (its own checkpoint: it reads adoption_pending).
 CREATE TABLE {stage}.on_time_delta AS
-SELECT customer_id, month, meter, sum(units)::bigint AS units, sum(event_count)::bigint AS facts
+SELECT customer_id, month, meter, ledger_sum(units) AS units, ledger_sum(event_count) AS facts
 FROM {stage}.usage_batch_stage
 GROUP BY customer_id, month, meter;
 ANALYZE {stage}.on_time_delta;

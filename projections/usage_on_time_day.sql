@@ -49,7 +49,7 @@ WITH src AS MATERIALIZED (
       AND (u.source, u.source_customer_id) IN (SELECT source, source_customer_id FROM src)
 )
 SELECT s.customer_id, s.month, f.meter, f.source, f.source_customer_id,
-       extract(day FROM f.event_time AT TIME ZONE 'UTC')::smallint, sum(f.quantity)::bigint
+       extract(day FROM f.event_time AT TIME ZONE 'UTC')::smallint, ledger_sum(f.quantity)
 FROM f
 JOIN src s
   ON s.month = f.month AND f.source = s.source AND f.source_customer_id = s.source_customer_id AND f.meter = s.meter
@@ -76,7 +76,7 @@ WHERE t.source = r.source AND t.source_customer_id = r.source_customer_id
 -- The staged on-time facts of the customer-months split before the checkpoint (@fill reads the others whole).
 INSERT INTO {schema}.usage_on_time_day AS t
 SELECT f.customer_id, f.month, f.meter, f.source, f.source_customer_id,
-       extract(day FROM f.event_time AT TIME ZONE 'UTC')::smallint, sum(f.quantity)::bigint
+       extract(day FROM f.event_time AT TIME ZONE 'UTC')::smallint, ledger_sum(f.quantity)
 FROM {stage}.usage_fact_resolved f
 JOIN {schema}.split_month s ON s.customer_id = f.customer_id AND s.month = f.month
 WHERE f.is_on_time AND s.first_position <= {checkpoint}
@@ -94,7 +94,7 @@ WITH src AS MATERIALIZED (
     JOIN {schema}.split_month s ON s.customer_id = b.customer_id AND s.month = b.month
 )
 SELECT r.customer_id, to_char(f.event_time AT TIME ZONE 'UTC', 'YYYY-MM') AS month, f.meter, f.source,
-       f.source_customer_id, extract(day FROM f.event_time AT TIME ZONE 'UTC')::smallint, sum(f.quantity)::bigint
+       f.source_customer_id, extract(day FROM f.event_time AT TIME ZONE 'UTC')::smallint, ledger_sum(f.quantity)
 FROM usage_facts f
 JOIN src USING (source, source_customer_id)
 JOIN {schema}.link_range r

@@ -433,9 +433,10 @@ _TYPED_FACT_ROWS = {
            FROM ledger_events e, LATERAL ledger_state(e.state) s
            WHERE e.topic = 'ledger.CustomerIdentityLinked'"""),
     "invoice_fact_rows": (
-        "position, invoice_id, source, source_customer_id, period, issued_at, currency, total_cents",
+        "position, invoice_id, source, source_customer_id, period, issued_at, currency, total_cents, lines_cents",
         """SELECT e.notification_id, s ->> 'invoice_id', s ->> 'source', s ->> 'source_customer_id', s ->> 'period',
-                  (s ->> 'issued_at')::timestamptz, s ->> 'currency', (s ->> 'total_cents')::bigint
+                  (s ->> 'issued_at')::timestamptz, s ->> 'currency', (s ->> 'total_cents')::bigint,
+                  (SELECT coalesce(sum((l ->> 'amount_cents')::bigint), 0) FROM jsonb_array_elements(s -> 'lines') l)
            FROM ledger_events e, LATERAL ledger_state(e.state) s
            WHERE e.topic = 'ledger.InvoiceIssued'"""),
     "invoice_line_rows": (

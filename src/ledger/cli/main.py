@@ -20,6 +20,9 @@ from ledger.cli.runtime import Runtime, click_exceptions, report_error, wants_js
 from ledger.errors import InvalidArgumentError, LedgerError, UsageError
 from ledger.logging import configure_logging
 
+# Ctrl-C at a prompt: Typer's Abort, and its Click copy's where that copy has one (0.29 dropped it)
+ABORTS = tuple({typer.Abort, getattr(click_exceptions, "Abort", typer.Abort)})
+
 MODULES = (ingest_commands, finance_commands, calc_commands, read_commands, trace_commands, audit_commands,
            quarantine_commands, risk_commands, anchor_commands, archive_commands, consume_commands, serve_commands,
            token_commands, access_commands, server_commands)
@@ -58,7 +61,7 @@ class LedgerGroup(TyperGroup):
             report_error(UsageError(error.format_message(), command=context.command_path if context else None),
                          error.exit_code, as_json=as_json)
             code = error.exit_code
-        except (click_exceptions.Abort, typer.Abort):
+        except ABORTS:
             print("error: aborted", file=sys.stderr)
             code = 1
         code = code if isinstance(code, int) else 0

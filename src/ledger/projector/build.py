@@ -79,20 +79,17 @@ def built_by_current_definitions(conn: psycopg.Connection, schema: str) -> bool:
 
 
 def count_built_facts(conn: psycopg.Connection, schema: str, head: int) -> int:
-    """The facts a full build applied, counted from the built tables where they hold one row per fact.
-
-    Usage: usage_on_time's event counts + usage_late; links: link_range's versions (one per link);
-    invoices: invoice_resolved. The other relations are small and are counted directly.
-    """
+    """The facts a full build applied: usage from the built tables (usage_on_time's event counts + usage_late), the
+    attribute facts from attribute_key (one row each), the other relations counted directly (links and invoices are
+    typed rows; the rest are few). No fact's JSON is decoded for the count."""
     q = sql.Identifier(schema).as_string(conn)
     others = " + ".join(f"(SELECT count(*) FROM {rel} WHERE position <= %(head)s)"
-                        for rel in ("attribute_facts", "price_facts", "credit_facts", "period_close_facts",
-                                    "calculation_defined_facts", "calculation_promoted_facts"))
+                        for rel in (f"{q}.attribute_key", "identity_link_facts", "invoice_facts", "price_facts",
+                                    "credit_facts", "period_close_facts", "calculation_defined_facts",
+                                    "calculation_promoted_facts"))
     row = conn.execute(
         f"SELECT (SELECT coalesce(sum(event_count), 0) FROM {q}.usage_on_time)"
-        f" + (SELECT count(*) FROM {q}.usage_late)"
-        f" + (SELECT count(*) FROM (SELECT DISTINCT source, source_customer_id, known_after FROM {q}.link_range) v)"
-        f" + (SELECT count(*) FROM {q}.invoice_resolved) + {others}", {"head": head}).fetchone()
+        f" + (SELECT count(*) FROM {q}.usage_late) + {others}", {"head": head}).fetchone()
     return int(row[0])
 
 
