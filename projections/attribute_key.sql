@@ -1,10 +1,8 @@
 -- grain: one row per attribute fact; key: (customer_id, position)
 -- facts read: attribute_facts
--- Each attribute fact decoded once, typed and indexed by customer and by position: every read model that needs
--- attribute facts (dim_customer, split_month, restatements, the pricing rule, the late postings, the customer-months)
--- reads them here. attribute_facts decodes every fact's JSON on each read (200k attribute facts, wide benchmark
--- shape: 2.4-3.0 s a read, four reads in a build; 0.8 s for a few customers' facts). Facts are only ever added, so
--- is this.
+-- Each attribute fact indexed by customer and by position: every read model that needs attribute facts
+-- (dim_customer, split_month, restatements, the pricing rule, the late postings, the customer-months) reads them
+-- here. Facts are only ever added, so is this.
 -- read model: finance
 -- depends on: none
 -- rebuild: fill, index, analyze

@@ -32,7 +32,7 @@ def test_a_failing_migration_leaves_nothing_half_applied(conn):
     assert conn.execute("SELECT count(*) FROM schema_migrations WHERE version = 9002").fetchone()[0] == 0
 
 
-TYPED_FACT_ROWS = ("link_fact_rows", "invoice_fact_rows", "invoice_line_rows")
+TYPED_FACT_ROWS = ("link_fact_rows", "attribute_fact_rows", "invoice_fact_rows", "invoice_line_rows")
 
 
 def test_facts_stored_before_their_typed_rows_existed_are_typed_by_the_migration(pg_admin, example_db_url):
@@ -55,7 +55,7 @@ def test_facts_stored_before_their_typed_rows_existed_are_typed_by_the_migration
                     target.cursor().copy("COPY ledger_events FROM STDIN (FORMAT BINARY)") as into:
                 for block in out:
                     into.write(block)
-            assert "0080_type_link_and_invoice_facts.sql" in migrate(target)
+            assert "0080_type_links_attributes_and_invoices.sql" in migrate(target)
             for table in TYPED_FACT_ROWS:
                 query = f"SELECT * FROM {table} ORDER BY 1, 2"
                 expected = source.execute(query).fetchall()

@@ -15,8 +15,8 @@ Three checks, each independent of the others:
 3. **quarantine** — the quarantine's own chain (migration 0031), recomputed over every column in id order.
 4. **derived tables** — tables commands decide with (`usage_months`, which the period-close rule reads) are
    recomputed from the facts and compared: a month missing or added is named. The typed rows of the links,
-   invoices and invoice lines (migration 0080, which the projections read) are decoded again from their events'
-   JSON and compared: the first position whose rows differ is named. The calculation facts (SPEC §3.8)
+   attribute changes, invoices and invoice lines (migration 0080, which the projections read) are decoded again
+   from their events' JSON and compared: the first position whose rows differ is named. The calculation facts (SPEC §3.8)
    are checked against the rules that decided them: each promotion the next of its stream, of a name defined
    before it, with that definition's rule; each name defined once.
 5. **anchors** — each anchor given (`--anchor POS:HASH`, or signed anchors from `ledger anchor`,
@@ -432,6 +432,11 @@ _TYPED_FACT_ROWS = {
                   (s ->> 'effective_from')::timestamptz
            FROM ledger_events e, LATERAL ledger_state(e.state) s
            WHERE e.topic = 'ledger.CustomerIdentityLinked'"""),
+    "attribute_fact_rows": (
+        "position, customer_id, effective_from, attrs",
+        """SELECT e.notification_id, s ->> 'customer_id', (s ->> 'effective_from')::timestamptz, s -> 'attributes'
+           FROM ledger_events e, LATERAL ledger_state(e.state) s
+           WHERE e.topic = 'ledger.CustomerAttributesChanged'"""),
     "invoice_fact_rows": (
         "position, invoice_id, source, source_customer_id, period, issued_at, currency, total_cents, lines_cents",
         """SELECT e.notification_id, s ->> 'invoice_id', s ->> 'source', s ->> 'source_customer_id', s ->> 'period',
@@ -593,8 +598,8 @@ def describe(report: VerifyReport) -> list[str]:
         lines.append(f"usage batches: first mismatch at position {usage.mismatch.position}: {usage.mismatch.reason}")
     lines.append(f"quarantine: ok ({_count(report.quarantine_records, 'record')} chained)" if report.quarantine is None
                  else f"quarantine: {report.quarantine.reason}")
-    lines.append("derived tables: ok (usage_months = the months of the usage facts; the typed link, invoice and line rows"
-                 " = their facts as recorded)" if report.derived is None
+    lines.append("derived tables: ok (usage_months = the months of the usage facts; the typed link, attribute, invoice"
+                 " and line rows = their facts as recorded)" if report.derived is None
                  else f"derived tables: {report.derived.reason}")
     calc = report.calculation_facts
     lines.append(f"calculations: ok ({calc['defined']} definitions, {calc['promoted']} promotions, in the chain and "

@@ -1,8 +1,9 @@
--- Identity links, invoices and invoice lines, typed at append: one row per fact (per line) beside its events row,
--- written by a trigger on ledger_events in the same statement, so every way of appending (commands, bulk files,
--- the stream) fills them and none can skip them. Their views read these rows instead of decoding each event's
--- JSON on every read. Measured reason (docs/benchmarks.md): decoding the JSON of 1.2M invoices took 8.7–10.5 s of
--- a full build on the wide shape, and link_range decoded every link again; typed, they are read like usage_facts.
+-- Identity links, attribute changes, invoices and invoice lines, typed at append: one row per fact (per line) beside
+-- its events row, written by a trigger on ledger_events in the same statement, so every way of appending (commands,
+-- bulk files, the stream) fills them and none can skip them. Their views read these rows instead of decoding each
+-- event's JSON on every read. Measured reason (docs/benchmarks.md): decoding the JSON of 1.2M invoices took
+-- 8.7–10.5 s of a full build on the wide shape, and link_range and attribute_key decoded every link and attribute
+-- fact again; typed, they are read like usage_facts.
 -- The JSON in ledger_events stays the fact (the hash chain covers it): `ledger verify` recomputes these rows from
 -- it and names the first position that differs.
 CREATE TABLE link_fact_rows (
@@ -12,6 +13,17 @@ CREATE TABLE link_fact_rows (
     customer_id text NOT NULL,
     effective_from timestamptz NOT NULL
 );
+-- The lookups of one customer or one source id (trace, the API and the pages): index probes, not scans.
+CREATE INDEX link_fact_rows_customer_id_idx ON link_fact_rows (customer_id);
+CREATE INDEX link_fact_rows_source_idx ON link_fact_rows (source, source_customer_id);
+
+CREATE TABLE attribute_fact_rows (
+    position bigint PRIMARY KEY,
+    customer_id text NOT NULL,
+    effective_from timestamptz,
+    attrs jsonb  -- only the attributes the fact names; a JSON null clears
+);
+CREATE INDEX attribute_fact_rows_customer_id_idx ON attribute_fact_rows (customer_id);
 
 CREATE TABLE invoice_fact_rows (
     position bigint PRIMARY KEY,
@@ -49,6 +61,11 @@ BEGIN
     FROM appended e, LATERAL ledger_state(e.state) s
     WHERE e.topic = 'ledger.CustomerIdentityLinked';
 
+    INSERT INTO attribute_fact_rows (position, customer_id, effective_from, attrs)
+    SELECT e.notification_id, s ->> 'customer_id', (s ->> 'effective_from')::timestamptz, s -> 'attributes'
+    FROM appended e, LATERAL ledger_state(e.state) s
+    WHERE e.topic = 'ledger.CustomerAttributesChanged';
+
     WITH invoice AS MATERIALIZED (
         SELECT e.notification_id AS position, ledger_state(e.state) AS s
         FROM appended e
@@ -76,6 +93,7 @@ CREATE TRIGGER ledger_events_type_facts AFTER INSERT ON ledger_events
 -- The facts already stored, typed from the JSON views as they stand before this migration.
 INSERT INTO link_fact_rows SELECT position, source, source_customer_id, customer_id, effective_from
 FROM identity_link_facts;
+INSERT INTO attribute_fact_rows SELECT position, customer_id, effective_from, attrs FROM attribute_facts;
 INSERT INTO invoice_fact_rows SELECT position, invoice_id, source, source_customer_id, period, issued_at, currency,
                                      total_cents,
                                      (SELECT coalesce(sum((l ->> 'amount_cents')::bigint), 0)
@@ -87,6 +105,10 @@ FROM invoice_line_facts;
 CREATE OR REPLACE VIEW identity_link_facts AS
 SELECT position, source, source_customer_id, customer_id, effective_from
 FROM link_fact_rows;
+
+CREATE OR REPLACE VIEW attribute_facts AS
+SELECT position, customer_id, effective_from, attrs
+FROM attribute_fact_rows;
 
 -- The lines are rows of invoice_line_facts now (the JSON array column of migration 0070 goes); the header carries
 -- their sum.
@@ -103,6 +125,10 @@ FROM invoice_line_rows;
 CREATE TRIGGER link_fact_rows_no_update_delete BEFORE UPDATE OR DELETE ON link_fact_rows
     FOR EACH ROW EXECUTE FUNCTION ledger_refuse_rewrite();
 CREATE TRIGGER link_fact_rows_no_truncate BEFORE TRUNCATE ON link_fact_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_rewrite();
+CREATE TRIGGER attribute_fact_rows_no_update_delete BEFORE UPDATE OR DELETE ON attribute_fact_rows
+    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_rewrite();
+CREATE TRIGGER attribute_fact_rows_no_truncate BEFORE TRUNCATE ON attribute_fact_rows
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_rewrite();
 CREATE TRIGGER invoice_fact_rows_no_update_delete BEFORE UPDATE OR DELETE ON invoice_fact_rows
     FOR EACH ROW EXECUTE FUNCTION ledger_refuse_rewrite();
