@@ -121,20 +121,20 @@ CREATE OR REPLACE VIEW invoice_line_facts AS
 SELECT position, invoice_id, line_no, line_id, kind, meter, quantity, amount_cents
 FROM invoice_line_rows;
 
--- Appended once, like every fact.
-CREATE TRIGGER link_fact_rows_no_update_delete BEFORE UPDATE OR DELETE ON link_fact_rows
-    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_rewrite();
-CREATE TRIGGER link_fact_rows_no_truncate BEFORE TRUNCATE ON link_fact_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_rewrite();
-CREATE TRIGGER attribute_fact_rows_no_update_delete BEFORE UPDATE OR DELETE ON attribute_fact_rows
-    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_rewrite();
-CREATE TRIGGER attribute_fact_rows_no_truncate BEFORE TRUNCATE ON attribute_fact_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_rewrite();
-CREATE TRIGGER invoice_fact_rows_no_update_delete BEFORE UPDATE OR DELETE ON invoice_fact_rows
-    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_rewrite();
-CREATE TRIGGER invoice_fact_rows_no_truncate BEFORE TRUNCATE ON invoice_fact_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_rewrite();
-CREATE TRIGGER invoice_line_rows_no_update_delete BEFORE UPDATE OR DELETE ON invoice_line_rows
-    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_rewrite();
-CREATE TRIGGER invoice_line_rows_no_truncate BEFORE TRUNCATE ON invoice_line_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_rewrite();
+-- Appended once, like every fact: the row and statement triggers of migration 0002, made by one function that later
+-- fact tables call too (trigger names TABLE_no_update_delete and TABLE_no_truncate, as there).
+CREATE FUNCTION ledger_forbid_rewrites(fact_table regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    name text := (SELECT relname FROM pg_class WHERE oid = fact_table);
+BEGIN
+    EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON %s'
+                   ' FOR EACH ROW EXECUTE FUNCTION ledger_refuse_rewrite()', name || '_no_update_delete', fact_table);
+    EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %s'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_rewrite()', name || '_no_truncate', fact_table);
+END;
+$$;
+
+SELECT ledger_forbid_rewrites(fact_table)
+FROM unnest(ARRAY['link_fact_rows', 'attribute_fact_rows', 'invoice_fact_rows', 'invoice_line_rows']::regclass[])
+     AS fact_table;

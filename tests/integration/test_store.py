@@ -76,6 +76,23 @@ def test_facts_cannot_be_rewritten_by_any_role(ledger, conn, tmp_path, statement
     assert count(conn, "ledger_events") == 1
 
 
+@pytest.mark.parametrize("table", ["link_fact_rows", "attribute_fact_rows", "invoice_fact_rows", "invoice_line_rows"])
+def test_typed_fact_rows_cannot_be_rewritten_either(replay, conn, table):
+    replay.ingest("identities", [{"source": "billing", "source_customer_id": "bi_1", "customer_id": "cus_1",
+                                  "effective_from": "2026-01-01T00:00:00Z"}])
+    replay.ingest("attributes", [{"customer_id": "cus_1", "effective_from": "2026-01-01T00:00:00Z", "plan": "pro"}])
+    replay.ingest("invoices", [{"invoice_id": "inv_1", "source": "billing", "source_customer_id": "bi_1",
+                                "period": "2026-01", "issued_at": "2026-02-01T00:00:00Z", "currency": "USD",
+                                "total_cents": 500, "lines": [{"line_id": "l1", "kind": "subscription",
+                                                               "amount_cents": 500}]}])
+    assert count(conn, table) == 1
+    for statement in (f"UPDATE {table} SET position = 0", f"DELETE FROM {table}", f"TRUNCATE {table}"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="facts are immutable"):
+            conn.execute(statement)
+        conn.rollback()
+    assert count(conn, table) == 1
+
+
 def test_stored_rows_read_back_as_eventsourcing_events(ledger, conn, tmp_path):
     path = write_lines(tmp_path / "a.ndjson", [line(usage(1, quantity=9)), line(usage(2, quantity=4))])
     ledger("ingest", "usage", str(path), check_exit=0)
