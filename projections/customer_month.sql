@@ -39,20 +39,23 @@ WITH credit AS (
     SELECT customer_id, to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month, amount_cents
     FROM credit_facts
     WHERE position <= {head}
-), part AS (        -- on-time usage through customer_month_meter: its rows with on-time facts
-    SELECT customer_id, month, on_time_units AS usage_units, expected_cents AS metered_cents, 0 AS invoiced,
-           0 AS credits, 0 AS late_adjustment, 0 AS restatement
+), part AS (        -- on-time usage through customer_month_meter: its rows with on-time facts. Every branch's
+                    -- columns are of one type (bigint), so the planner appends the branches with no projection
+                    -- step per row each (1.65M rows on the wide shape: 4.1-4.3 s -> 3.8-3.9 s)
+    SELECT customer_id, month, on_time_units AS usage_units, expected_cents AS metered_cents, 0::bigint AS invoiced,
+           0::bigint AS credits, 0::bigint AS late_adjustment, 0::bigint AS restatement
     FROM {schema}.customer_month_meter WHERE on_time_facts > 0 AND {cm[customer_id, month]}
     UNION ALL
-    SELECT customer_id, period, 0, NULL, total_cents, 0, 0, 0
+    SELECT customer_id, period, 0::bigint, NULL::bigint, total_cents, 0::bigint, 0::bigint, 0::bigint
     FROM {schema}.invoice_resolved WHERE customer_id IS NOT NULL AND {cm[customer_id, period]}
     UNION ALL
-    SELECT customer_id, month, 0, NULL, 0, amount_cents, 0, 0 FROM credit WHERE {cm[customer_id, month]}
+    SELECT customer_id, month, 0::bigint, NULL::bigint, 0::bigint, amount_cents, 0::bigint, 0::bigint FROM credit
+    WHERE {cm[customer_id, month]}
     UNION ALL
-    SELECT customer_id, posting_month, 0, NULL, 0, 0, amount_cents, 0
+    SELECT customer_id, posting_month, 0::bigint, NULL::bigint, 0::bigint, 0::bigint, amount_cents, 0::bigint
     FROM {schema}.late_adjustments WHERE {cm[customer_id, posting_month]}
     UNION ALL
-    SELECT customer_id, posting_month, 0, NULL, 0, 0, 0, amount_cents
+    SELECT customer_id, posting_month, 0::bigint, NULL::bigint, 0::bigint, 0::bigint, 0::bigint, amount_cents
     FROM {schema}.restatements WHERE {cm[customer_id, posting_month]}
 ), cm AS (
     SELECT customer_id, month, ledger_sum(usage_units) AS usage_units, ledger_sum(metered_cents) AS metered_cents,

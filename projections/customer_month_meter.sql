@@ -33,15 +33,15 @@ DELETE FROM {schema}.customer_month_meter WHERE {cm[customer_id, month]};
 -- @fill
 INSERT INTO {schema}.customer_month_meter
 WITH part AS (
-    SELECT customer_id, month, meter, units AS on_time_units, 0 AS late_units, 0 AS billed_units,
-           0 AS billed_cents, event_count AS on_time_facts
+    SELECT customer_id, month, meter, units AS on_time_units, 0::bigint AS late_units, 0::bigint AS billed_units,
+           0::bigint AS billed_cents, event_count AS on_time_facts
     FROM {schema}.usage_on_time WHERE {cm[customer_id, month]}
     UNION ALL
-    SELECT customer_id, month, meter, 0, ledger_sum(quantity), 0, 0, 0
+    SELECT customer_id, month, meter, 0::bigint, ledger_sum(quantity), 0::bigint, 0::bigint, 0::bigint
     FROM {schema}.usage_late WHERE customer_id IS NOT NULL AND {cm[customer_id, month]}
     GROUP BY customer_id, month, meter
     UNION ALL
-    SELECT customer_id, period, meter, 0, 0, billed_units, billed_cents, 0
+    SELECT customer_id, period, meter, 0::bigint, 0::bigint, billed_units, billed_cents, 0::bigint
     FROM {schema}.invoice_meter WHERE customer_id IS NOT NULL AND {cm[customer_id, period]}
 ), cmm AS (
     SELECT customer_id, month, meter, ledger_sum(on_time_units) AS on_time_units,
