@@ -59,8 +59,8 @@ WITH credit AS (
     FROM {schema}.restatements WHERE {cm[customer_id, posting_month]}
 ), cm AS (
     SELECT customer_id, month, ledger_sum(usage_units) AS usage_units, ledger_sum(metered_cents) AS metered_cents,
-           ledger_sum(invoiced) AS invoiced, ledger_sum(credits) AS credits,
-           ledger_sum(late_adjustment) AS late_adjustment, ledger_sum(restatement) AS restatement
+           sum(invoiced)::bigint AS invoiced, ledger_sum(credits) AS credits,
+           sum(late_adjustment)::bigint AS late_adjustment, sum(restatement)::bigint AS restatement
     FROM part
     GROUP BY customer_id, month
 ), expected AS (
@@ -90,7 +90,7 @@ USING (
     SELECT n.customer_id, n.month, n.units, n.metered_change, a.segment, a.owner, a.plan, a.region, a.calculation,
            CASE WHEN a.plan IS NOT NULL THEN coalesce(f.base_fee_cents, 0) + n.metered_change END AS new_expected_cents
     FROM (SELECT customer_id, month, ledger_sum(units) AS units,
-                 ledger_sum(coalesce(expected_cents, 0) - coalesce(old_expected_cents, 0)) AS metered_change
+                 sum(coalesce(expected_cents, 0) - coalesce(old_expected_cents, 0))::bigint AS metered_change
           FROM {stage}.customer_month_meter_change
           GROUP BY customer_id, month) n
     LEFT JOIN {schema}.customer_month_attrs a ON a.customer_id = n.customer_id AND a.month = n.month

@@ -46,7 +46,7 @@ WITH part AS (
 ), cmm AS (
     SELECT customer_id, month, meter, ledger_sum(on_time_units) AS on_time_units,
            ledger_sum(late_units) AS late_units, ledger_sum(billed_units) AS billed_units,
-           ledger_sum(billed_cents) AS billed_cents, ledger_sum(on_time_facts) AS on_time_facts
+           sum(billed_cents)::bigint AS billed_cents, ledger_sum(on_time_facts) AS on_time_facts
     FROM part
     GROUP BY customer_id, month, meter
 )

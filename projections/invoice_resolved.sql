@@ -35,7 +35,7 @@ INSERT INTO {stage}.scope_cm SELECT DISTINCT customer_id, period FROM gone WHERE
 -- meter go to a stage table for invoice_meter next.
 DROP TABLE IF EXISTS {stage}.invoice_line_stage;
 CREATE TABLE {stage}.invoice_line_stage AS
-SELECT invoice_id, meter AS usage_meter, ledger_sum(quantity) AS quantity, ledger_sum(amount_cents) AS amount_cents
+SELECT invoice_id, meter AS usage_meter, ledger_sum(quantity) AS quantity, sum(amount_cents)::bigint AS amount_cents
 FROM invoice_line_facts
 WHERE kind = 'usage' AND position <= {head} AND {inv[invoice_id]}
 GROUP BY 1, 2;

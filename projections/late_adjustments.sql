@@ -66,7 +66,7 @@ JOIN {schema}.calc_in_force f ON r.q >= f.from_position AND r.q < f.through_posi
 -- @include pricing.price
 INSERT INTO {schema}.late_adjustments
 SELECT s.customer_id, s.month, s.meter, s.posting_month, ledger_sum(s.units),
-       ledger_sum(coalesce(after.amount_cents, 0) - coalesce(before.amount_cents, 0)),
+       sum(coalesce(after.amount_cents, 0) - coalesce(before.amount_cents, 0))::bigint,
        ledger_sum(s.event_count), min(s.first_position), max(s.last_position)
 FROM {stage}.late_segment s
 JOIN {stage}.price_req ra ON ra.customer_id = s.customer_id AND ra.month = s.month AND ra.q = s.q

@@ -68,7 +68,7 @@ JOIN {schema}.calc_in_force f ON r.q >= f.from_position AND r.q < f.through_posi
 CREATE TABLE {stage}.restatement_change AS
 WITH line AS (
     SELECT r.cause_position, r.customer_id, r.month, l.meter,
-           ledger_sum(CASE WHEN r.q = r.cause_position THEN l.amount_cents ELSE -l.amount_cents END) AS change
+           sum(CASE WHEN r.q = r.cause_position THEN l.amount_cents ELSE -l.amount_cents END)::bigint AS change
     FROM {stage}.price_line l JOIN {stage}.price_req r USING (req)
     GROUP BY 1, 2, 3, 4
 )
@@ -78,7 +78,7 @@ JOIN (SELECT DISTINCT position, customer_id, month, posting_month, cause FROM {s
   ON c.position = l.cause_position AND c.customer_id = l.customer_id AND c.month = l.month
 WHERE l.change <> 0;
 MERGE INTO {schema}.restatements t
-USING (SELECT customer_id, original_month, meter, posting_month, cause, ledger_sum(change) AS amount_cents,
+USING (SELECT customer_id, original_month, meter, posting_month, cause, sum(change)::bigint AS amount_cents,
               count(*) AS change_count, min(position) AS first_position, max(position) AS last_position
        FROM {stage}.restatement_change GROUP BY 1, 2, 3, 4, 5) n
    ON t.customer_id = n.customer_id AND t.original_month = n.original_month AND t.meter = n.meter

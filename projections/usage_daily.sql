@@ -98,11 +98,11 @@ WITH moved AS MATERIALIZED (   -- relinked source ids' facts up to the checkpoin
      AND o.known_after <= {checkpoint} AND {checkpoint} < o.known_through
      AND o.valid_from <= m.event_time AND m.event_time < o.valid_to
 )
-SELECT customer_id, meter, (event_time AT TIME ZONE 'UTC')::date AS day, ledger_sum(units) AS units,
-       ledger_sum(facts) AS facts
+SELECT customer_id, meter, (event_time AT TIME ZONE 'UTC')::date AS day, sum(units)::bigint AS units,
+       sum(facts)::bigint AS facts
 FROM change
 GROUP BY 1, 2, 3
-HAVING ledger_sum(units) <> 0 OR ledger_sum(facts) <> 0;
+HAVING sum(units) <> 0 OR sum(facts) <> 0;
 ANALYZE {stage}.risk_delta;
 -- @merge
 INSERT INTO {schema}.usage_daily AS d

@@ -157,6 +157,10 @@ class NonPositiveAmountError(CommandRefusedError):
     rule = "amount_not_positive"
 
 
+class AmountTooLargeError(CommandRefusedError):
+    rule = "amount_too_large"
+
+
 class CreditExceedsInvoiceError(CommandRefusedError):
     rule = "credit_exceeds_invoice"
 

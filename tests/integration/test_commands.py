@@ -78,6 +78,7 @@ def test_the_same_key_with_other_arguments_is_refused(cli, billed, conn):
     ({"customer": "cus_2"}, "invoice_customer_mismatch"),
     ({"amount": "0"}, "amount_not_positive"),
     ({"amount": "-5"}, "amount_not_positive"),
+    ({"amount": str(2**53)}, "amount_too_large"),
     ({"amount": "1001"}, "credit_exceeds_invoice"),
     ({"actor": None}, "missing_actor"),
 ])

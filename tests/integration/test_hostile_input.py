@@ -290,11 +290,63 @@ def test_trace_escapes_what_a_terminal_would_interpret(db, conn, tmp_path, ledge
 
 
 def test_huge_amounts_are_refused_for_every_money_field(db, conn, tmp_path):
+    setup_customer(db, tmp_path)
     lines = [json.dumps(invoice("in_1", total_cents=2**63)).encode(),
              json.dumps(invoice("in_2", total_cents=2**64)).encode(),
-             json.dumps(price(1, base_fee_cents=2**53)).encode()]
+             json.dumps(price(1, base_fee_cents=2**53)).encode(),
+             json.dumps(credit(1, amount_cents=2**62)).encode(),
+             json.dumps(credit(2, amount_cents=2**62)).encode()]  # two of them once took a sum past bigint
     ingest(db, tmp_path, "invoices", lines[:2])
-    ingest(db, tmp_path, "prices", lines[2:], "p.ndjson")
+    ingest(db, tmp_path, "prices", lines[2:3], "p.ndjson")
+    ingest(db, tmp_path, "credits", lines[3:], "c.ndjson")
     reasons = [reason for _, _, reason in quarantined(conn)]
-    assert len(reasons) == 3 and all("must be between -2^53 and 2^53" in r for r in reasons), reasons
+    assert len(reasons) == 5 and all("must be between -2^53 and 2^53" in r for r in reasons), reasons
+    assert_store_readable(conn)
+
+
+@pytest.mark.parametrize("period", ["0000-01", "\u0662\u0660\u0662\u0666-01", "2026-01\n", "2026-1"])
+def test_a_period_that_is_not_an_ascii_calendar_month_is_quarantined(db, conn, tmp_path, period):
+    ingest(db, tmp_path, "identities", [json.dumps(link(scid="bc_1", source="billing")).encode()], "l.ndjson")
+    ingest(db, tmp_path, "attributes", [json.dumps(attributes(1)).encode()], "a.ndjson")  # months read as dates
+    report = ingest(db, tmp_path, "invoices", [json.dumps(invoice("in_1")).encode(),
+                                               json.dumps(invoice("in_2", period=period)).encode()])
+    assert (report.appended, report.quarantined) == (1, 1)
+    [(line, field, reason)] = quarantined(conn)
+    assert (line, field) == (2, "period") and "must be a month written YYYY-MM" in reason
+    assert_store_readable(conn)
+
+
+def test_an_invoice_whose_lines_add_up_past_the_amount_limit_is_quarantined(db, conn, tmp_path):
+    """Each line within 2^53 but their sum past bigint: the record is refused by name, its neighbours appended."""
+    big = 2**53 - 1
+    amounts = [{"line_id": f"L{i}", "kind": "other", "amount_cents": big} for i in range(1025)]
+    quantities = [{"line_id": f"U{i}", "kind": "usage", "meter": "api_calls", "quantity": big, "amount_cents": 0}
+                  for i in range(2)]
+    signed = [{"line_id": "P", "kind": "other", "amount_cents": big},
+              {"line_id": "N", "kind": "other", "amount_cents": -big}]  # sums to 0, but its parts reach 2^54
+    report = ingest(db, tmp_path, "invoices", [json.dumps(invoice("in_1")).encode(),
+                                               json.dumps(invoice("in_2", total_cents=0, lines=amounts)).encode(),
+                                               json.dumps(invoice("in_3", total_cents=0, lines=quantities)).encode(),
+                                               json.dumps(invoice("in_4", total_cents=0, lines=signed)).encode(),
+                                               json.dumps(invoice("in_5")).encode()])
+    assert (report.appended, report.quarantined) == (2, 3)
+    reasons = {line: (field, reason) for line, field, reason in quarantined(conn)}
+    assert reasons[2][0] == reasons[3][0] == reasons[4][0] == "lines"
+    assert "amount_cents add up to" in reasons[2][1] and "quantities add up to" in reasons[3][1]
+    assert_store_readable(conn)
+
+
+def test_signed_totals_whose_running_sum_leaves_bigint_project_to_their_exact_sum(db, conn, tmp_path):
+    """1,025 invoices of +(2^53 - 1) then 2 of -(2^53 - 1) for one customer-month: the total fits a bigint though
+    a running sum in file order does not; a sum that keeps a bigint state would raise, in some plans only."""
+    big = 2**53 - 1
+    ingest(db, tmp_path, "identities", [json.dumps(link(scid="bc_1", source="billing")).encode()], "l.ndjson")
+    records = [invoice(f"in_p{i}", total_cents=big, lines=[]) for i in range(1025)]
+    records += [invoice(f"in_n{i}", total_cents=-big, lines=[]) for i in range(2)]
+    report = ingest(db, tmp_path, "invoices", [json.dumps(r).encode() for r in records])
+    assert report.appended == 1027
+    projector.rebuild(conn)
+    invoiced = conn.execute("SELECT invoiced_cents FROM ledger_proj.customer_month WHERE customer_id = 'cus_1'"
+                            " AND month = '2026-01'").fetchone()[0]
+    assert invoiced == 1023 * big
     assert_store_readable(conn)

@@ -132,3 +132,30 @@ def test_a_missing_field_an_unknown_mode_or_dependency_and_a_cycle_are_errors(pr
     _edit(folder / "period_close.sql", "-- depends on: none", "-- depends on: exceptions")
     with pytest.raises(DeclarationError, match="form a cycle"):
         load()
+
+
+# What `ledger_sum` may add up: names whose values are never negative (quantities and units, counts, days, and
+# the cents of prices and credits, which the contracts and the credit decision keep >= 0). A sum over anything
+# else (an invoice's or a line's amount, a late adjustment, a restatement, a difference) is sum(...)::bigint.
+NON_NEGATIVE = {"quantity", "units", "usage_units", "on_time_units", "late_units", "billed_units", "on_time_facts",
+                "event_count", "included_units", "first_day", "last_day", "plan_days", "metered_cents", "credits",
+                "base_fee_cents"}
+FUNCTIONS = {"greatest", "coalesce"}
+
+
+def _ledger_sum_arguments(text: str):
+    for match in re.finditer(r"\bledger_sum\(", text):
+        depth, start = 1, match.end()
+        for i in range(start, len(text)):
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            if depth == 0:
+                yield text[start:i]
+                break
+
+
+@pytest.mark.parametrize("path", sorted(_projection_dir().glob("*.sql")), ids=lambda p: p.name)
+def test_ledger_sum_adds_up_only_what_is_never_negative(path):
+    """ledger_sum keeps a bigint running total: over signed terms it could raise where the sum fits."""
+    for argument in _ledger_sum_arguments(path.read_text()):
+        names = set(re.findall(r"[a-z_]+", re.sub(r"\b[a-z_]+\.", "", argument))) - FUNCTIONS  # no table aliases
+        assert names <= NON_NEGATIVE, f"{path.name}: ledger_sum({argument}) adds up {sorted(names - NON_NEGATIVE)}"

@@ -8,7 +8,6 @@ same as one JSON object on stdout, with the exit code unchanged.
 
 from __future__ import annotations
 
-import re
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import orjson
 import psycopg
 import typer
 
+from ledger.domain.time import is_month
 from ledger.errors import (CommandRefusedError, ConfigurationError, DatabaseUnavailableError, InvalidArgumentError,
                            LedgerError)
 from ledger.settings import Settings
@@ -135,13 +135,9 @@ def fail(error: LedgerError) -> NoReturn:
 
 
 # -- arguments -----------------------------------------------------------------------------------------
-_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
-
-
 def month_argument(value: str, option: str = "--month") -> str:
     """A calendar month `YYYY-MM` (2026-13 is not one)."""
-    match = _MONTH.fullmatch(value or "")
-    if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1:
+    if not is_month(value):
         raise InvalidArgumentError(option, value, "is not a month: write it YYYY-MM, e.g. 2026-01")
     return value
 

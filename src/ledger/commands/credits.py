@@ -111,6 +111,7 @@ def _append_history_credit(conn, ctx: RecordContext, model: CreditIssuedIn, numb
 def _refusal_field(refusal: errors.CommandRefusedError) -> str | None:
     return {
         errors.MissingActorError: "actor", errors.NonPositiveAmountError: "amount_cents",
+        errors.AmountTooLargeError: "amount_cents",
         errors.CreditExceedsInvoiceError: "amount_cents", errors.UnknownCustomerError: "customer_id",
         errors.UnknownInvoiceError: "invoice_id", errors.InvoiceCustomerMismatchError: "customer_id",
         errors.InvalidReasonError: "reason",

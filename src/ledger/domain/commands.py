@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from ledger import errors
-from ledger.domain.facts import CREDIT_REASONS
+from ledger.domain.facts import AMOUNT_LIMIT, CREDIT_REASONS
 from ledger.domain.time import month_start, next_month, parse_month
 
 
@@ -57,6 +57,9 @@ def decide_credit(command: IssueCredit, *, now: datetime, customer_exists: bool,
     if command.amount_cents <= 0:
         raise errors.NonPositiveAmountError(f"amount must be positive, got {command.amount_cents} cents",
                                             amount_cents=command.amount_cents)
+    if command.amount_cents >= AMOUNT_LIMIT:
+        raise errors.AmountTooLargeError(f"amount must be below 2^53 cents, got {command.amount_cents}",
+                                         amount_cents=command.amount_cents)
     if command.reason not in CREDIT_REASONS:
         raise errors.InvalidReasonError(f"reason {command.reason!r} is not one of {', '.join(CREDIT_REASONS)}")
     if existing is not None:

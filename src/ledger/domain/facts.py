@@ -10,6 +10,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+# every amount and quantity is an integer below it in magnitude: JSON readers keep integers exact up to it
+AMOUNT_LIMIT = 2**53
 NAMESPACE = uuid.UUID("6f1c2d4e-8a3b-5c7d-9e0f-1a2b3c4d5e6f")
 KEY_SEPARATOR = "\x1f"
 

@@ -11,7 +11,8 @@ RFC3339 = re.compile(
     r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:[0-5]\d)", re.ASCII
 )
 NO_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?", re.ASCII)
-MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# ASCII digits only (`\d` takes any script's), the whole text (`$` lets a newline through); year 0000 is none
+MONTH = re.compile(r"(?!0000)([0-9]{4})-(0[1-9]|1[0-2])")
 
 
 class TimestampError(ValueError):
@@ -54,9 +55,14 @@ def month_of(moment: datetime) -> str:
     return f"{moment.year:04d}-{moment.month:02d}"
 
 
+def is_month(text: object) -> bool:
+    """Whether TEXT is a calendar month written `YYYY-MM`, years 0001-9999."""
+    return isinstance(text, str) and MONTH.fullmatch(text) is not None
+
+
 def parse_month(text: object) -> str:
     """A month written `YYYY-MM`."""
-    if not isinstance(text, str) or not MONTH.match(text):
+    if not is_month(text):
         raise ValueError(f"must be a month written YYYY-MM, got {text!r}")
     return text
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, ValidationError,
                       field_validator, model_validator)
 
-from ledger.domain.facts import ATTRIBUTE_NAMES, CREDIT_REASONS
+from ledger.domain.facts import AMOUNT_LIMIT, ATTRIBUTE_NAMES, CREDIT_REASONS
 from ledger.domain.time import parse_month, parse_timestamp
 from ledger.ingest.records import RecordError
 from ledger.ingest.usage import METER
@@ -20,7 +20,7 @@ from ledger.ingest.usage import METER
 Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
 Month = Annotated[str, BeforeValidator(parse_month)]
 Id = Annotated[StrictStr, Field(min_length=1, max_length=128)]
-LIMIT = 2**53  # integers beyond it lose exactness in JSON readers and overflow the projections' sums
+LIMIT = AMOUNT_LIMIT
 
 
 def _within_limit(value: Any) -> Any:
@@ -129,12 +129,21 @@ class InvoiceIssuedIn(Contract):
 
     @field_validator("lines")
     @classmethod
-    def _line_ids_unique(cls, lines: list[InvoiceLineIn]) -> list[InvoiceLineIn]:
+    def _lines(cls, lines: list[InvoiceLineIn]) -> list[InvoiceLineIn]:
+        """Line ids unique; the lines' amounts, and their usage quantities, within the limit of one amount even
+        added up in any order and in any part (what the projections sum per invoice, per meter), so that no
+        invoice can take a sum past the projections' bigint."""
         seen: set[str] = set()
         for line in lines:
             if line.line_id in seen:
                 raise ValueError(f"line_id {line.line_id!r} appears twice")
             seen.add(line.line_id)
+        amounts = sum(abs(line.amount_cents) for line in lines)
+        if amounts >= LIMIT:
+            raise ValueError(f"the lines' amount_cents add up to {amounts} in absolute value; at most 2^53 - 1")
+        quantities = sum(line.quantity or 0 for line in lines)
+        if quantities >= LIMIT:
+            raise ValueError(f"the usage lines' quantities add up to {quantities}; at most 2^53 - 1")
         return lines
 
     def payload(self) -> dict[str, Any]:
@@ -147,7 +156,7 @@ class CreditIssuedIn(Contract):
     credit_id: Id
     customer_id: Id
     invoice_id: Id | None = None
-    amount_cents: StrictInt
+    amount_cents: Cents
     reason: StrictStr
     memo: StrictStr | None = None
     actor: StrictStr | None = None

@@ -35,6 +35,7 @@ from ledger.commands.periods import close_period
 from ledger.domain.calculations import DefineCalculation, PromoteCalculation, require_defined
 from ledger.domain.commands import ClosePeriod, IssueCredit
 from ledger.domain.facts import CREDIT_REASONS, PLAN_RULES
+from ledger.domain.time import is_month
 from ledger.ingest.records import RecordContext
 from ledger.logging import get_logger
 from ledger.projector.calc_diff import COLUMNS as DIFF_COLUMNS
@@ -50,7 +51,6 @@ HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(prefix="/web", include_in_schema=False)
 READERS = ("finance", "auditor")
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
                                "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -202,7 +202,7 @@ def context_of(request: Request, who: Viewer) -> RecordContext:
 
 
 def check_month(month: str | None, field: str = "month") -> str | None:
-    if month and not MONTH.match(month):
+    if month and not is_month(month):
         raise PageRefused(422, "Bad month", f"{field}: {month!r} is not a month (YYYY-MM)")
     return month or None
 
