@@ -57,8 +57,8 @@ def test_killed_rebuild_leaves_the_old_tables_serving(example_dsn, example_head,
 
         real_build = engine.build
 
-        def dies_midway(c, schema, head, *options):
-            real_build(c, schema, head, *options)
+        def dies_midway(c, schema, head, *options, **named):
+            real_build(c, schema, head, *options, **named)
             raise KeyboardInterrupt("killed before the swap")
 
         monkeypatch.setattr(engine, "build", dies_midway)
@@ -76,6 +76,45 @@ def test_killed_rebuild_leaves_the_old_tables_serving(example_dsn, example_head,
         report = projector.rebuild(conn)
         assert report.mode == "rebuild" and report.to_position == example_head
         assert conn.execute("SELECT count(*), sum(balance_cents) FROM ledger_proj.customer_month").fetchone() == before
+        # the views built beside were committed by their own connection; the killed build left them, the next
+        # build's side dropped them first
+        assert conn.execute("SELECT to_regnamespace('ledger_proj_next_beside')").fetchone()[0] is None
+
+
+def test_a_failed_build_beside_fails_the_rebuild_and_the_old_tables_serve(example_dsn, monkeypatch):
+    """The views built on the second connection fail: the rebuild raises their error, swaps nothing, leaves no
+    schema; and when the main build fails instead, the side's statement is cancelled and its work rolled back."""
+    from ledger.projector import build as build_module
+
+    with psycopg.connect(example_dsn) as conn:
+        projector.project(conn)
+        before = conn.execute("SELECT count(*), sum(units) FROM ledger_proj.usage_daily").fetchone()
+        conn.commit()
+        real_fill = build_module._fill
+
+        def side_fails(c, target, models, *rest):
+            if target.schema.endswith("_beside"):
+                raise RuntimeError("the side build broke")
+            return real_fill(c, target, models, *rest)
+
+        monkeypatch.setattr(build_module, "_fill", side_fails)
+        with pytest.raises(RuntimeError, match="the side build broke"):
+            projector.rebuild(conn)
+
+        def main_fails(c, target, models, *rest):
+            if not target.schema.endswith("_beside"):
+                c.execute("SELECT pg_sleep(0.3)")  # the side is at work meanwhile
+                raise RuntimeError("the main build broke")
+            return real_fill(c, target, models, *rest)
+
+        monkeypatch.setattr(build_module, "_fill", main_fails)
+        with pytest.raises(RuntimeError, match="the main build broke"):
+            projector.rebuild(conn)
+        monkeypatch.setattr(build_module, "_fill", real_fill)
+        assert conn.execute("SELECT count(*), sum(units) FROM ledger_proj.usage_daily").fetchone() == before
+        schemas = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'ledger_proj_%'").fetchall()
+        assert schemas == []
+        conn.commit()
 
 
 def test_rebuild_then_incremental_then_check(example_dsn):

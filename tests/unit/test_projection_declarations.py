@@ -159,3 +159,17 @@ def test_ledger_sum_adds_up_only_what_is_never_negative(path):
     for argument in _ledger_sum_arguments(path.read_text()):
         names = set(re.findall(r"[a-z_]+", re.sub(r"\b[a-z_]+\.", "", argument))) - FUNCTIONS  # no table aliases
         assert names <= NON_NEGATIVE, f"{path.name}: ledger_sum({argument}) adds up {sorted(names - NON_NEGATIVE)}"
+
+
+def test_the_views_built_beside_read_only_each_other_and_their_inputs():
+    """build.BESIDE is built on a second connection from BESIDE_INPUTS alone, and no other model reads it."""
+    from ledger.projector.build import BESIDE, BESIDE_INPUTS
+
+    by_name = {m.name: m for m in read_models()}
+    for name in BESIDE:
+        assert set(by_name[name].depends_on) <= set(BESIDE) | set(BESIDE_INPUTS), name
+    for m in read_models():
+        if m.name not in BESIDE:
+            assert not set(m.depends_on) & set(BESIDE), m.name
+    for name in BESIDE_INPUTS:
+        assert not by_name[name].depends_on, name  # rebuilt beside from the facts alone

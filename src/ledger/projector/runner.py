@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import psycopg
 from psycopg import sql
@@ -64,9 +64,11 @@ def _head_position(conn: psycopg.Connection) -> int:
 
 
 @contextmanager
-def _locked(conn: psycopg.Connection, *, risk: bool = False) -> Iterator[None]:
+def _locked(conn: psycopg.Connection, *, risk: bool = False) -> Iterator[Callable[[], psycopg.Connection] | None]:
     """One transaction holding Finance's lock, and with RISK the Risk and Sales views' too (read committed: each
-    statement sees the latest commits)."""
+    statement sees the latest commits). Yields a function that opens another connection to the database when the
+    transaction is the run's own (every fact it sees is committed, so another connection sees them too), for a
+    build to run part of its work beside (build.BESIDE); None inside a caller's transaction."""
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     with conn.transaction():
         if idle:
@@ -74,7 +76,14 @@ def _locked(conn: psycopg.Connection, *, risk: bool = False) -> Iterator[None]:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
         if risk:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (RISK_LOCK_KEY,))
-        yield
+        yield _sibling(conn) if idle else None
+
+
+def _sibling(conn: psycopg.Connection) -> Callable[[], psycopg.Connection]:
+    """Opens a connection with CONN's parameters as libpq used them (the password included, which the connection's
+    public info leaves out)."""
+    params = {option.keyword.decode(): option.val.decode() for option in conn.pgconn.info if option.val is not None}
+    return lambda: psycopg.connect(**{**params, "application_name": "ledger-build-beside"})
 
 
 @contextmanager
@@ -120,13 +129,13 @@ def _thresholds(settings: Settings) -> engine.Thresholds:
     return engine.Thresholds(settings.anomaly_score, settings.anomaly_min_units)
 
 
-def _rebuild_locked(conn: psycopg.Connection, started: float, settings: Settings,
-                    reason: str | None = None) -> ProjectReport:
+def _rebuild_locked(conn: psycopg.Connection, started: float, settings: Settings, reason: str | None = None,
+                    beside: Callable[[], psycopg.Connection] | None = None) -> ProjectReport:
     """With Finance's lock held: takes the Risk and Sales views' too (a Risk run in progress finishes first)."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (RISK_LOCK_KEY,))
     head = _head_position(conn)
     _drop_schema(conn, NEXT_SCHEMA)  # a leftover of an earlier, killed rebuild
-    engine.build(conn, NEXT_SCHEMA, head, _thresholds(settings), settings.build_work_mem)
+    engine.build(conn, NEXT_SCHEMA, head, _thresholds(settings), settings.build_work_mem, beside=beside)
     _drop_schema(conn, LIVE_SCHEMA)
     conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
         sql.Identifier(NEXT_SCHEMA), sql.Identifier(LIVE_SCHEMA)))
@@ -166,12 +175,12 @@ def project(conn: psycopg.Connection, settings: Settings | None = None, *, risk:
     """
     started = time.perf_counter()
     settings = settings or Settings.from_env()
-    with _locked(conn):
+    with _locked(conn) as beside:
         if not _schema_exists(conn, LIVE_SCHEMA):
-            return _rebuild_locked(conn, started, settings, "no read models yet")
+            return _rebuild_locked(conn, started, settings, "no read models yet", beside)
         if not engine.built_by_current_definitions(conn, LIVE_SCHEMA):
             return _rebuild_locked(conn, started, settings,
-                                   "the projection files changed since the read models were built")
+                                   "the projection files changed since the read models were built", beside)
         checkpoint = _checkpoint(conn, LIVE_SCHEMA)
         head = _head_position(conn)
         report = ProjectReport(checkpoint, checkpoint, 0, 0.0, "noop")
@@ -190,8 +199,8 @@ def rebuild(conn: psycopg.Connection, settings: Settings | None = None) -> Proje
     """Recomputes every projection from position 0 into new tables and swaps them in atomically."""
     started = time.perf_counter()
     settings = settings or Settings.from_env()
-    with _locked(conn):
-        return _rebuild_locked(conn, started, settings)
+    with _locked(conn) as beside:
+        return _rebuild_locked(conn, started, settings, beside=beside)
 
 
 def table_checksum(conn: psycopg.Connection, schema: str, table: str) -> str:
@@ -206,13 +215,13 @@ def table_checksum(conn: psycopg.Connection, schema: str, table: str) -> str:
 def check(conn: psycopg.Connection, settings: Settings | None = None) -> dict[str, dict[str, object]]:
     """Rebuilds up to the live checkpoint into a scratch schema and compares every table's checksum."""
     settings = settings or Settings.from_env()
-    with _locked(conn, risk=True):
+    with _locked(conn, risk=True) as beside:
         if not _schema_exists(conn, LIVE_SCHEMA):
             return {}
         checkpoint = _checkpoint(conn, LIVE_SCHEMA)
         _catch_up_risk(conn, checkpoint, settings)  # compare every table at one position
         _drop_schema(conn, CHECK_SCHEMA)
-        engine.build(conn, CHECK_SCHEMA, checkpoint, _thresholds(settings), settings.build_work_mem)
+        engine.build(conn, CHECK_SCHEMA, checkpoint, _thresholds(settings), settings.build_work_mem, beside=beside)
         result: dict[str, dict[str, object]] = {}
         for table in engine.TABLES:
             live = table_checksum(conn, LIVE_SCHEMA, table)
