@@ -20,14 +20,13 @@ from ledger.ingest.usage import METER
 Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
 Month = Annotated[str, BeforeValidator(parse_month)]
 Id = Annotated[StrictStr, Field(min_length=1, max_length=128)]
-LIMIT = AMOUNT_LIMIT
 
 
 def _within_limit(value: Any) -> Any:
     # JSON integers past 2^64 arrive as floats: name the rule they break, not "not an integer"
-    if isinstance(value, float) and value.is_integer() and abs(value) >= LIMIT:
+    if isinstance(value, float) and value.is_integer() and abs(value) >= AMOUNT_LIMIT:
         raise ValueError(f"must be between -2^53 and 2^53, got {int(value)}")
-    if type(value) is int and abs(value) >= LIMIT:
+    if type(value) is int and abs(value) >= AMOUNT_LIMIT:
         raise ValueError(f"must be between -2^53 and 2^53, got {value}")
     return value
 
@@ -139,10 +138,10 @@ class InvoiceIssuedIn(Contract):
                 raise ValueError(f"line_id {line.line_id!r} appears twice")
             seen.add(line.line_id)
         amounts = sum(abs(line.amount_cents) for line in lines)
-        if amounts >= LIMIT:
+        if amounts >= AMOUNT_LIMIT:
             raise ValueError(f"the lines' amount_cents add up to {amounts} in absolute value; at most 2^53 - 1")
         quantities = sum(line.quantity or 0 for line in lines)
-        if quantities >= LIMIT:
+        if quantities >= AMOUNT_LIMIT:
             raise ValueError(f"the usage lines' quantities add up to {quantities}; at most 2^53 - 1")
         return lines
 

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Iterator
 import msgspec
 import orjson
 
+from ledger.domain.facts import AMOUNT_LIMIT
 from ledger.domain.time import TimestampError, parse_timestamp
 from ledger.ingest.records import (RecordContext, RecordError, check_cell, decode_line, load_json, plainly_safe,
                                    raw_text, rejection)
@@ -28,7 +29,7 @@ REQUIRED = ("event_id", "source", "source_customer_id", "meter", "quantity", "ev
 ALLOWED = frozenset((*REQUIRED, "properties"))
 METER = re.compile(r"^[a-z0-9_]{1,64}\Z")  # \Z: `$` would let a trailing newline through
 MAX_ID = 128
-MAX_QUANTITY = 2**53
+MAX_QUANTITY = AMOUNT_LIMIT
 
 Parsed = UsageRow | Rejection
 dumps, SORT_KEYS = orjson.dumps, orjson.OPT_SORT_KEYS

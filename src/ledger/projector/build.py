@@ -62,11 +62,12 @@ def build(conn: psycopg.Connection, schema: str, head: int, thresholds: Threshol
     drop_stage(conn)
     models = [m for m in read_models() if m.group in ("stage", "rules") or m.group in groups]
     aside = [m.name for m in models if m.name in BESIDE] if beside is not None else []
-    side = _BesideBuild(beside, f"{schema}_beside", head, thresholds, work_mem, aside) if aside else None
+    side_schema = f"{schema}_beside"
+    side = _BesideBuild(beside, side_schema, head, thresholds, work_mem, aside) if aside else None
     if side is not None:
         side.start()
     else:  # committed by a side build whose build was killed before it took the tables over
-        _drop_schema(conn, f"{schema}_beside")
+        drop_schema(conn, side_schema)
     try:
         _fill(conn, target, [m for m in models if m.name not in aside], thresholds, ClosesOf(conn, schema))
         conn.execute(sql.SQL("CREATE TABLE {}.checkpoint (position bigint NOT NULL)").format(sql.Identifier(schema)))
@@ -107,7 +108,7 @@ def _fill(conn: psycopg.Connection, target: Target, models: list, thresholds: Th
                 run_section(conn, target, m.name, "index")
 
 
-def _drop_schema(conn: psycopg.Connection, schema: str) -> None:
+def drop_schema(conn: psycopg.Connection, schema: str) -> None:
     conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
@@ -124,7 +125,7 @@ def _take_over(conn: psycopg.Connection, side: str, schema: str) -> None:
                                      " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s",
                                      (side,)).fetchall():
         conn.execute(sql.SQL("ALTER FUNCTION {} SET SCHEMA {}").format(sql.SQL(signature), sql.Identifier(schema)))
-    _drop_schema(conn, side)
+    drop_schema(conn, side)
 
 
 class _BesideBuild:
@@ -149,7 +150,7 @@ class _BesideBuild:
                     _session(conn, self.work_mem)
                     # a killed build's side schema is dropped here, not by the build: the build's transaction would
                     # hold the name until its commit, which waits for this one
-                    _drop_schema(conn, self.schema)
+                    drop_schema(conn, self.schema)
                     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))
                     drop_stage(conn)
                     models = [m for m in read_models() if m.name in self.names]
@@ -176,7 +177,7 @@ class _BesideBuild:
         if self.error is None:
             try:
                 with self.connect() as conn:
-                    _drop_schema(conn, self.schema)
+                    drop_schema(conn, self.schema)
             except psycopg.Error:
                 pass
 
@@ -204,4 +205,4 @@ def count_built_facts(conn: psycopg.Connection, schema: str, head: int) -> int:
     return int(row[0])
 
 
-__all__ = ["build", "built_by_current_definitions", "count_built_facts"]
+__all__ = ["build", "built_by_current_definitions", "count_built_facts", "drop_schema"]

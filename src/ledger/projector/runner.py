@@ -23,6 +23,7 @@ from psycopg import sql
 from ledger.settings import Settings
 
 from . import engine
+from .build import drop_schema
 
 LIVE_SCHEMA = "ledger_proj"
 NEXT_SCHEMA = "ledger_proj_next"
@@ -121,9 +122,6 @@ def _checkpoint(conn: psycopg.Connection, schema: str, table: str = "checkpoint"
     return int(row[0])
 
 
-def _drop_schema(conn: psycopg.Connection, schema: str) -> None:
-    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-
 
 def _thresholds(settings: Settings) -> engine.Thresholds:
     return engine.Thresholds(settings.anomaly_score, settings.anomaly_min_units)
@@ -134,9 +132,9 @@ def _rebuild_locked(conn: psycopg.Connection, started: float, settings: Settings
     """With Finance's lock held: takes the Risk and Sales views' too (a Risk run in progress finishes first)."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (RISK_LOCK_KEY,))
     head = _head_position(conn)
-    _drop_schema(conn, NEXT_SCHEMA)  # a leftover of an earlier, killed rebuild
+    drop_schema(conn, NEXT_SCHEMA)  # a leftover of an earlier, killed rebuild
     engine.build(conn, NEXT_SCHEMA, head, _thresholds(settings), settings.build_work_mem, beside=beside)
-    _drop_schema(conn, LIVE_SCHEMA)
+    drop_schema(conn, LIVE_SCHEMA)
     conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
         sql.Identifier(NEXT_SCHEMA), sql.Identifier(LIVE_SCHEMA)))
     applied = engine.count_built_facts(conn, LIVE_SCHEMA, head)
@@ -220,12 +218,12 @@ def check(conn: psycopg.Connection, settings: Settings | None = None) -> dict[st
             return {}
         checkpoint = _checkpoint(conn, LIVE_SCHEMA)
         _catch_up_risk(conn, checkpoint, settings)  # compare every table at one position
-        _drop_schema(conn, CHECK_SCHEMA)
+        drop_schema(conn, CHECK_SCHEMA)
         engine.build(conn, CHECK_SCHEMA, checkpoint, _thresholds(settings), settings.build_work_mem, beside=beside)
         result: dict[str, dict[str, object]] = {}
         for table in engine.TABLES:
             live = table_checksum(conn, LIVE_SCHEMA, table)
             fresh = table_checksum(conn, CHECK_SCHEMA, table)
             result[table] = {"incremental": live, "rebuild": fresh, "equal": live == fresh}
-        _drop_schema(conn, CHECK_SCHEMA)
+        drop_schema(conn, CHECK_SCHEMA)
         return result
