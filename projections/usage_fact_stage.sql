@@ -25,7 +25,7 @@ SELECT u.position, u.source, u.source_customer_id, u.meter, u.quantity, u.event_
        to_char(u.event_time AT TIME ZONE 'UTC', 'YYYY-MM') AS month, {cutoff[u.event_time]} AS cutoff
 FROM usage_facts u
 WHERE u.position <= {head} AND u.position > {cutoff[u.event_time]}
-  AND u.position > {cutoff.first};  -- a range of usage_facts' primary key: only the facts after the first close
+  AND u.position > {cutoff.first};  -- a range of usage_facts' positions (its BRIN index): only the facts after the first close
 INSERT INTO {stage}.usage_fact_stage
 SELECT f.position, f.source, f.source_customer_id, f.meter, f.quantity, f.event_time,
        to_char(g.month_start, 'YYYY-MM'), g.cutoff

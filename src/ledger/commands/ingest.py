@@ -16,7 +16,6 @@ from typing import Callable, Iterable, Iterator
 from ledger.domain.facts import KINDS
 from ledger.errors import IngestStoppedError, InputFileError, LedgerError
 from ledger.ingest.cloudevents import parse_cloudevents, parse_cloudevents_chunk
-from ledger.ingest.facts import parse_facts
 from ledger.ingest.pipeline import parse_in_workers, worker_count
 from ledger.ingest.reader import InputSource, block_lines, infer_format, open_input
 from ledger.ingest.records import RecordContext, raw_text
@@ -96,6 +95,8 @@ def parser_for(kind: str, fmt: str, ctx: RecordContext) -> Callable[[Iterable[tu
     """The record parser of a kind and format: numbered lines in, rows or candidates and rejections out."""
     if kind == "usage":
         return lambda lines: USAGE_PARSERS[fmt](ctx, lines)
+    from ledger.ingest.facts import parse_facts  # the contracts (pydantic): not loaded for usage
+
     return lambda lines: parse_facts(kind, fmt, ctx, lines)
 
 
@@ -233,6 +234,8 @@ def ingest_source(db: Database, kind: str, source: InputSource, fmt: str, *, now
             with db.connection() as conn:
                 ingest_credit_history(conn, ctx, source.lines(), report)
         else:
+            from ledger.ingest.facts import parse_facts  # the contracts (pydantic): not loaded for usage
+
             _ingest_batches(db, kind, ctx, parse_facts(kind, fmt, ctx, source.lines()), report, source,
                             progress, batch_size or db.settings.batch_size)
     except (Exception, KeyboardInterrupt) as error:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from ledger.domain.facts import USAGE_BATCH
+
 from .models import ReadModel, Step, read_models
 from .steps import run_section, run_steps
 from .templates import SCOPED, STAGE, Target
@@ -71,12 +73,20 @@ def run_per_month(conn: psycopg.Connection, target: Target, m: ReadModel, step: 
         run_section(conn, target, m.name, step.section, options)
 
 
+# the newest usage fact at or before the head: the last fact of the last batch recorded there (one read from the end
+# of the events' (topic, position) index, then one block range of usage_facts' position index)
+_NEWEST_USAGE_FACT = f"""
+SELECT u.event_time FROM usage_facts u
+WHERE u.position = (SELECT (ledger_state(e.state) ->> 'last_position')::bigint FROM ledger_events e
+                    WHERE e.topic = '{USAGE_BATCH.topic}' AND e.notification_id <= %s
+                    ORDER BY e.notification_id DESC LIMIT 1)"""
+
+
 def _fill_per_month(conn: psycopg.Connection, target: Target, name: str, options: dict) -> None:
     """The rebuild, one partition at a time: the history (every day before the newest usage fact's month), that
     month, and any later month with facts (dated after the newest one's month: usually none, found through
     usage_facts' BRIN index on event_time)."""
-    row = conn.execute("SELECT event_time FROM usage_facts WHERE position <= %s ORDER BY position DESC LIMIT 1",
-                       (target.head,)).fetchone()
+    row = conn.execute(_NEWEST_USAGE_FACT, (target.head,)).fetchone()
     latest = (row[0] if row else dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).date().replace(day=1)
     later = conn.execute(
         "SELECT DISTINCT date_trunc('month', event_time AT TIME ZONE 'UTC')::date FROM usage_facts"

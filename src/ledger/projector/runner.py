@@ -53,15 +53,13 @@ class ProjectReport:
 def _head_position(conn: psycopg.Connection) -> int:
     """The position every run brings the projections up to: the last position the store has committed.
 
-    Usage facts are rows of usage_facts; every other fact, and one event after each usage batch, is a row of
-    ledger_events. Both maxima are one read from the end of a primary-key index. (The fact views over
-    ledger_events filter by topic: reading backwards through them for the newest fact of a rare kind walks the
-    whole table.) Commit order is position order, so nothing below the head can commit later.
+    Every fact but usage is a row of ledger_events, and so is the event that records each usage batch, at the
+    position after its facts and in their transaction: the head is the end of ledger_events' position index.
+    (The fact views over ledger_events filter by topic: reading backwards through them for the newest fact of a
+    rare kind walks the whole table.) Commit order is position order, so nothing below the head can commit later.
     """
-    row = conn.execute(
-        "SELECT greatest((SELECT position FROM usage_facts ORDER BY position DESC LIMIT 1),"
-        " (SELECT notification_id FROM ledger_events ORDER BY notification_id DESC LIMIT 1))").fetchone()
-    return int(row[0] or 0)
+    row = conn.execute("SELECT notification_id FROM ledger_events ORDER BY notification_id DESC LIMIT 1").fetchone()
+    return int(row[0]) if row else 0
 
 
 @contextmanager
