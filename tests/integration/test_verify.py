@@ -123,6 +123,10 @@ def test_a_tampered_usage_quantity_is_found(store, conn, tmp_path):
     ("UPDATE usage_facts SET line = 9 WHERE position = 4", "a row was edited"),
     ("UPDATE usage_facts SET properties = '{}' WHERE position = 4", "a row was edited"),
     ("DELETE FROM usage_facts WHERE position = 4", "5 usage facts, 4 are stored: position 4 is missing"),
+    # positions are drawn once from the sequence, not held unique by an index: a second row at one is found
+    ("INSERT INTO usage_facts (position, event_id, source, source_customer_id, meter, quantity, event_time, line)"
+     " SELECT position, event_id || 'x', source, source_customer_id, meter, quantity, event_time, line"
+     " FROM usage_facts WHERE position = 4", "5 usage facts, 6 are stored"),
 ])
 def test_every_usage_column_and_row_is_checked(store, conn, statement, reason):
     tamper(conn, statement)

@@ -511,16 +511,15 @@ def verify_calculations(conn: psycopg.Connection) -> Mismatch | None:
 # -- 2. usage batches ---------------------------------------------------------------------------------
 _BATCHES = """
 SELECT e.notification_id, (s ->> 'first_position')::bigint, (s ->> 'last_position')::bigint,
-       (s ->> 'count')::bigint, s ->> 'rows_sha256', s ->> 'recorded_from', (s ->> 'first_line')::bigint,
-       (SELECT count(*) FROM usage_facts u
-        WHERE u.position BETWEEN (s ->> 'first_position')::bigint AND (s ->> 'last_position')::bigint)
+       (s ->> 'count')::bigint, s ->> 'rows_sha256', s ->> 'recorded_from', (s ->> 'first_line')::bigint
 FROM ledger_events e, LATERAL ledger_state(e.state) s
 WHERE e.topic = %(topic)s
 ORDER BY e.notification_id
 """
+_HELD = "SELECT count(*) FROM usage_facts WHERE position BETWEEN %(first)s AND %(last)s"
 _FIRST_MISSING = """
-SELECT min(p) FROM generate_series(%(first)s::bigint, %(last)s::bigint) p
-WHERE NOT EXISTS (SELECT 1 FROM usage_facts WHERE position = p)
+SELECT min(p) FROM (SELECT generate_series(%(first)s::bigint, %(last)s::bigint)
+                    EXCEPT SELECT position FROM usage_facts WHERE position BETWEEN %(first)s AND %(last)s) m(p)
 """
 _FIRST_STRAY = """
 SELECT min(u.position) FROM usage_facts u
@@ -539,22 +538,28 @@ def verify_usage_batches(conn: psycopg.Connection) -> UsageResult:
         with _snapshot(conn), conn.transaction():
             batches = conn.execute(_BATCHES, topic).fetchall()
             stored = conn.execute("SELECT count(*) FROM usage_facts").fetchone()[0]
-            for batch_at, first, last, count, digest, source, first_line, held in batches:
+            # a batch's rows are read once, for their digest; only a batch whose digest differs is counted, to
+            # tell a missing or added row from an edited one
+            for batch_at, first, last, count, digest, source, first_line in batches:
                 where = (f"the batch recorded at position {batch_at} (positions {first}–{last}, {source} "
                          f"from line {first_line})")
+                if last - first + 1 == count and stored_rows_digest(conn, first, last) == digest:
+                    continue
+                span = {"first": first, "last": last}
+                held = conn.execute(_HELD, span).fetchone()[0]
                 if held != count or last - first + 1 != count:
-                    missing = conn.execute(_FIRST_MISSING, {"first": first, "last": last}).fetchone()[0]
+                    missing = conn.execute(_FIRST_MISSING, span).fetchone()[0]
                     found.append(Mismatch("usage_batches", missing if missing is not None else first,
                                           f"{where} records {count} usage facts, {held} are stored"
                                           + (f": position {missing} is missing" if missing is not None else ""),
                                           {"batch": batch_at}))
-                elif stored_rows_digest(conn, first, last) != digest:
+                else:
                     found.append(Mismatch("usage_batches", first,
                                           f"the usage rows of {where} no longer hash to its rows_sha256: "
                                           "a row was edited", {"batch": batch_at}))
-                if found:
-                    break
-            if not found and stored != sum(b[7] for b in batches):
+                break
+            # every batch holds exactly its recorded rows (their digests match): any other row lies in none
+            if not found and stored != sum(b[3] for b in batches):
                 stray = conn.execute(_FIRST_STRAY, topic).fetchone()[0]
                 found.append(Mismatch("usage_batches", stray,
                                       f"the usage_facts row at position {stray} belongs to no recorded batch"))
