@@ -5,8 +5,12 @@ transaction each) into scratch tables shaped like:
 - `raw`: the ingest benchmark's baseline, a plain table keyed on (source, event_id), text COPY;
 - `events+mirror`: the earlier layout, one eventsourcing events row per fact (uuid5 primary key,
   notification-id index, JSON state, chain hash) plus its typed mirror row (position primary key);
-- `usage_facts (DEFAULT nextval)`: the typed row only, unique (source, event_id), position drawn per row;
-- `usage_facts (positions written)`: the same with positions written by the appender (the layout used).
+- `usage_facts (DEFAULT nextval)`: the typed row only, unique (source, event_id), position drawn per row, its
+  primary key;
+- `usage_facts (positions written)`: the same with positions written by the appender;
+- `usage_facts (positions written, BRIN)`: the same with positions in a block-range index instead of the primary
+  key (the layout used).
+Every usage_facts layout has the BRIN index on event_time that the store has.
 For each, the CPU time of the PostgreSQL backend (read from /proc, so other load on the machine does
 not count) and the wall time per row. Prints JSON.
 
@@ -71,9 +75,11 @@ def encode(n: int) -> dict[str, list[bytes] | bytes]:
             "usage_positioned": batches(usage_positioned)}
 
 
-USAGE_TABLE = """CREATE TABLE b_usage (position bigint {default} PRIMARY KEY, event_id text NOT NULL,
+USAGE_TABLE = """CREATE TABLE b_usage (position bigint {default} {key}, event_id text NOT NULL,
     source text NOT NULL, source_customer_id text NOT NULL, meter text NOT NULL, quantity bigint NOT NULL,
     event_time timestamptz NOT NULL, line integer NOT NULL, properties text, UNIQUE (source, event_id))"""
+BRIN = "CREATE INDEX ON b_usage USING brin ({}) WITH (pages_per_range = {}, autosummarize = on)"
+EVENT_TIME_INDEX = BRIN.format("event_time", 32)
 USAGE_COLUMNS = "event_id, source, source_customer_id, meter, quantity, event_time, line, properties"
 LAYOUTS = {
     "raw": (["CREATE TABLE b_raw (event_id text, source text, source_customer_id text, meter text, quantity bigint,"
@@ -87,10 +93,14 @@ LAYOUTS = {
         " event_time timestamptz NOT NULL)"],
         [("COPY b_events FROM STDIN (FORMAT BINARY)", "events"), ("COPY b_mirror FROM STDIN (FORMAT BINARY)", "mirror")]),
     "usage_facts (DEFAULT nextval)": (
-        ["CREATE SEQUENCE b_seq", USAGE_TABLE.format(default="DEFAULT nextval('b_seq')")],
+        ["CREATE SEQUENCE b_seq", USAGE_TABLE.format(default="DEFAULT nextval('b_seq')", key="PRIMARY KEY"),
+         EVENT_TIME_INDEX],
         [(f"COPY b_usage ({USAGE_COLUMNS}) FROM STDIN (FORMAT BINARY)", "usage")]),
     "usage_facts (positions written)": (
-        [USAGE_TABLE.format(default="")],
+        [USAGE_TABLE.format(default="", key="PRIMARY KEY"), EVENT_TIME_INDEX],
+        [(f"COPY b_usage (position, {USAGE_COLUMNS}) FROM STDIN (FORMAT BINARY)", "usage_positioned")]),
+    "usage_facts (positions written, BRIN)": (
+        [USAGE_TABLE.format(default="", key="NOT NULL"), EVENT_TIME_INDEX, BRIN.format("position", 16)],
         [(f"COPY b_usage (position, {USAGE_COLUMNS}) FROM STDIN (FORMAT BINARY)", "usage_positioned")]),
 }
 
