@@ -54,6 +54,35 @@ ALTER TABLE {schema}.usage_daily_{part}
     ALTER COLUMN customer_id SET NOT NULL, ALTER COLUMN meter SET NOT NULL, ALTER COLUMN day SET NOT NULL,
     ALTER COLUMN units SET NOT NULL, ALTER COLUMN fact_count SET NOT NULL, ADD PRIMARY KEY (customer_id, meter, day);
 ALTER TABLE {schema}.usage_daily ATTACH PARTITION {schema}.usage_daily_{part} FOR VALUES FROM ({from}) TO ({to});
+-- @fill_grain
+-- The other way to the same partitions, when the day grain is much smaller than the facts (a few customers with many
+-- facts a day: the engine decides, risk.py): one pass over every fact into a hash table of the day grain, then each
+-- partition a sorted slice of it (@fill_from_grain). 10M facts over 1,000 customers (403k days): 4.1-4.7 s for the
+-- grain against 12 s for the sorted partitions, which sort every fact and read usage_facts once per partition where
+-- event_time does not follow position.
+SET LOCAL enable_sort = off;
+CREATE TABLE {stage}.usage_daily_grain AS
+SELECT r.customer_id, f.meter, (f.event_time AT TIME ZONE 'UTC')::date AS day, ledger_sum(f.quantity) AS units,
+       count(*) AS fact_count
+FROM usage_facts f
+JOIN {schema}.link_range r
+  ON r.source = f.source AND r.source_customer_id = f.source_customer_id
+ AND r.known_through = 9223372036854775807
+ AND r.valid_from <= f.event_time AND f.event_time < r.valid_to
+WHERE f.position <= {head}
+GROUP BY 1, 2, 3;
+RESET enable_sort;
+-- @fill_from_grain
+-- One partition from {stage}.usage_daily_grain, in key order; {day_since} / {day_until}: its bounds as dates.
+CREATE TABLE {schema}.usage_daily_{part} WITH (fillfactor = 90) AS
+SELECT customer_id, meter, day, units, fact_count
+FROM {stage}.usage_daily_grain
+WHERE day >= {day_since} AND day < {day_until}
+ORDER BY 1, 2, 3;
+ALTER TABLE {schema}.usage_daily_{part}
+    ALTER COLUMN customer_id SET NOT NULL, ALTER COLUMN meter SET NOT NULL, ALTER COLUMN day SET NOT NULL,
+    ALTER COLUMN units SET NOT NULL, ALTER COLUMN fact_count SET NOT NULL, ADD PRIMARY KEY (customer_id, meter, day);
+ALTER TABLE {schema}.usage_daily ATTACH PARTITION {schema}.usage_daily_{part} FOR VALUES FROM ({from}) TO ({to});
 -- @analyze
 ANALYZE {schema}.usage_daily;
 -- @partition

@@ -431,6 +431,51 @@ def test_rebuild_equals_incremental_over_a_busy_history(feed, project, conn, led
     assert conn.execute(f"SELECT count(*) FROM {LIVE_SCHEMA}.anomalies").fetchone()[0] > 0
 
 
+def test_the_day_grain_hashed_in_one_pass_equals_the_sorted_partitions(feed, conn, ledger, monkeypatch):
+    """A rebuild fills usage_daily sorted from the facts, one month partition at a time, or, where the facts far
+    outnumber the possible days, slices the partitions from one hash of every fact: the same partitions and rows
+    (late facts, a relink mid-day, usage after the newest fact's month), and the same anomalies from them."""
+    from ledger.projector import engine, risk
+
+    rng = random.Random(11)
+    u = Usage("grain")
+    feed("identities", [link("product", f"pr_g{i}", f"cus_g{i % 3}") for i in range(5)])
+    records = []
+    for _ in range(4000):
+        at = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(70 * 86400))
+        records.append(u(f"pr_g{rng.randrange(6)}", rng.choice(("api_calls", "fraud_checks")),
+                         rng.choice((0, rng.randrange(1, 90), rng.randrange(2000, 5000) if rng.random() < 0.01 else 7)),
+                         at))
+    feed("usage", records)
+    ledger("period", "close", "2026-01", "--actor", "risk@test", check_exit=0)
+    feed("identities", [link("product", "pr_g1", "cus_g2", "2026-02-03T17:45:00Z")])
+    feed("usage", [u("pr_g0", "api_calls", 40, "2026-01-20T08:00:00Z"),   # late, for closed January
+                   u("pr_g2", "api_calls", 9, "2026-01-31T23:59:59.999999Z")])  # the newest fact: January's
+    conn.execute("ANALYZE usage_facts")
+    head = runner._head_position(conn)
+    built, chosen, real, default = {}, [], risk.day_grain_by_hash, risk.HASHED_DAY_GRAIN_FROM
+    monkeypatch.setattr(risk, "day_grain_by_hash", lambda *a: chosen.append(real(*a)) or chosen[-1])
+    for way, threshold in (("hashed", 0.0), ("sorted", float("inf"))):
+        monkeypatch.setattr(risk, "HASHED_DAY_GRAIN_FROM", threshold)
+        with conn.transaction(force_rollback=True):
+            engine.build(conn, "grain", head)
+            parts = conn.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                                 " WHERE i.inhparent = 'grain.usage_daily'::regclass ORDER BY 1").fetchall()
+            built[way] = (parts, conn.execute("SELECT * FROM grain.usage_daily ORDER BY 1, 2, 3").fetchall(),
+                          conn.execute("SELECT * FROM grain.anomalies ORDER BY 1, 2, 3").fetchall())
+    assert chosen == [True, False]
+    assert built["hashed"] == built["sorted"]
+    parts, days, anomalies = built["hashed"]
+    assert [p for (p,) in parts] == ["usage_daily_history", "usage_daily_p202601", "usage_daily_p202602",
+                                     "usage_daily_p202603"]
+    assert len(days) > 300 and anomalies
+
+    monkeypatch.setattr(risk, "HASHED_DAY_GRAIN_FROM", default)
+    with conn.transaction(force_rollback=True):  # 4,000 facts over 3 customers, 2 meters, 70 days: hashed
+        engine.build(conn, "grain", head)
+    assert chosen[-1] is True
+
+
 # ------------------------------------------------------------------------------------------------ increments
 def series_of(*parts: tuple[int, list[int]]) -> dict[date, int]:
     """{day: units} from (first day offset from JAN1, daily units) parts, summed where they overlap; 0s left out."""

@@ -27,6 +27,7 @@ def test_every_section_renders_full_and_scoped(name):
         cutoff = {"cutoff": CutoffCase([(dt.datetime(2026, 1, 1), 10)]), "anomaly_score": 6.0,
                   "anomaly_min_units": 100, "part": "p202605", "since": "'-infinity'::timestamptz",
                   "until": "'2026-06-01'::timestamptz", "from": "MINVALUE", "to": "'2026-06-01'",
+                  "day_since": "'-infinity'::date", "day_until": "'2026-06-01'::date",
                   "month": dt.date(2026, 7, 1), "month_end": dt.date(2026, 8, 1),
                   "batch_months": BatchMonths(probing=False)}
         for scopes in (FULL, SCOPED):

@@ -82,26 +82,73 @@ WHERE u.position = (SELECT (ledger_state(e.state) ->> 'last_position')::bigint F
                     ORDER BY e.notification_id DESC LIMIT 1)"""
 
 
+# The day grain by hash (`@fill_grain`) when the usage facts are at least this many times its largest possible size
+# (customers x meters x days): measured at 10M facts, 1,000 customers, 3 meters, 181 days (18 facts per possible
+# day, 25 per actual one): 4.1-4.7 s against 12 s sorted. Where the grain is about as large as the facts (20,000
+# customers: 0.9 facts per possible day) the hash table is as large as the sort and the partitions still need their
+# rows sorted, so the sorted fill stays.
+HASHED_DAY_GRAIN_FROM = 4.0
+
+
+# usage_facts' statistics as of its last ANALYZE: its rows, its meters (n_distinct, negative when a share of the rows)
+# and the days between the first and last bound of event_time's histogram
+_USAGE_STATISTICS = """
+SELECT c.reltuples,
+       (SELECT s.n_distinct FROM pg_stats s
+        WHERE s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = 'meter'),
+       (SELECT extract(epoch FROM b[cardinality(b)] - b[1]) / 86400
+        FROM (SELECT s.histogram_bounds::text::timestamptz[] AS b FROM pg_stats s
+              WHERE s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = 'event_time') h)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = 'usage_facts'::regclass"""
+
+
+def day_grain_by_hash(conn: psycopg.Connection, target: Target) -> bool:
+    """Whether the usage facts outnumber every possible (customer, meter, day) of the grain HASHED_DAY_GRAIN_FROM
+    times over: the customers exactly (link_range's latest version), the rest from usage_facts' statistics (never
+    analyzed: sorted)."""
+    facts, meters, days = conn.execute(_USAGE_STATISTICS).fetchone()
+    if not facts or facts <= 0 or meters is None or meters <= 0 or days is None:
+        return False  # never analyzed, or as many meters as a share of the facts
+    customers = conn.execute(sql.SQL("SELECT count(DISTINCT customer_id) FROM {}.link_range"
+                                     " WHERE known_through = 9223372036854775807")
+                             .format(sql.Identifier(target.schema))).fetchone()[0]
+    return customers > 0 and facts >= HASHED_DAY_GRAIN_FROM * customers * meters * (float(days) + 1)
+
+
 def _fill_per_month(conn: psycopg.Connection, target: Target, name: str, options: dict) -> None:
     """The rebuild, one partition at a time: the history (every day before the newest usage fact's month), that
-    month, and any later month with facts (dated after the newest one's month: usually none, found through
-    usage_facts' BRIN index on event_time)."""
+    month, and any later month with facts (dated after the newest one's month: usually none). Each partition sorted
+    from usage_facts (later months found through its BRIN index on event_time), or, when the day grain is much
+    smaller than the facts, sliced from the grain hashed in one pass (`day_grain_by_hash`)."""
     row = conn.execute(_NEWEST_USAGE_FACT, (target.head,)).fetchone()
     latest = (row[0] if row else dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).date().replace(day=1)
-    later = conn.execute(
-        "SELECT DISTINCT date_trunc('month', event_time AT TIME ZONE 'UTC')::date FROM usage_facts"
-        " WHERE position <= %s AND event_time >= %s::date::timestamp AT TIME ZONE 'UTC' ORDER BY 1",
-        (target.head, _month_after(latest))).fetchall()
+    hashed = day_grain_by_hash(conn, target)
+    if hashed:
+        run_section(conn, target, name, "fill_grain", options)
+        later = conn.execute(f"SELECT DISTINCT date_trunc('month', day)::date FROM {STAGE}.usage_daily_grain"
+                             " WHERE day >= %s ORDER BY 1", (_month_after(latest),)).fetchall()
+    else:
+        later = conn.execute(
+            "SELECT DISTINCT date_trunc('month', event_time AT TIME ZONE 'UTC')::date FROM usage_facts"
+            " WHERE position <= %s AND event_time >= %s::date::timestamp AT TIME ZONE 'UTC' ORDER BY 1",
+            (target.head, _month_after(latest))).fetchall()
 
-    def instant(day: dt.date) -> str:
-        return f"'{day}'::timestamp AT TIME ZONE 'UTC'"
+    def bounds(since: dt.date | None, until: dt.date) -> dict:
+        """A partition's bounds: as instants (sorted fill), as dates (from the grain), as partition bounds."""
+        return {"since": "'-infinity'::timestamptz" if since is None else f"'{since}'::timestamp AT TIME ZONE 'UTC'",
+                "until": f"'{until}'::timestamp AT TIME ZONE 'UTC'",
+                "day_since": "'-infinity'::date" if since is None else f"'{since}'::date",
+                "day_until": f"'{until}'::date",
+                "from": "MINVALUE" if since is None else f"'{since}'", "to": f"'{until}'"}
 
-    run_section(conn, target, name, "fill", {**options, "part": "history", "since": "'-infinity'::timestamptz",
-                                             "until": instant(latest), "from": "MINVALUE", "to": f"'{latest}'"})
+    section = "fill_from_grain" if hashed else "fill"
+    run_section(conn, target, name, section, {**options, "part": "history", **bounds(None, latest)})
     for month in (latest, *(m for (m,) in later)):
-        end = _month_after(month)
-        run_section(conn, target, name, "fill", {**options, "part": f"p{month:%Y%m}", "since": instant(month),
-                                                 "until": instant(end), "from": f"'{month}'", "to": f"'{end}'"})
+        run_section(conn, target, name, section, {**options, "part": f"p{month:%Y%m}",
+                                                  **bounds(month, _month_after(month))})
+    if hashed:
+        conn.execute(f"DROP TABLE {STAGE}.usage_daily_grain")
 
 
 def _month_after(month: dt.date) -> dt.date:
