@@ -129,12 +129,27 @@ class SeenKeys:
         word_a, bit_a = a >> np.uint64(6), np.uint64(1) << (a & np.uint64(63))
         word_b, bit_b = b >> np.uint64(6), np.uint64(1) << (b & np.uint64(63))
         maybe = ((self.words[word_a] & bit_a) != 0) & ((self.words[word_b] & bit_b) != 0)
-        _, firsts, which = np.unique(h, return_index=True, return_inverse=True)
-        first_by_hash = firsts[which]
+        first_by_hash = _first_occurrences(h)
         repeated = first_by_hash != np.arange(len(h))  # a repeat inside `hashes` is a suspect too
         np.bitwise_or.at(self.words, word_a, bit_a)
         np.bitwise_or.at(self.words, word_b, bit_b)
         return np.flatnonzero(maybe | repeated).tolist(), first_by_hash
+
+
+def _first_occurrences(h: np.ndarray) -> np.ndarray:
+    """For each hash, the index of its first occurrence in H: a sort finds the few repeated values, a binary search
+    the rows that hold them (a quarter of the time of `np.unique`'s stable argsort, at 1% repeats in 20k rows)."""
+    first = np.arange(len(h))
+    ordered = np.sort(h)
+    same = ordered[1:] == ordered[:-1]
+    if not same.any():
+        return first
+    repeated = np.unique(ordered[1:][same])
+    at = np.minimum(np.searchsorted(repeated, h), len(repeated) - 1)
+    firsts: dict[int, int] = {}
+    for i in np.flatnonzero(repeated[at] == h).tolist():  # in input order: the first one seen is the first
+        first[i] = firsts.setdefault(int(h[i]), i)
+    return first
 
 
 # ------------------------------------------------------------------------------------------------ append
@@ -176,26 +191,36 @@ class _Batch:
         return chunk.row(i)
 
     def copy_body(self, dropped: set[int], first: int) -> bytes:
-        """The rows to copy, positions first, first+1, ... written in, leaving out the dropped rows."""
-        parts, position = [], first
-        offsets = np.arange(POSITION_AT, POSITION_AT + 8)
+        """The rows to copy, positions first, first+1, ... written in, leaving out the dropped rows. Each chunk's
+        rows are copied once and their positions written in place, one byte of the eight at a time."""
+        parts: list = []
+        position = first
         for c, start in zip(self.chunks, self.starts):
             if not c.count:
                 continue
-            buf = np.frombuffer(c.blob, dtype=np.uint8).copy()
-            ends = np.frombuffer(c.ends, dtype=np.uint32).astype(np.int64)
-            starts = np.concatenate(([0], ends[:-1]))
+            buf = bytearray(c.blob)
+            ends = np.frombuffer(c.ends, dtype=np.uint32)
+            at = np.empty(c.count, dtype=np.intp)  # each row's position field
+            at[0] = POSITION_AT
+            np.add(ends[:-1], POSITION_AT, out=at[1:], casting="unsafe")
             gone = sorted(g - start for g in dropped if start <= g < start + c.count)
-            keep = np.ones(c.count, dtype=bool)
-            keep[gone] = False
-            kept = int(keep.sum())
+            if gone:
+                keep = np.ones(c.count, dtype=bool)
+                keep[gone] = False
+                at = at[keep]
+            kept = len(at)
             numbers = np.arange(position, position + kept, dtype=">i8").view(np.uint8).reshape(kept, 8)
-            buf[starts[keep][:, None] + offsets] = numbers
+            view = np.frombuffer(buf, dtype=np.uint8)
+            for byte in range(8):
+                view[at + byte] = numbers[:, byte]
+            del view
             position += kept
-            data = buf.tobytes()
-            kept_from = 0
+            if not gone:
+                parts.append(buf)
+                continue
+            data, kept_from = memoryview(buf), 0
             for i in gone:
-                parts.append(data[kept_from:starts[i]])
+                parts.append(data[kept_from:int(ends[i - 1]) if i else 0])
                 kept_from = int(ends[i])
             parts.append(data[kept_from:])
         return b"".join(parts)
@@ -293,7 +318,9 @@ def append_usage(conn: psycopg.Connection, screened: ScreenedBatch, *, source_fi
                 with conn.transaction():
                     if count:
                         with cur.copy(f"COPY usage_facts ({COLUMN_LIST}) FROM STDIN (FORMAT BINARY)") as copy:
-                            copy.write(copybin.HEADER + rows + copybin.TRAILER)
+                            copy.write(copybin.HEADER)
+                            copy.write(rows)
+                            copy.write(copybin.TRAILER)
                 break
             except psycopg.errors.UniqueViolation:
                 if outcome.looked_up_all:
