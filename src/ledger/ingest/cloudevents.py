@@ -171,20 +171,18 @@ def well_formed_cloudevent_row(line: bytes, number: int) -> tuple[bytes, int, st
         keys += 1
     else:
         content_type = ""
-    if data is not UNSET:
-        keys += 1
-        quantity = data.quantity
-        nested = b'{"quantity":%d}' % quantity  # the data as dumped canonically: one colon of its own
+    if data is not UNSET:  # {"quantity": N}: one level deep, one colon of its own
+        keys, quantity, own_colons = keys + 1, data.quantity, 1
     else:
-        quantity, nested = 1, None
+        quantity, own_colons = 1, 0
     event_id, source, customer, meter, text = event.id, event.source, event.subject, event.type, event.time
     if not _within_limits(event_id, source, customer, meter, quantity):
         return None
     instant = plain_micros(text)
     if instant is None:
         return None
-    colons = f"{event_id}{source}{customer}{meter}{text}{content_type}".count(":")
-    if not plainly_safe(line, keys, nested, colons):
+    colons = own_colons + f"{event_id}{source}{customer}{meter}{text}{content_type}".count(":")
+    if not plainly_safe(line, keys, None, colons):
         return None
     return _row(event_id, source, customer, meter, quantity, instant, number)
 
