@@ -107,7 +107,7 @@ class SeenKeys:
 
     Two probes from one 64-bit hash, at least 12 bits per expected record: under 2.5% of new records are
     looked up for nothing; memory is fixed (1.5–3 MB per million expected records) whatever the input.
-    Screening is vectorised (numpy): a few tens of nanoseconds per record.
+    Screening is vectorised (numpy): about 0.12 s per million records in batches of 20,000.
     """
 
     def __init__(self, expected_records: int):
