@@ -125,7 +125,8 @@ def _fill_per_month(conn: psycopg.Connection, target: Target, name: str, options
     latest = (row[0] if row else dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).date().replace(day=1)
     hashed = day_grain_by_hash(conn, target)
     if hashed:
-        run_section(conn, target, name, "fill_grain", options)
+        run_section(conn, target, name, "fill_grain",
+                    {**options, "since": "'-infinity'::timestamptz", "until": "'infinity'::timestamptz"})
         later = conn.execute(f"SELECT DISTINCT date_trunc('month', day)::date FROM {STAGE}.usage_daily_grain"
                              " WHERE day >= %s ORDER BY 1", (_month_after(latest),)).fetchall()
     else:

@@ -213,7 +213,6 @@ class _Batch:
             view = np.frombuffer(buf, dtype=np.uint8)
             for byte in range(8):
                 view[at + byte] = numbers[:, byte]
-            del view
             position += kept
             if not gone:
                 parts.append(buf)
