@@ -26,7 +26,8 @@ DELETE FROM {schema}.customer_month_priced WHERE {cm[customer_id, month]};
 -- @fill
 DROP TABLE IF EXISTS {stage}.price_req;
 CREATE TABLE {stage}.price_req AS
-SELECT row_number() OVER () AS req, customer_id, month, coalesce(priced_at, {head}) AS q, plan_rule, -1::bigint AS late_through
+SELECT row_number() OVER () AS req, customer_id, month, coalesce(priced_at, {head}) AS q, plan_rule, -1::bigint AS late_through,
+       NULL::text AS meter
 FROM {schema}.customer_month_attrs
 WHERE is_split AND plan_rule = 'daily_prorated' AND {cm[customer_id, month]};
 -- @include pricing.price

@@ -60,8 +60,8 @@ JOIN customer_change c ON c.customer_id = l.customer_id AND l.a >= c.from_positi
 GROUP BY 1, 2, 3, 4, 5;
 CREATE TABLE {stage}.price_req AS
 SELECT row_number() OVER () AS req, r.*, f.plan_rule
-FROM (SELECT DISTINCT customer_id, month, q, last_position AS late_through FROM {stage}.late_segment
-      UNION SELECT DISTINCT customer_id, month, q, first_position - 1 FROM {stage}.late_segment) r
+FROM (SELECT customer_id, month, q, last_position AS late_through, meter FROM {stage}.late_segment
+      UNION SELECT customer_id, month, q, first_position - 1, meter FROM {stage}.late_segment) r
 JOIN {schema}.calc_in_force f ON r.q >= f.from_position AND r.q < f.through_position;
 -- @include pricing.price
 INSERT INTO {schema}.late_adjustments
@@ -70,9 +70,9 @@ SELECT s.customer_id, s.month, s.meter, s.posting_month, ledger_sum(s.units),
        ledger_sum(s.event_count), min(s.first_position), max(s.last_position)
 FROM {stage}.late_segment s
 JOIN {stage}.price_req ra ON ra.customer_id = s.customer_id AND ra.month = s.month AND ra.q = s.q
-                         AND ra.late_through = s.last_position
+                         AND ra.late_through = s.last_position AND ra.meter = s.meter
 JOIN {stage}.price_req rb ON rb.customer_id = s.customer_id AND rb.month = s.month AND rb.q = s.q
-                         AND rb.late_through = s.first_position - 1
+                         AND rb.late_through = s.first_position - 1 AND rb.meter = s.meter
 LEFT JOIN {stage}.price_line after ON after.req = ra.req AND after.meter = s.meter
 LEFT JOIN {stage}.price_line before ON before.req = rb.req AND before.meter = s.meter
 GROUP BY 1, 2, 3, 4;

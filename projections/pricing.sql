@@ -3,11 +3,13 @@
 -- facts read: attribute_facts (through attribute_key, dim_customer and dim_customer.versions), price_facts, usage_facts (through
 --             usage_on_time, usage_on_time_day for a month priced day by day, and usage_late)
 -- @price reads {stage}.price_req (req bigint, customer_id text, month text, q bigint, plan_rule text,
--- late_through bigint): price the customer-month as known at position q (the attribute and price facts at positions
--- <= q) under plan_rule, on its on-time units plus the units of its late facts attributed at positions
+-- late_through bigint, meter text): price the customer-month as known at position q (the attribute and price facts
+-- at positions <= q) under plan_rule, on its on-time units plus the units of its late facts attributed at positions
 -- <= late_through (-1: on-time units alone). It writes {stage}.price_line (req, meter, amount_cents, included_units,
 -- overage_units, unpriced_units): one row per line, the base fee with meter '' and a meter's line for each meter
--- with units or listed by a price of the month's plans. A line absent from it prices 0.
+-- with units or listed by a price of the month's plans. A line absent from it prices 0. A request with a meter
+-- prices that meter's line alone (a meter's line reads only its own units and prices; no base fee line): the late
+-- adjustments' margins are per meter.
 -- A month's days take the plan of the version in effect at their first instant, or of the first version that
 -- starts within the month where none is (daily_prorated); under month_start every day takes the month-start
 -- version's plan. Only a request whose days have more than one plan needs its units by day: usage_on_time_day's
@@ -92,17 +94,21 @@ WITH single AS (
 ), day_units AS (
     SELECT m.req, d.meter, d.day::int AS day, d.units
     FROM multi m JOIN {schema}.usage_on_time_day d ON d.customer_id = m.customer_id AND d.month = m.month
+    WHERE m.meter IS NULL OR d.meter = m.meter
     UNION ALL
     SELECT m.req, l.meter, extract(day FROM l.event_time AT TIME ZONE 'UTC')::int, l.quantity
     FROM multi m JOIN {schema}.usage_late l
       ON l.customer_id = m.customer_id AND l.month = m.month AND l.attribution_position <= m.late_through
+    WHERE m.meter IS NULL OR l.meter = m.meter
 ), plan_units AS (
     SELECT s.req, s.plan, o.meter, o.units
     FROM single s JOIN {schema}.usage_on_time o ON o.customer_id = s.customer_id AND o.month = s.month
+    WHERE s.meter IS NULL OR o.meter = s.meter
     UNION ALL
     SELECT s.req, s.plan, l.meter, l.quantity
     FROM single s JOIN {schema}.usage_late l
       ON l.customer_id = s.customer_id AND l.month = s.month AND l.attribution_position <= s.late_through
+    WHERE s.meter IS NULL OR l.meter = s.meter
     UNION ALL
     SELECT u.req, r.plan, u.meter, u.units
     FROM day_units u JOIN {stage}.req_run r ON r.req = u.req AND u.day BETWEEN r.first_day AND r.last_day
@@ -113,7 +119,7 @@ SELECT req, plan, meter, ledger_sum(units) AS units FROM plan_units GROUP BY 1, 
 -- they hold, merge-joined units to plans on (meter, plan) alone, comparing every request's rows with every other's
 -- (more than 300 s for a rebuild's 131k requests, against about 1 s).
 CREATE TABLE {stage}.req_plan AS
-SELECT d.req, d.plan, d.plan_days, d.days, r.month, r.q
+SELECT d.req, d.plan, d.plan_days, d.days, r.month, r.q, r.meter
 FROM {stage}.req_plan_days d JOIN {stage}.price_req r USING (req) WHERE d.plan IS NOT NULL;
 ANALYZE {stage}.req_plan;  -- temporary tables are never analyzed by autovacuum: the joins below need counts
 ANALYZE {stage}.req_units;
@@ -123,12 +129,14 @@ WITH fee AS (
     SELECT pd.req, ledger_sum(coalesce(p.base_fee_cents, 0) * pd.plan_days) AS num, min(pd.days) AS days
     FROM {stage}.req_plan pd
     LEFT JOIN {stage}.req_price p ON p.plan = pd.plan AND p.month = pd.month AND p.q = pd.q
+    WHERE pd.meter IS NULL
     GROUP BY pd.req
 ), meters AS (
     SELECT req, meter FROM {stage}.req_units
     UNION
     SELECT pd.req, pm.meter FROM {stage}.req_plan pd
     JOIN {stage}.req_price_meter pm ON pm.plan = pd.plan AND pm.month = pd.month AND pm.q = pd.q
+    WHERE pd.meter IS NULL OR pm.meter = pd.meter
 ), per_plan AS (
     SELECT m.req, m.meter, coalesce(u.units, 0) AS units, pm.unit_price_cents,
            pm.included_units * pd.plan_days / pd.days AS included_units    -- floor: integers >= 0

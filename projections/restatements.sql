@@ -57,7 +57,7 @@ FROM closed c
 JOIN {schema}.split_month s ON s.month = c.month AND s.first_position <= {head}
 WHERE c.cause = 'recalculation';
 CREATE TABLE {stage}.price_req AS
-SELECT row_number() OVER () AS req, r.*, f.plan_rule
+SELECT row_number() OVER () AS req, r.*, f.plan_rule, NULL::text AS meter
 FROM (SELECT DISTINCT position AS cause_position, customer_id, month, position AS q, position AS late_through
       FROM {stage}.restatement_candidate
       UNION ALL

@@ -332,20 +332,31 @@ def closed_months_add_up(conn: psycopg.Connection, oracle: Oracle) -> None:
 
 def _price_all(conn: psycopg.Connection, head: int) -> dict[tuple, int]:
     """Every customer-month of the scenario's customers, priced at the head by projections/pricing.sql under both
-    plan rules, in a transaction rolled back: (customer, month, plan_rule, line) -> amount_cents."""
+    plan rules, in a transaction rolled back: (customer, month, plan_rule, line) -> amount_cents. Each is also
+    priced for each meter alone (a request with a meter, as the late adjustments price), in the same run: that
+    request's lines must be exactly the whole month's line of its meter."""
     target = Target(LIVE_SCHEMA, head)
     with conn.transaction(force_rollback=True):
         conn.execute(f"DROP TABLE IF EXISTS {STAGE}.price_req")
         conn.execute(f"""
             CREATE TABLE {STAGE}.price_req AS
             SELECT row_number() OVER () AS req, c AS customer_id, m AS month, {head}::bigint AS q, r AS plan_rule,
-                   {head}::bigint AS late_through
-            FROM unnest(%s::text[]) c, unnest(%s::text[]) m, unnest(%s::text[]) r""",
-                     (CUSTOMERS, MONTHS + ["2026-04"], sorted(set(CALCULATIONS.values()))))
+                   {head}::bigint AS late_through, meter
+            FROM unnest(%s::text[]) c, unnest(%s::text[]) m, unnest(%s::text[]) r,
+                 unnest(%s::text[]) meter""",
+                     (CUSTOMERS, MONTHS + ["2026-04"], sorted(set(CALCULATIONS.values())), [None, *METERS]))
         conn.execute(target.render(sections("pricing")["price"], FULL))
-        return {(c, m, rule, line): cents for c, m, rule, line, cents in conn.execute(f"""
-            SELECT r.customer_id, r.month, r.plan_rule, l.meter, l.amount_cents
-            FROM {STAGE}.price_line l JOIN {STAGE}.price_req r USING (req)""")}
+        whole, alone = {}, {}
+        for c, m, rule, meter, line, cents in conn.execute(f"""
+                SELECT r.customer_id, r.month, r.plan_rule, r.meter, l.meter, l.amount_cents
+                FROM {STAGE}.price_line l JOIN {STAGE}.price_req r USING (req)"""):
+            if meter is None:
+                whole[(c, m, rule, line)] = cents
+            else:
+                assert line == meter, (c, m, rule, meter, line)
+                alone[(c, m, rule, line)] = cents
+        assert alone == {k: v for k, v in whole.items() if k[3] in METERS}
+        return whole
 
 
 def pricing_follows_both_rules(conn: psycopg.Connection, oracle: Oracle) -> None:

@@ -59,7 +59,7 @@ def diff(conn: psycopg.Connection, *, in_force: tuple[str, str], candidate: tupl
                               WHERE c.customer_id = s.customer_id AND c.month = s.month)
             )
             SELECT row_number() OVER () AS req, cm.customer_id, cm.month, {head}::bigint AS q, side.plan_rule,
-                   {head}::bigint AS late_through, side.side
+                   {head}::bigint AS late_through, NULL::text AS meter, side.side
             FROM cm CROSS JOIN (VALUES ('in_force', %(in_force)s), ('candidate', %(candidate)s)) side(side, plan_rule)
         """, FULL), {"in_force": in_force[1], "candidate": candidate[1]})
         conn.execute(target.render(sections("pricing")["price"], FULL))
