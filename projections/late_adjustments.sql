@@ -58,6 +58,8 @@ FROM late l
 JOIN global_change g ON l.a >= g.from_position AND l.a < g.through_position
 JOIN customer_change c ON c.customer_id = l.customer_id AND l.a >= c.from_position AND l.a < c.through_position
 GROUP BY 1, 2, 3, 4, 5;
+-- Each segment's two amounts are its meter's line alone (a request with a meter): a meter's line reads only its own
+-- units and prices, and the base fee is the same at both ends of a segment (one q).
 CREATE TABLE {stage}.price_req AS
 SELECT row_number() OVER () AS req, r.*, f.plan_rule
 FROM (SELECT customer_id, month, q, last_position AS late_through, meter FROM {stage}.late_segment
