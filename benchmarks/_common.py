@@ -52,6 +52,33 @@ def peak_child_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
+def cpu_seconds(home: Path) -> float:
+    """CPU seconds used so far by the home's PostgreSQL (every process of it: the postmaster, its live children,
+    and through the postmaster's reaped-children account each backend and parallel worker that has exited) and by
+    this process's waited-for children (the `ledger` commands). The difference across a step is its work summed
+    over every core: unlike wall time it does not move with how busy the machine's other core is, and it bounds
+    the wall time the step could take on more cores. Linux only (/proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    time.sleep(0.3)  # a step's parallel workers exit as it ends: let the postmaster reap them into its account
+
+    def stat(pid: int) -> list[str]:  # the fields after the command name, from the state (field 3) on
+        text = Path(f"/proc/{pid}/stat").read_text()
+        return text[text.rindex(")") + 2:].split()
+
+    postmaster = int((home / "pgdata" / "postmaster.pid").read_text().split()[0])
+    ticks = sum(int(field) for field in stat(postmaster)[11:15])  # utime, stime, cutime, cstime
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = stat(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError):  # exited meanwhile: counted by the postmaster
+                continue
+            if int(fields[1]) == postmaster:  # ppid
+                ticks += int(fields[11]) + int(fields[12])
+    own = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ticks / tick + own.ru_utime + own.ru_stime
+
+
 def cleanup(home: Path) -> None:
     subprocess.run([LEDGER, "server", "stop"], env=ledger_env(home), capture_output=True)
     shutil.rmtree(home, ignore_errors=True)
