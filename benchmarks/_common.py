@@ -56,8 +56,8 @@ def cpu_seconds(home: Path) -> float:
     """CPU seconds used so far by the home's PostgreSQL (every process of it: the postmaster, its live children,
     and through the postmaster's reaped-children account each backend and parallel worker that has exited) and by
     this process's waited-for children (the `ledger` commands). The difference across a step is its work summed
-    over every core: unlike wall time it does not move with how busy the machine's other core is, and it bounds
-    the wall time the step could take on more cores. Linux only (/proc)."""
+    over every core, which bounds the wall time the step could take on more cores (a slower machine state slows
+    the work too: it moved by up to a quarter between runs, as wall time did). Linux only (/proc)."""
     tick = os.sysconf("SC_CLK_TCK")
     time.sleep(0.3)  # a step's parallel workers exit as it ends: let the postmaster reap them into its account
 

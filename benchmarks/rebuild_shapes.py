@@ -13,8 +13,8 @@ the same usage rows copied into a plain table. Prints JSON; targets: whole rebui
 
 Each of the three is also measured in CPU seconds (the server's processes and the `ledger` command, summed over
 cores: `_common.cpu_seconds`), as a ratio in the same form, and as the cores its work would need, spread perfectly,
-to meet its target against the GROUP BY's wall time: the work does not move with the machine's other load as the
-wall times do, and it tells a target that needs less work from one that needs more cores.
+to meet its target against the GROUP BY's wall time: it tells a target that needs less work from one that needs
+more cores.
 
     python benchmarks/rebuild_shapes.py [--events 3000000] [--shapes uniform,wide,deep] [--keep DIR]
 
@@ -123,8 +123,7 @@ def run_shape(name: str, events: int, late_share: float, keep: Path | None = Non
             "group_by_s": round(group_by_s, 2),
             "ratio_rebuild_to_group_by": round(facts / rebuilt["seconds"] / group_by_rate, 3),
             "ratio_rebuild_finance_to_group_by": round(facts / finance_s / group_by_rate, 3),
-            # CPU seconds of every process, summed over cores: the work itself, which the other core's load moves
-            # far less than the wall times above
+            # CPU seconds of every process, summed over cores: the work itself, whatever the cores it ran on
             "cpu_s": {"rebuild": round(rebuild_cpu, 1), "finance": round(finance_cpu, 1),
                       "group_by": round(group_by_cpu, 1)},
             "cpu_ratio_rebuild_to_group_by": round(facts / rebuild_cpu / (usage_rows / group_by_cpu), 3),
