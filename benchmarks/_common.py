@@ -59,24 +59,34 @@ def cpu_seconds(home: Path) -> float:
     over every core, which bounds the wall time the step could take on more cores (a slower machine state slows
     the work too: it moved by up to a quarter between runs, as wall time did). Linux only (/proc)."""
     tick = os.sysconf("SC_CLK_TCK")
-    time.sleep(0.3)  # a step's parallel workers exit as it ends: let the postmaster reap them into its account
 
     def stat(pid: int) -> list[str]:  # the fields after the command name, from the state (field 3) on
         text = Path(f"/proc/{pid}/stat").read_text()
         return text[text.rindex(")") + 2:].split()
 
-    postmaster = int((home / "pgdata" / "postmaster.pid").read_text().split()[0])
+    from ledger.store.embedded import EmbeddedServer
+
+    postmaster = EmbeddedServer(home).postmaster_pid()
+    if postmaster is None:
+        raise SystemExit(f"no embedded PostgreSQL running in {home}")
     ticks = sum(int(field) for field in stat(postmaster)[11:15])  # utime, stime, cutime, cstime
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = stat(int(entry.name))
-            except (FileNotFoundError, ProcessLookupError):  # exited meanwhile: counted by the postmaster
-                continue
-            if int(fields[1]) == postmaster:  # ppid
-                ticks += int(fields[11]) + int(fields[12])
+    for child in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
+        try:
+            ticks += sum(int(field) for field in stat(int(child))[11:13])  # utime, stime
+        except FileNotFoundError:  # exited meanwhile: counted by the postmaster
+            continue
     own = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ticks / tick + own.ru_utime + own.ru_stime
+
+
+@contextmanager
+def cpu_used(home: Path) -> Iterator[dict]:
+    """The CPU seconds (`cpu_seconds`) the block used, under "s" of the dict it yields once the block ends."""
+    used: dict = {}
+    before = cpu_seconds(home)
+    yield used
+    time.sleep(0.3)  # the block's parallel workers exit as it ends: let the postmaster reap them into its account
+    used["s"] = cpu_seconds(home) - before
 
 
 def cleanup(home: Path) -> None:

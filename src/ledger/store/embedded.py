@@ -276,15 +276,16 @@ class EmbeddedServer:
         with open(self.pgdata / "postgresql.conf", "a") as conf:
             conf.write(SERVER_CONF.format(shared_buffers=shared_buffers()))
 
-    def _running(self) -> bool:
-        pidfile = self.pgdata / "postmaster.pid"
-        if not pidfile.exists():
-            return False
+    def postmaster_pid(self) -> int | None:
+        """The process id in the cluster's postmaster.pid; None without one (it may be stale: see `_running`)."""
         try:
-            pid = int(pidfile.read_text().splitlines()[0])
-        except (ValueError, IndexError):
-            return False
-        return _pid_alive(pid)
+            return int((self.pgdata / "postmaster.pid").read_text().splitlines()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+
+    def _running(self) -> bool:
+        pid = self.postmaster_pid()
+        return pid is not None and _pid_alive(pid)
 
     def _start(self) -> None:
         self._run_as()
